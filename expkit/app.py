@@ -1,0 +1,123 @@
+"""The Hydra application: compose -> validate -> run -> return the objective.
+
+`expkit train` hands its arguments to `main`, so multirun, sweepers, launchers and
+`--cfg` behave exactly as in any Hydra app.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from expkit.config import validate_config
+from expkit.config.locate import conf_dir
+from expkit.config.schema import ExperimentConfig
+from expkit.errors import ExpkitError
+
+# What the task does with a composed config: "train" or "validate". Set by the CLI.
+ACTION = "train"
+# True once Hydra has composed a config and called the task (an earlier exit is a config error).
+TASK_STARTED = False
+
+
+def report(error: ExpkitError) -> None:
+    """Print one clear error line (plus hint) to stderr."""
+    print(f"error: {error}", file=sys.stderr)
+
+
+def job_overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def run_name(name: str, overrides: list[str]) -> str:
+    """The preset name plus a short summary of the overrides, e.g. 'mnist_dense lr=1e-3'."""
+    shown = [o.split(".")[-1] for o in overrides if not o.startswith(("+experiment=", "hydra", "experiment="))]
+    text = " ".join([name, *shown]).strip()
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+def run_experiment(config: ExperimentConfig, resolved: dict[str, Any], overrides: list[str]) -> float:
+    """Train, evaluate, checkpoint and track one experiment; returns the objective (lower is better)."""
+    from expkit.data import load_splits
+    from expkit.training.runner import train_and_evaluate
+
+    output_dir = Path(config.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
+    (output_dir / "overrides.yaml").write_text(OmegaConf.to_yaml(overrides))
+
+    tracked = None
+    if config.tracking.enabled:
+        from expkit.tracking.run import TrackedRun
+
+        t = config.tracking
+        tracked = TrackedRun(uri=t.uri, root_dir=config.paths.root_dir, experiment_name=t.experiment_name, artifact_dir=t.artifact_dir)
+        preset = next((o.split("=", 1)[1] for o in overrides if o.startswith(("+experiment=", "experiment="))), "default")
+        run_id = tracked.start(
+            run_name(config.name, overrides),
+            {
+                "preset": preset,
+                "overrides": " ".join(overrides) or "(none)",
+                "output_dir": str(output_dir),
+                "tensorboard_dir": str(output_dir / "tensorboard"),
+            },
+        )
+        (output_dir / "run_id").write_text(run_id + "\n")
+        print(f"MLflow run {run_id} in {tracked.uri}", file=sys.stderr)
+        tracked.log_params(resolved, {})
+
+    status = "FAILED"
+    try:
+        splits = load_splits(config.dataset, data_dir=config.paths.data_dir, seed=config.seed)
+        extra = [tracked.callback()] if tracked else []
+        if tracked:
+            tracked.set_tags({"dataset.fingerprint": splits.fingerprint})
+        outcome = train_and_evaluate(config, splits, output_dir, extra)
+        lines: list[str] = []
+        outcome.model.summary(print_fn=lambda line, *a, **k: lines.append(line))
+        (output_dir / "model_summary.txt").write_text("\n".join(lines) + "\n")
+        if tracked:
+            tracked.log_params({}, {"model.num_params": outcome.model.count_params()})
+            tracked.log_metrics(outcome.test_metrics)
+            tracked.log_artifacts([output_dir / n for n in ("config.yaml", "overrides.yaml", "metrics.json", "model_summary.txt")])
+            if config.tracking.log_model:
+                tracked.log_model(outcome.model, splits.x_test[:5])
+        status = "FINISHED"
+        for key, value in outcome.test_metrics.items():
+            print(f"{key}: {value:.4f}")
+        print(f"outputs: {output_dir}")
+        history = outcome.history
+        return float((history.get("val_loss") or history["loss"])[-1])
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        if tracked:
+            tracked.end(status)
+
+
+@hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    """The Hydra task function."""
+    global TASK_STARTED
+    TASK_STARTED = True
+    try:
+        config = validate_config(cfg)
+        if ACTION == "validate":
+            print(f"config OK: {config.name}")
+            return None
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        return run_experiment(config, resolved, job_overrides())  # type: ignore[arg-type]
+    except ExpkitError as error:
+        report(error)
+        sys.exit(2)

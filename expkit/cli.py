@@ -1,0 +1,88 @@
+"""The `expkit` command. Thin: `train`, `show` and `validate` hand over to the Hydra app; nothing heavy is imported at start-up."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+import typer
+
+HYDRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+app = typer.Typer(
+    help="Config-driven Keras experiments, tracked in MLflow. Overrides use Hydra syntax: key=value, group=option, +experiment=NAME.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _fail(error: Exception) -> None:
+    typer.echo(f"error: {error}", err=True)
+    raise typer.Exit(2)
+
+
+def _guarded(action: Callable[[], None]) -> None:
+    """Run `action`; a user error becomes one message and exit code 2."""
+    from expkit.errors import ExpkitError
+
+    try:
+        action()
+    except ExpkitError as error:
+        _fail(error)
+
+
+def _run_hydra(args: list[str], action: str) -> None:
+    """Call the Hydra app with `args` as its command line."""
+    from expkit.config.overrides import check_overrides
+
+    if not any(a in ("--help", "-h", "--hydra-help", "--info", "-i") or a.startswith("--info") for a in args):
+        _guarded(lambda: check_overrides(args))
+    from expkit import app as hydra_app
+
+    hydra_app.ACTION = action
+    sys.argv = ["expkit", *args]
+    try:
+        hydra_app.main()
+    except SystemExit as stop:
+        # Hydra exits 1 on a config it could not compose: that is a user error.
+        if stop.code == 1 and not hydra_app.TASK_STARTED:
+            raise typer.Exit(2) from None
+        raise
+
+
+@app.command(context_settings=HYDRA_ARGS)
+def train(ctx: typer.Context) -> None:
+    """Train, evaluate and log an experiment. Any Hydra arguments: overrides, -m, --cfg job, --config-dir DIR, hydra/launcher=joblib."""
+    _run_hydra(list(ctx.args), "train")
+
+
+@app.command(context_settings=HYDRA_ARGS)
+def show(ctx: typer.Context) -> None:
+    """Print the composed, resolved config for these overrides (no TensorFlow import)."""
+    _run_hydra([*ctx.args, "--cfg", "job", "--resolve"], "show")
+
+
+@app.command(context_settings=HYDRA_ARGS)
+def validate(ctx: typer.Context) -> None:
+    """Check a config against the schema and Keras' signatures without training."""
+    _run_hydra(list(ctx.args), "validate")
+
+
+@app.command("list")
+def list_options() -> None:
+    """List experiment presets and the options of every config group."""
+    from expkit.config.locate import group_options, groups
+
+    for group in groups():
+        options = group_options(group)
+        if options:
+            typer.echo(f"{group}: {', '.join(options)}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

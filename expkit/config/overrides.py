@@ -1,0 +1,117 @@
+"""Check command-line overrides before Hydra runs, so a typo gets a did-you-mean instead of a stack of text."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from expkit.config.locate import conf_dir, group_options, groups
+from expkit.errors import ExpkitError, did_you_mean, suggestion
+
+# Hydra flags that take a value; the value is not an override.
+FLAGS_WITH_VALUE = {
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--experimental-rerun",
+}
+
+
+def split_args(args: list[str]) -> tuple[list[str], list[Path]]:
+    """(overrides, extra config dirs) from a Hydra command line."""
+    overrides: list[str] = []
+    dirs: list[Path] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in FLAGS_WITH_VALUE:
+            if arg in ("--config-dir", "-cd") and i + 1 < len(args):
+                dirs.append(Path(args[i + 1]).expanduser().resolve())
+            i += 2
+            continue
+        if arg.startswith("--config-dir="):
+            dirs.append(Path(arg.split("=", 1)[1]).expanduser().resolve())
+        elif not arg.startswith("-"):
+            overrides.append(arg)
+        i += 1
+    return overrides, dirs
+
+
+def first_choice(override: Any) -> str:
+    """A sweep override `a=1,2` reduced to its first value `a=1`, so it can be composed once."""
+    if not override.is_sweep_override():
+        return str(override.input_line)
+    value = next(iter(override.sweep_string_iterator()))
+    return f"{override.get_key_element()}={value}"
+
+
+def _compose(overrides: list[str], dirs: list[Path]) -> Any:
+    from hydra import compose, initialize_config_dir
+
+    extra = [f"hydra.searchpath=[{','.join('file://' + str(d) for d in dirs)}]"] if dirs else []
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        return compose("config", overrides=extra + overrides)
+
+
+def _explain_missing_key(key: str, overrides: list[str], dirs: list[Path]) -> ExpkitError:
+    """An unknown key: suggest the nearest existing key under the same parent."""
+    from omegaconf import DictConfig, OmegaConf
+
+    rest = [o for o in overrides if not re.match(rf"^{re.escape(key)}=", o)]
+    try:
+        cfg = _compose(rest, dirs)
+    except Exception:  # the remaining overrides fail too; report the key alone
+        cfg = None
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent) if cfg is not None and parent else cfg
+    choices = list(node.keys()) if isinstance(node, DictConfig) else []
+    best = did_you_mean(leaf, [str(c) for c in choices])
+    hint = (
+        f"did you mean '{parent + '.' if parent else ''}{best}'?"
+        if best
+        else (f"keys under '{parent or 'the root'}': {', '.join(map(str, choices))}" if choices else "")
+    )
+    return ExpkitError("unknown config key", key=key, hint=f"{hint + ' ' if hint else ''}To add a new key on purpose, write +{key}=...")
+
+
+def check_overrides(args: list[str]) -> None:
+    """Raise ExpkitError for malformed overrides, unknown keys and unknown group options."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+
+    raw, dirs = split_args(args)
+    for d in dirs:
+        if not d.is_dir():
+            raise ExpkitError(f"config dir {d} does not exist", key="--config-dir")
+    try:
+        parsed = OverridesParser.create().parse_overrides(raw)
+    except OverrideParseException as exc:
+        raise ExpkitError(
+            f"cannot parse override: {str(exc).splitlines()[0]}", hint="overrides look like key=value, +new_key=value, ~key, group=option"
+        ) from None
+    overrides = [first_choice(o) for o in parsed if not o.key_or_group.startswith("hydra")]
+    try:
+        _compose(overrides, dirs)
+    except MissingConfigException as exc:
+        text = str(exc)
+        missing = re.search(r"Could not find '([^']+)/([^']+)'", text)
+        if missing:
+            group, name = missing.groups()
+            options = group_options(group, dirs)
+            label = "preset" if group == "experiment" else f"{group} option"
+            raise ExpkitError(f"unknown {label} '{name}'", key=group, hint=suggestion(name, options, noun="available")) from None
+        raise ExpkitError(text.splitlines()[0], hint=f"config groups: {', '.join(groups(dirs))}") from None
+    except ConfigCompositionException as exc:
+        text = str(exc)
+        unknown = re.search(r"Could not override '([^']+)'", text) or re.search(r"Could not delete from config\. '?([\w.]+)'?", text)
+        if unknown:
+            raise _explain_missing_key(unknown.group(1), overrides, dirs) from None
+        raise ExpkitError(text.splitlines()[0]) from None

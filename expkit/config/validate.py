@@ -1,0 +1,206 @@
+"""Turn a composed config into a checked ExperimentConfig, or one clear error listing every problem."""
+
+from __future__ import annotations
+
+import re
+import typing
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from expkit.config.catalog import load_catalog
+from expkit.config.schema import STEP_OPS, ExperimentConfig
+from expkit.errors import ExpkitError, did_you_mean, suggestion
+
+# Losses that need one output unit per class, and those that need a single unit.
+CATEGORICAL_LOSSES = {"categorical_crossentropy", "CategoricalCrossentropy", "categorical_focal_crossentropy"}
+SPARSE_LOSSES = {"sparse_categorical_crossentropy", "SparseCategoricalCrossentropy"}
+BINARY_LOSSES = {"binary_crossentropy", "BinaryCrossentropy", "binary_focal_crossentropy"}
+# Metric/loss names Keras resolves by string without a module attribute of that name.
+METRIC_ALIASES = {"accuracy", "acc", "crossentropy", "ce", "mse", "mae", "mape", "msle"}
+
+
+class Problems:
+    """Collects config problems so the user sees all of them at once."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, key: str, message: str, hint: str | None = None) -> None:
+        self.items.append(f"{key}: {message}" + (f" ({hint})" if hint else ""))
+
+    def raise_if_any(self) -> None:
+        if len(self.items) == 1:
+            raise ExpkitError(self.items[0])
+        if self.items:
+            raise ExpkitError(f"{len(self.items)} problems in the config:\n  - " + "\n  - ".join(self.items))
+
+
+def validate_config(cfg: Any) -> ExperimentConfig:
+    """Resolve `cfg` (DictConfig or dict), check it against the schema and Keras' names."""
+    from omegaconf import DictConfig, OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    raw_model: dict[str, Any] = {}
+    if isinstance(cfg, DictConfig):
+        try:
+            raw_model = OmegaConf.to_container(cfg.get("model") or {}, resolve=False)  # type: ignore[assignment]
+            cfg = OmegaConf.to_container(cfg, resolve=True)
+        except OmegaConfBaseException as exc:
+            key = getattr(exc, "full_key", None) or "config"
+            raise ExpkitError(str(exc).splitlines()[0], key=key, hint="check the ${...} interpolation") from None
+    problems = Problems()
+    try:
+        config = ExperimentConfig.model_validate(cfg)
+    except ValidationError as exc:
+        for err in exc.errors():
+            _add_pydantic_error(problems, err, cfg)
+        problems.raise_if_any()
+        raise  # unreachable: every error added a problem
+    _check_components(config, problems)
+    _check_model_hparams(config, raw_model, problems)
+    _check_task(config, problems)
+    problems.raise_if_any()
+    return config
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def _schema_fields(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the schema allows at `loc` (used for did-you-mean on unknown keys)."""
+    node: Any = ExperimentConfig
+    for part in loc:
+        if isinstance(part, int) or not (isinstance(node, type) and issubclass(node, BaseModel)):
+            continue
+        field = node.model_fields.get(part)
+        if field is None:  # a discriminated-union tag such as 'scale' in a step's loc
+            return []
+        node = field.annotation
+        while typing.get_origin(node) is not None and not (isinstance(node, type) and issubclass(node, BaseModel)):
+            args = [a for a in typing.get_args(node) if isinstance(a, type) and issubclass(a, BaseModel)]
+            inner = [a for a in typing.get_args(node) if a is not type(None)]
+            node = args[0] if args else (inner[0] if inner else None)
+    return list(node.model_fields) if isinstance(node, type) and issubclass(node, BaseModel) else []
+
+
+def _add_pydantic_error(problems: Problems, err: Any, cfg: Any) -> None:
+    loc = tuple(err["loc"])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        # Drop union tags (e.g. 'scale') from the path shown to the user.
+        shown = tuple(p for p in loc if not (isinstance(p, str) and p in STEP_OPS and p != loc[-1]))
+        fields = _schema_fields(loc[:-1])
+        best = did_you_mean(str(loc[-1]), fields)
+        hint = (f"did you mean '{_dotted((*shown[:-1], best))}'?" if best else "") + (f" allowed: {', '.join(fields)}" if fields else "")
+        problems.add(_dotted(shown), "unknown key", hint.strip() or None)
+    elif kind == "union_tag_invalid":
+        tag = err.get("ctx", {}).get("tag", "?")
+        problems.add(_dotted(loc), f"unknown op '{tag}'", suggestion(str(tag), STEP_OPS, noun="ops"))
+    elif kind == "missing":
+        problems.add(_dotted(loc), "required key is missing")
+    else:
+        shown = tuple(p for p in loc if not (isinstance(p, str) and (p in STEP_OPS or "[" in p or p in {"int", "float"})))
+        problems.add(_dotted(shown), f"{err['msg']}, got {err.get('input')!r}")
+
+
+def _check_kwargs(problems: Problems, key: str, kind: str, spec: dict[str, Any], catalog: dict[str, list[str]], skip: set[str]) -> None:
+    """`spec` is {type: Name, **kwargs}: check Name against `catalog` and the kwargs against its signature."""
+    if "_target_" in spec:
+        if "type" in spec:
+            problems.add(key, "give either `type` or `_target_`, not both")
+        return
+    name = spec.get("type")
+    if not isinstance(name, str):
+        problems.add(key, f"needs `type: <Keras {kind} name>` or `_target_: package.Class`")
+        return
+    if name not in catalog:
+        problems.add(f"{key}.type", f"unknown {kind} '{name}'", suggestion(name, catalog, noun="known"))
+        return
+    allowed = catalog[name]
+    for arg in spec:
+        if arg not in allowed and arg not in skip:
+            best = did_you_mean(arg, allowed)
+            problems.add(
+                f"{key}.{arg}", f"{name} has no argument '{arg}'", f"did you mean '{best}'?" if best else f"allowed: {', '.join(allowed)}"
+            )
+
+
+def _check_components(config: ExperimentConfig, problems: Problems) -> None:
+    catalog = load_catalog()
+    activations = set(catalog["activations"])
+    for i, layer in enumerate(config.model.layers):
+        _check_kwargs(problems, f"model.layers.{i}", "layer", layer, catalog["layers"], {"type"})
+        act = layer.get("activation")
+        if isinstance(act, str) and act not in activations:
+            problems.add(f"model.layers.{i}.activation", f"unknown activation '{act}'", suggestion(act, activations, noun="known"))
+    opt = config.optimizer.model_dump()
+    _check_kwargs(
+        problems, "optimizer", "optimizer", opt, {k.lower(): v for k, v in catalog["optimizers"].items()} | catalog["optimizers"], {"type"}
+    )
+    if isinstance(config.optimizer.learning_rate, dict):
+        _check_kwargs(problems, "optimizer.learning_rate", "schedule", config.optimizer.learning_rate, catalog["schedules"], {"type"})
+    for name, spec in config.callbacks.items():
+        _check_kwargs(problems, f"callbacks.{name}", "callback", spec, catalog["callbacks"], {"type"})
+    loss = config.model.loss
+    if isinstance(loss, str) and loss not in catalog["losses"] and loss not in METRIC_ALIASES:
+        problems.add("model.loss", f"unknown loss '{loss}'", suggestion(loss, [n for n in catalog["losses"] if n.islower()], noun="known"))
+    for i, metric in enumerate(config.model.metrics):
+        if isinstance(metric, str) and metric not in catalog["metrics"] and metric not in METRIC_ALIASES:
+            problems.add(
+                f"model.metrics.{i}",
+                f"unknown metric '{metric}'",
+                suggestion(metric, [n for n in catalog["metrics"] if n.islower()] + sorted(METRIC_ALIASES), noun="known"),
+            )
+
+
+def _check_model_hparams(config: ExperimentConfig, raw_model: dict[str, Any], problems: Problems) -> None:
+    """Extra keys under `model` are hyperparameters; each must be used by a `${model.KEY}` interpolation."""
+    extras = set(config.model.model_extra or {}) - {"name"}
+    used = set(re.findall(r"\$\{model\.(\w+)", repr(raw_model.get("layers", ""))))
+    fields = list(type(config.model).model_fields)
+    for key in sorted(extras - used):
+        best = did_you_mean(key, fields + sorted(used))
+        hint = f"did you mean 'model.{best}'?" if best else "reference it from a layer as ${model." + key + "}, or remove it"
+        problems.add(f"model.{key}", "unknown key: not a model field and not used by any layer", hint)
+
+
+def _check_task(config: ExperimentConfig, problems: Problems) -> None:
+    """The loss must fit the output layer and the label encoding."""
+    loss = config.model.loss if isinstance(config.model.loss, str) else config.model.loss.get("type", "")
+    last = config.model.layers[-1]
+    units = last.get("units") if last.get("type") == "Dense" else None
+    activation = last.get("activation")
+    one_hot = any(step.op == "one_hot" for step in config.dataset.preprocess.y)
+    if loss in CATEGORICAL_LOSSES | SPARSE_LOSSES and units == 1:
+        problems.add(
+            "model.loss",
+            f"{loss} needs one output unit per class, but the last layer has 1 unit",
+            "for two classes with a 1-unit sigmoid use binary_crossentropy",
+        )
+    if loss in BINARY_LOSSES and isinstance(units, int) and units > 1 and activation == "softmax":
+        problems.add(
+            "model.loss",
+            f"binary_crossentropy on a {units}-way softmax",
+            "use categorical_crossentropy (one-hot labels) or sparse_categorical_crossentropy (integer labels)",
+        )
+    if loss in SPARSE_LOSSES and one_hot:
+        problems.add(
+            "model.loss",
+            f"{loss} expects integer labels, but dataset.preprocess.y one-hot encodes them",
+            "use categorical_crossentropy, or drop the one_hot step",
+        )
+    if loss in CATEGORICAL_LOSSES and not one_hot and units != 1:
+        problems.add(
+            "model.loss",
+            f"{loss} expects one-hot labels, but dataset.preprocess.y has no one_hot step",
+            "use sparse_categorical_crossentropy, or add {op: one_hot, num_classes: N}",
+        )
+    for step in config.dataset.preprocess.y:
+        if step.op == "one_hot" and isinstance(units, int) and units != step.num_classes:
+            problems.add(
+                "model.layers",
+                f"the last layer has {units} units but labels are one-hot with {step.num_classes} classes",
+                "make them match",
+            )

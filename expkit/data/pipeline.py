@@ -1,0 +1,96 @@
+"""Load a dataset from config: raw arrays -> checks -> validation split -> preprocessing."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from expkit.data.preprocess import apply_steps
+from expkit.data.sources import get_loader
+from expkit.errors import ExpkitError
+
+
+@dataclass
+class Splits:
+    """Model-ready arrays. `validation_split` is Keras' fit() argument when validation is taken that way."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+    validation_split: float | None = None
+    fingerprint: str = ""
+
+    @property
+    def has_validation(self) -> bool:
+        return self.x_val is not None or self.validation_split is not None
+
+
+def fingerprint(*arrays: np.ndarray) -> str:
+    """A short sha256 over the raw arrays, so runs on different data are told apart."""
+    digest = hashlib.sha256()
+    for a in arrays:
+        if a.dtype == object:
+            for item in a:
+                digest.update(np.asarray(item).tobytes())
+        else:
+            digest.update(np.ascontiguousarray(a).tobytes())
+        digest.update(str(a.shape).encode())
+    return digest.hexdigest()[:16]
+
+
+def check_arrays(name: str, x: np.ndarray, y: np.ndarray) -> None:
+    """Reject data that would train on garbage: length mismatch, NaN or inf, no samples."""
+    if len(x) != len(y):
+        raise ExpkitError(
+            f"{name}: {len(x)} samples but {len(y)} labels", key="dataset", hint="features and labels must have the same length"
+        )
+    if len(x) == 0:
+        raise ExpkitError(f"{name}: no samples", key="dataset")
+    for what, a in (("features", x), ("labels", y)):
+        if a.dtype != object and np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
+            bad = int((~np.isfinite(a)).sum())
+            raise ExpkitError(
+                f"{name} {what} contain {bad} NaN or inf value(s)", key="dataset", hint="clean the data or impute missing values first"
+            )
+
+
+def load_splits(dataset: Any, *, data_dir: str | None, seed: int) -> Splits:
+    """Load `dataset` (the validated config node) into model-ready Splits."""
+    loader = get_loader(dataset.source, dataset.name)
+    (x_train, y_train), (x_test, y_test) = loader(
+        path=dataset.path, data_dir=data_dir, num_words=dataset.num_words, test_fraction=dataset.test_fraction, seed=seed
+    )
+    x_train, y_train, x_test, y_test = (np.asarray(a) for a in (x_train, y_train, x_test, y_test))
+    check_arrays("training data", x_train, y_train)
+    check_arrays("test data", x_test, y_test)
+    print_ = fingerprint(x_train, y_train, x_test, y_test)
+
+    x_val = y_val = None
+    holdout = dataset.validation.holdout
+    if holdout is not None:
+        n = holdout if isinstance(holdout, int) else int(len(x_train) * holdout)
+        if not 0 < n < len(x_train):
+            raise ExpkitError(f"holdout of {n} samples leaves no training data ({len(x_train)} samples)", key="dataset.validation.holdout")
+        x_val, y_val, x_train, y_train = x_train[:n], y_train[:n], x_train[n:], y_train[n:]
+
+    pre = dataset.preprocess
+    x_train, rest_x = apply_steps(pre.x, x_train, [x_test] + ([x_val] if x_val is not None else []), "dataset.preprocess.x")
+    y_train, rest_y = apply_steps(pre.y, y_train, [y_test] + ([y_val] if y_val is not None else []), "dataset.preprocess.y")
+    splits = Splits(x_train, y_train, rest_x[0], rest_y[0], validation_split=dataset.validation.split, fingerprint=print_)
+    if x_val is not None:
+        splits.x_val, splits.y_val = rest_x[1], rest_y[1]
+    return splits
+
+
+def describe(splits: Splits) -> dict[str, Any]:
+    """Shapes and sizes, for logs."""
+    out: dict[str, Any] = {"train": list(splits.x_train.shape), "test": list(splits.x_test.shape)}
+    if splits.x_val is not None:
+        out["validation"] = list(splits.x_val.shape)
+    return out

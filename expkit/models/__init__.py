@@ -1,0 +1,1 @@
+"""Model building: YAML spec -> keras.Model."""

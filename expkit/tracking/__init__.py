@@ -1,0 +1,1 @@
+"""MLflow run lifecycle, sweep run trees, artifacts. Subscribes to training through Keras callbacks."""

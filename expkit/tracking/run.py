@@ -1,0 +1,148 @@
+"""One MLflow run per training: params, per-epoch metrics, test metrics, artifacts, model, status."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import mlflow
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+
+from expkit import __version__
+from expkit.tracking.store import PARENT_RUN_ENV, ensure_experiment, flatten, tracking_uri
+
+MAX_PARAM_LENGTH = 6000
+BATCH = 100
+
+
+def git_state(path: str) -> dict[str, str]:
+    """Commit and dirty flag of the git repo containing `path`, if any."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, timeout=5)
+        if commit.returncode != 0:
+            return {}
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=path, capture_output=True, text=True, timeout=5)
+        return {"git.commit": commit.stdout.strip(), "git.dirty": str(bool(dirty.stdout.strip())).lower()}
+    except (OSError, subprocess.SubprocessError):
+        return {}
+
+
+class EpochLogger(keras.callbacks.Callback):
+    """Logs every epoch's metrics, learning rate and duration to one MLflow run, asynchronously."""
+
+    def __init__(self, client: mlflow.MlflowClient, run_id: str, initial_epoch: int = 0) -> None:
+        super().__init__()
+        self.client, self.run_id = client, run_id
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        now = int(time.time() * 1000)
+        values = {k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}
+        values["epoch_time_s"] = time.perf_counter() - self._started
+        with contextlib.suppress(AttributeError, TypeError, ValueError):
+            values["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        metrics = [Metric(k, v, now, epoch) for k, v in values.items()]
+        self.client.log_batch(self.run_id, metrics=metrics, synchronous=False)
+
+
+class TrackedRun:
+    """The MLflow side of one training run. Use start(), then the log_* methods, then end()."""
+
+    def __init__(self, *, uri: str | None, root_dir: str, experiment_name: str, artifact_dir: str) -> None:
+        self.uri = tracking_uri(uri, root_dir)
+        self.experiment_name = experiment_name
+        self.artifact_dir = artifact_dir
+        self.root_dir = root_dir
+        self.client = mlflow.MlflowClient(self.uri)
+        self.run_id = ""
+
+    def start(self, run_name: str, tags: dict[str, str]) -> str:
+        experiment_id = ensure_experiment(self.uri, self.experiment_name, self.artifact_dir)
+        tags = {
+            **tags,
+            "expkit.version": __version__,
+            "keras.version": keras.__version__,
+            "host": platform.node(),
+            **git_state(self.root_dir),
+        }
+        try:
+            import tensorflow as tf
+
+            tags["tensorflow.version"] = tf.__version__
+        except ImportError:
+            pass
+        run = mlflow.start_run(
+            experiment_id=experiment_id, run_name=run_name, tags=tags, parent_run_id=os.environ.get(PARENT_RUN_ENV) or None
+        )
+        self.run_id = run.info.run_id
+        return self.run_id
+
+    def callback(self) -> keras.callbacks.Callback:
+        return EpochLogger(self.client, self.run_id)
+
+    def log_params(self, config: dict[str, Any], extra: dict[str, Any]) -> None:
+        """The flattened config as params. A value over MLflow's length limit goes in as an artifact."""
+        params: dict[str, str] = {}
+        for key, value in {**flatten(config), **extra}.items():
+            text = str(value)
+            if len(text) > MAX_PARAM_LENGTH:
+                name = f"params/{key}.txt"
+                mlflow.log_text(text, name)
+                text = f"<see artifact {name}>"
+            params[key] = text
+        items = [Param(k, v) for k, v in params.items()]
+        for i in range(0, len(items), BATCH):
+            self.client.log_batch(self.run_id, params=items[i : i + BATCH])
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        self.client.log_batch(self.run_id, tags=items)
+
+    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+    def log_artifacts(self, paths: list[Path], artifact_path: str | None = None) -> None:
+        for path in paths:
+            if path.is_dir():
+                mlflow.log_artifacts(str(path), artifact_path=path.name if artifact_path is None else artifact_path)
+            elif path.exists():
+                mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+    def log_model(self, model: Any, input_example: Any) -> str:
+        """Log with MLflow's Keras flavor and a tensor signature inferred from `input_example`; returns the model URI.
+
+        The example itself is stored beside the model as `model_input_example.json`: mlflow 3.17's Keras
+        flavor fails when given `input_example` (it writes the example before creating the model folder).
+        """
+        import numpy as np
+        import tensorflow as tf
+        from mlflow.models import infer_signature
+
+        example = np.asarray(input_example, dtype=np.float32)
+        signature = infer_signature(example, np.asarray(model.predict(example, verbose=0)))
+        requirements = [f"keras=={keras.__version__}", f"tensorflow=={tf.__version__}", f"mlflow=={mlflow.__version__}"]
+        info = mlflow.keras.log_model(model, name="model", signature=signature, pip_requirements=requirements)
+        mlflow.log_dict({"inputs": example.tolist()}, "model_input_example.json")
+        self.set_tags({"model_uri": info.model_uri})
+        return str(info.model_uri)
+
+    def end(self, status: str = "FINISHED") -> None:
+        """Flush async logging and close the run as FINISHED, FAILED or KILLED."""
+        if not self.run_id:
+            return
+        try:
+            mlflow.flush_async_logging()
+        finally:
+            mlflow.end_run(status=status)
+            if RunStatus.from_string(status) != RunStatus.FINISHED:
+                self.client.set_terminated(self.run_id, status=status)

@@ -1,0 +1,63 @@
+"""Where runs are stored: the tracking URI and the experiment, created safely once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from expkit.errors import ExpkitError
+
+PARENT_RUN_ENV = "EXPKIT_PARENT_RUN_ID"
+
+
+def tracking_uri(uri: str | None, root_dir: str) -> str:
+    """tracking.uri, else $MLFLOW_TRACKING_URI, else sqlite:///<root_dir>/mlflow.db."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(root_dir).resolve() / 'mlflow.db'}"
+
+
+def is_local_store(uri: str) -> bool:
+    return uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri
+
+
+def ensure_experiment(uri: str, name: str, artifact_dir: str) -> str:
+    """The id of experiment `name`, created (with its artifact folder) if new. Also creates a fresh store's schema."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    mlflow.set_tracking_uri(uri)
+    client = mlflow.MlflowClient(uri)
+    try:
+        found = client.get_experiment_by_name(name)
+        if found is not None:
+            return str(found.experiment_id)
+        location = Path(artifact_dir).resolve().as_uri() if is_local_store(uri) else None
+        try:
+            return str(client.create_experiment(name, artifact_location=location))
+        except MlflowException:  # another process created it between our two calls
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return str(found.experiment_id)
+    except MlflowException as exc:
+        raise ExpkitError(f"cannot use the MLflow store {uri}: {str(exc).splitlines()[0]}", key="tracking.uri") from None
+    except OSError as exc:  # connection refused and friends, for a server URI
+        raise ExpkitError(
+            f"cannot reach the MLflow store {uri}: {exc}", key="tracking.uri", hint="start the server, or unset tracking.uri"
+        ) from None
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': [1, 2]}} -> {'a.b.0': 1, 'a.b.1': 2}."""
+    if isinstance(node, dict):
+        items = node.items()
+    elif isinstance(node, list):
+        items = enumerate(node)  # type: ignore[assignment]
+    else:
+        return {prefix: node}
+    out: dict[str, Any] = {}
+    for k, v in items:
+        out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    if not out and prefix:
+        out[prefix] = "[]" if isinstance(node, list) else "{}"
+    return out

@@ -1,0 +1,1 @@
+"""Compile, callbacks, and the fit/evaluate loop. Never imports expkit.tracking."""

@@ -1,0 +1,134 @@
+"""The fit/evaluate loop: seeds, model, callbacks, checkpoints, test metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from expkit.config.schema import ExperimentConfig
+from expkit.data.pipeline import Splits
+from expkit.errors import ExpkitError
+from expkit.models.builder import build_model
+from expkit.training.callbacks import make_callbacks
+from expkit.training.compile import compile_model
+
+
+@dataclass
+class Outcome:
+    """What a finished training run produced."""
+
+    model: Any
+    history: dict[str, list[float]]
+    test_metrics: dict[str, float]
+    checkpoints: dict[str, Path] = field(default_factory=dict)
+
+
+def configure_runtime(seed: int, *, deterministic: bool = False, threads: int | None = None) -> None:
+    """Seed Python, numpy and the backend; optionally make TF ops deterministic and cap threads."""
+    import keras
+    import tensorflow as tf
+
+    if threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:  # TF already initialised in this process (reused sweep worker)
+            pass
+    keras.utils.clear_session()
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def check_labels(model: Any, loss: Any, splits: Splits) -> None:
+    """The labels must fit the model's output: one-hot width or sparse class range."""
+    units = model.output_shape[-1]
+    y = splits.y_train
+    loss_name = loss if isinstance(loss, str) else str(loss.get("type", ""))
+    if "sparse" in loss_name.lower():
+        if y.ndim > 1 and y.shape[-1] != 1:
+            raise ExpkitError(
+                f"{loss_name} needs integer labels, but labels have shape {y.shape}",
+                key="model.loss",
+                hint="use categorical_crossentropy for one-hot labels",
+            )
+        top = int(np.max(y)) if len(y) else 0
+        if top >= units:
+            raise ExpkitError(
+                f"labels go up to {top} but the last layer has {units} units",
+                key="model.layers",
+                hint=f"give the last layer {top + 1} units",
+            )
+    elif y.ndim == 2 and units != y.shape[-1]:
+        raise ExpkitError(
+            f"the model outputs {units} values per sample but labels have {y.shape[-1]}",
+            key="model.layers",
+            hint="make the last layer's units match the label encoding (dataset.preprocess.y)",
+        )
+
+
+def first_nan_epoch(history: dict[str, list[float]]) -> int | None:
+    for i, value in enumerate(history.get("loss", [])):
+        if not math.isfinite(value):
+            return i
+    return None
+
+
+def train_and_evaluate(config: ExperimentConfig, splits: Splits, output_dir: Path, extra_callbacks: list[Any] = ()) -> Outcome:  # type: ignore[assignment]
+    """Build, fit, checkpoint and test the model described by `config` on `splits`."""
+    import keras
+
+    trainer = config.trainer
+    configure_runtime(config.seed, deterministic=trainer.deterministic, threads=trainer.threads)
+    input_shape = config.model.input_shape or splits.x_train.shape[1:]
+    model = build_model(config.model.layers, input_shape, name=config.name)
+    compile_model(model, config.optimizer.model_dump(), config.model.loss, config.model.metrics)
+    check_labels(model, config.model.loss, splits)
+
+    ckpt_dir = output_dir / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    monitor = trainer.checkpoint_monitor or ("val_loss" if splits.has_validation else "loss")
+    checkpoints = {"best": ckpt_dir / "best.keras", "final": ckpt_dir / "final.keras"}
+    callbacks = make_callbacks(config.callbacks, output_dir)
+    callbacks.append(keras.callbacks.ModelCheckpoint(str(checkpoints["best"]), monitor=monitor, save_best_only=True))
+    tb = config.tracking.tensorboard
+    if tb.enabled:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(output_dir / "tensorboard"), histogram_freq=tb.histogram_freq))
+    callbacks.extend(extra_callbacks)
+
+    validation_data = (splits.x_val, splits.y_val) if splits.x_val is not None else None
+    fit = model.fit(
+        splits.x_train,
+        splits.y_train,
+        epochs=trainer.epochs,
+        batch_size=trainer.batch_size,
+        shuffle=trainer.shuffle,
+        verbose=trainer.verbose,
+        validation_data=validation_data,
+        validation_split=splits.validation_split or 0.0,
+        callbacks=callbacks,
+    )
+    history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
+    nan_epoch = first_nan_epoch(history)
+    if nan_epoch is not None:
+        raise ExpkitError(
+            f"training loss became NaN or inf at epoch {nan_epoch}",
+            key="optimizer.learning_rate",
+            hint="lower the learning rate, and check that inputs are scaled (dataset.preprocess.x)",
+        )
+    model.save(checkpoints["final"])
+    test = model.evaluate(splits.x_test, splits.y_test, batch_size=trainer.batch_size, verbose=0, return_dict=True)
+    test_metrics = {f"test_{k}": float(v) for k, v in test.items()}
+    summary = {
+        "test": test_metrics,
+        "epochs_run": len(history.get("loss", [])),
+        "final": {k: v[-1] for k, v in history.items()},
+        "monitor": monitor,
+    }
+    (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return Outcome(model, history, test_metrics, checkpoints)
