@@ -19,8 +19,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from expkit.config import validate_config
 from expkit.config.locate import conf_dir
+from expkit.config.resolvers import register_resolvers
 from expkit.config.schema import ExperimentConfig
 from expkit.errors import ExpkitError
+
+register_resolvers()
 
 # What the task does with a composed config: "train" or "validate". Set by the CLI.
 ACTION = "train"

@@ -22,7 +22,7 @@ def group_options(group: str, extra_dirs: list[Path] = ()) -> list[str]:  # type
     for root in [conf_dir(), *extra_dirs]:
         folder = Path(root) / group
         if folder.is_dir():
-            names.update(p.stem for p in folder.glob("*.yaml"))
+            names.update(p.stem for p in folder.glob("*.yaml") if not p.stem.startswith("_"))
     return sorted(names)
 
 

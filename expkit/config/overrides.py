@@ -56,6 +56,10 @@ def first_choice(override: Any) -> str:
 def _compose(overrides: list[str], dirs: list[Path]) -> Any:
     from hydra import compose, initialize_config_dir
 
+    from expkit.config.resolvers import register_resolvers
+
+    register_resolvers()
+
     extra = [f"hydra.searchpath=[{','.join('file://' + str(d) for d in dirs)}]"] if dirs else []
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         return compose("config", overrides=extra + overrides)

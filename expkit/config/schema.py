@@ -96,6 +96,9 @@ class Dataset(Strict):
     num_words: PositiveInt | None = None
     # Sources without a fixed test split (scikit-learn) hold out this fraction as test data.
     test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    # Keep only the first N training / test samples (quick smoke runs and tests).
+    max_train_samples: PositiveInt | None = None
+    max_test_samples: PositiveInt | None = None
     preprocess: Preprocess = Preprocess()
     validation: Validation = Validation()
 

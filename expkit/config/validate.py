@@ -132,6 +132,9 @@ def _check_components(config: ExperimentConfig, problems: Problems) -> None:
     activations = set(catalog["activations"])
     for i, layer in enumerate(config.model.layers):
         _check_kwargs(problems, f"model.layers.{i}", "layer", layer, catalog["layers"], {"type"})
+        rate = layer.get("rate")
+        if "Dropout" in str(layer.get("type")) and isinstance(rate, int | float) and not 0 <= rate < 1:
+            problems.add(f"model.layers.{i}.rate", f"dropout rate must be in [0, 1), got {rate}", "0.5 drops half the units")
         act = layer.get("activation")
         if isinstance(act, str) and act not in activations:
             problems.add(f"model.layers.{i}.activation", f"unknown activation '{act}'", suggestion(act, activations, noun="known"))

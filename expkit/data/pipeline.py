@@ -67,6 +67,10 @@ def load_splits(dataset: Any, *, data_dir: str | None, seed: int) -> Splits:
         path=dataset.path, data_dir=data_dir, num_words=dataset.num_words, test_fraction=dataset.test_fraction, seed=seed
     )
     x_train, y_train, x_test, y_test = (np.asarray(a) for a in (x_train, y_train, x_test, y_test))
+    if dataset.max_train_samples:
+        x_train, y_train = x_train[: dataset.max_train_samples], y_train[: dataset.max_train_samples]
+    if dataset.max_test_samples:
+        x_test, y_test = x_test[: dataset.max_test_samples], y_test[: dataset.max_test_samples]
     check_arrays("training data", x_train, y_train)
     check_arrays("test data", x_test, y_test)
     print_ = fingerprint(x_train, y_train, x_test, y_test)

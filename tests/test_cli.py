@@ -1,0 +1,170 @@
+"""The `expkit` command end to end: start-up, config display, training, tracking, sweeps, clean errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+
+from tests.conftest import expkit_env, mlflow_runs, output_dirs, read_metrics, run_expkit
+
+NO_HEAVY_IMPORTS = """
+import sys
+from expkit.cli import app
+try:
+    app({args!r})
+except SystemExit as stop:
+    assert stop.code in (0, None), stop.code
+heavy = sorted(m for m in ("tensorflow", "keras", "mlflow") if m in sys.modules)
+assert not heavy, heavy
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["show", "+experiment=imdb_dense"], ["list"]])
+def test_cli_startup_imports_no_tensorflow_or_mlflow(args: list[str], tmp_path: Path) -> None:
+    code = NO_HEAVY_IMPORTS.format(args=args)
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=expkit_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_show_prints_resolved_preset(workdir: Path) -> None:
+    done = run_expkit("show", "+experiment=imdb_dense", "model.units=32", cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    assert "name: imdb_dense" in done.stdout
+    assert "units: 32" in done.stdout and "${model.units}" not in done.stdout
+    assert f"root_dir: {workdir}" in done.stdout
+
+
+def test_list_shows_presets_and_groups(workdir: Path) -> None:
+    done = run_expkit("list", cwd=workdir)
+    assert done.returncode == 0
+    presets = next(line for line in done.stdout.splitlines() if line.startswith("experiment:"))
+    for name in ("mnist_dense", "torres_mnist_dense", "imdb_dense", "reuters_dense", "boston_final"):
+        assert name in presets
+    assert "optimizer:" in done.stdout
+
+
+def test_default_train_records_everything(workdir: Path) -> None:
+    done = run_expkit("train", "trainer.epochs=3", "trainer.verbose=0", cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = output_dirs(workdir)
+    assert (run_dir / "checkpoints" / "best.keras").stat().st_size > 0
+    assert (run_dir / "checkpoints" / "final.keras").stat().st_size > 0
+    assert list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
+    assert read_metrics(run_dir)["test"]["test_accuracy"] > 0.5
+
+    (run,) = mlflow_runs(workdir, "digits_mlp")
+    assert run.info.status == "FINISHED"
+    assert run.info.run_id == (run_dir / "run_id").read_text().strip()
+    assert run.data.params["trainer.epochs"] == "3"
+    assert run.data.params["model.layers.0.units"] == "64"
+    assert int(run.data.params["model.num_params"]) == 64 * 64 + 64 + 64 * 10 + 10
+    client = mlflow.MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
+    assert steps == [0, 1, 2]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == [0, 1, 2]
+    assert "test_accuracy" in run.data.metrics
+    assert run.data.metrics["test_accuracy"] == pytest.approx(read_metrics(run_dir)["test"]["test_accuracy"])
+    # The logged model loads through pyfunc and predicts class probabilities.
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    model = mlflow.pyfunc.load_model(run.data.tags["model_uri"])
+    probs = np.asarray(model.predict(np.zeros((2, 64), dtype=np.float32)))
+    assert probs.shape == (2, 10) and np.allclose(probs.sum(axis=1), 1, atol=1e-4)
+
+
+def test_real_mnist_subset_trains(workdir: Path, shared_data: Path) -> None:
+    done = run_expkit(
+        "train", "+experiment=mnist_dense", "dataset.max_train_samples=6000", "dataset.max_test_samples=2000", "trainer.epochs=3",
+        "trainer.verbose=0", "tracking.log_model=false", cwd=workdir, EXPKIT_DATA_DIR=str(shared_data),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = output_dirs(workdir)
+    assert read_metrics(run_dir)["test"]["test_accuracy"] > 0.88
+
+
+def test_multirun_sweep_records_a_run_per_job(workdir: Path, shared_data: Path) -> None:
+    done = run_expkit(
+        "train", "-m", "+experiment=mnist_dense", "trainer.epochs=1", "optimizer.learning_rate=1e-3,1e-4",
+        "dataset.max_train_samples=2000", "dataset.max_test_samples=500", "trainer.verbose=0", "tracking.log_model=false",
+        cwd=workdir, EXPKIT_DATA_DIR=str(shared_data),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    runs = mlflow_runs(workdir, "mnist_dense")
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    (parent,) = [r for r in runs if r.data.tags.get("expkit.sweep") == "parent"]
+    assert len(children) == 2 and {r.data.params["optimizer.learning_rate"] for r in children} == {"0.001", "0.0001"}
+    assert all(r.info.status == "FINISHED" and r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in children)
+    best = min(children, key=lambda r: r.data.metrics["test_loss"])
+    assert parent.data.tags["sweep.best_run_id"] == best.info.run_id
+    assert parent.info.status == "FINISHED"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["trainer.epoch=3"], ["trainer.epoch", "did you mean 'trainer.epochs'"]),
+        (["optimizer.learning_rat=0.1"], ["did you mean 'optimizer.learning_rate'"]),
+        (["+experiment=mnist_dens"], ["unknown preset 'mnist_dens'", "did you mean 'mnist_dense'"]),
+        (["model.layers.0.type=Dens"], ["model.layers.0.type", "unknown layer 'Dens'", "did you mean 'Dense'"]),
+        (["model.layers.0.unit=3"], ["model.layers.0.unit", "did you mean 'model.layers.0.units'"]),
+        (["+model.layers.0.unit=3"], ["Dense has no argument 'unit'", "did you mean 'units'"]),
+        (["trainer.epochs=ten"], ["trainer.epochs", "valid integer"]),
+        (["model.loss=categorical_crossentropy"], ["categorical_crossentropy expects one-hot labels"]),
+        (["dataset=nope"], ["unknown dataset option 'nope'"]),
+        (["trainer.epochs=[1"], ["cannot parse override"]),
+    ],
+)
+def test_bad_config_fails_cleanly(workdir: Path, args: list[str], expected: list[str]) -> None:
+    done = run_expkit("train", *args, cwd=workdir, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    for text in expected:
+        assert text in done.stderr
+    assert not (workdir / "mlflow.db").exists(), "config errors must fail before a run is created"
+
+
+def test_missing_dataset_offline_says_where_it_looked(workdir: Path) -> None:
+    (workdir / "data").mkdir()
+    done = run_expkit(
+        "train", "+experiment=mnist_dense", cwd=workdir, timeout=120, EXPKIT_DATA_DIR=str(workdir / "data"), KERAS_HOME=str(workdir / "kh")
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert str(workdir / "data" / "mnist.npz") in done.stderr and "EXPKIT_DATA_DIR" in done.stderr
+    (run,) = mlflow_runs(workdir, "mnist_dense")
+    assert run.info.status == "FAILED"
+
+
+def test_nan_loss_fails_the_run_and_keeps_earlier_runs(workdir: Path) -> None:
+    ok = run_expkit("train", "trainer.epochs=1", "trainer.verbose=0", "tracking.log_model=false", cwd=workdir)
+    assert ok.returncode == 0, ok.stderr
+    bad = run_expkit("train", "optimizer.learning_rate=1e12", "trainer.epochs=3", "trainer.verbose=0", cwd=workdir)
+    assert bad.returncode == 2, bad.stderr
+    assert "NaN" in bad.stderr and "Traceback" not in bad.stderr
+    statuses = sorted(r.info.status for r in mlflow_runs(workdir, "digits_mlp"))
+    assert statuses == ["FAILED", "FINISHED"]
+
+
+USER_PRESET = """# @package _global_
+name: my_dropout
+model:
+  layers:
+    - {type: Dense, units: "${model.units}", activation: relu}
+    - {type: Dropout, rate: RATE}
+    - {type: Dense, units: 10, activation: softmax}
+"""
+
+
+@pytest.mark.parametrize(("rate", "code", "text"), [(0.5, 0, "config OK: my_dropout"), (1.5, 2, "model.layers.1.rate")])
+def test_user_presets_from_config_dir(workdir: Path, rate: float, code: int, text: str) -> None:
+    presets = workdir / "myconf" / "experiment"
+    presets.mkdir(parents=True)
+    (presets / "my_dropout.yaml").write_text(USER_PRESET.replace("RATE", str(rate)))
+    done = run_expkit("validate", "--config-dir", str(workdir / "myconf"), "+experiment=my_dropout", cwd=workdir, timeout=60)
+    assert done.returncode == code, done.stderr
+    assert text in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
