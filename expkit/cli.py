@@ -80,6 +80,63 @@ def list_options() -> None:
             typer.echo(f"{group}: {', '.join(options)}")
 
 
+runs_app = typer.Typer(help="Read recorded runs: list, compare, best.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+URI_HELP = "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in this folder)"
+
+
+@runs_app.command("list")
+def runs_list(
+    experiment: str | None = typer.Option(None, "--experiment", "-e", help="Only this experiment"),
+    uri: str | None = typer.Option(None, "--uri", help=URI_HELP),
+    limit: int = typer.Option(50, help="At most this many runs, newest first"),
+) -> None:
+    """List runs: id, experiment, name, status, start time, key metrics."""
+    from expkit import runs
+
+    _guarded(lambda: runs.list_runs(experiment=experiment, uri=uri, limit=limit))
+
+
+@runs_app.command("compare")
+def runs_compare(
+    run_ids: list[str] = typer.Argument(None, help="Run ids to compare"),
+    sweep: str | None = typer.Option(None, "--sweep", help="Compare the children of this parent (sweep) run"),
+    metric: str | None = typer.Option(None, "--metric", "-k", help="Sort by this metric (default: test_loss)"),
+    mode: str = typer.Option("auto", help="min, max, or auto (max for accuracy-like metrics)"),
+    uri: str | None = typer.Option(None, "--uri", help=URI_HELP),
+) -> None:
+    """A table of the params that differ between runs, plus their key metrics, best first."""
+    from expkit import runs
+
+    _guarded(lambda: runs.compare_runs(run_ids=list(run_ids or []), sweep=sweep, metric=metric, mode=mode, uri=uri))
+
+
+@runs_app.command("best")
+def runs_best(
+    experiment: str = typer.Option(..., "--experiment", "-e", help="Experiment name"),
+    metric: str = typer.Option(..., "--metric", "-k", help="Metric to rank by, e.g. test_accuracy"),
+    mode: str = typer.Option("auto", help="min, max, or auto (max for accuracy-like metrics)"),
+    uri: str | None = typer.Option(None, "--uri", help=URI_HELP),
+) -> None:
+    """The best finished run of an experiment by one metric."""
+    from expkit import runs
+
+    _guarded(lambda: runs.best_run(experiment=experiment, metric=metric, mode=mode, uri=uri))
+
+
+@app.command()
+def ui(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind; 127.0.0.1 keeps it private to this machine"),
+    port: int = typer.Option(5000, help="Port"),
+    uri: str | None = typer.Option(None, "--uri", help=URI_HELP),
+) -> None:
+    """Start the MLflow UI on the same store expkit writes to."""
+    from expkit import runs
+
+    _guarded(lambda: runs.serve_ui(host=host, port=port, uri=uri))
+
+
 def main() -> None:
     app()
 
