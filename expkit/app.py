@@ -25,8 +25,10 @@ from expkit.errors import ExpkitError
 
 register_resolvers()
 
-# What the task does with a composed config: "train" or "validate". Set by the CLI.
+# What the task does with a composed config: "train", "resume" or "validate". Set by the CLI.
 ACTION = "train"
+# Resume even though the config changed (expkit resume --force).
+FORCE = False
 # True once Hydra has composed a config and called the task (an earlier exit is a config error).
 TASK_STARTED = False
 
@@ -49,15 +51,44 @@ def run_name(name: str, overrides: list[str]) -> str:
     return text if len(text) <= 100 else text[:97] + "..."
 
 
-def run_experiment(config: ExperimentConfig, resolved: dict[str, Any], overrides: list[str]) -> float:
+def config_drift(run_dir: Path, resolved: dict[str, Any]) -> list[str]:
+    """Lines `key: stored -> now` for every config value that changed since the run started."""
+    from expkit.tracking.store import flatten
+
+    stored = flatten(OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml")))  # type: ignore[arg-type]
+    now = flatten(resolved)
+    return [
+        f"{k}: {stored.get(k, '<absent>')!r} -> {now.get(k, '<absent>')!r}"
+        for k in sorted(set(stored) | set(now))
+        if stored.get(k) != now.get(k)
+    ]
+
+
+def run_experiment(config: ExperimentConfig, resolved: dict[str, Any], overrides: list[str], *, resume: bool = False) -> float:
     """Train, evaluate, checkpoint and track one experiment; returns the objective (lower is better)."""
     from expkit.data import load_splits
+    from expkit.training.resume import Interrupted, StopRequest, TrainingState
     from expkit.training.runner import train_and_evaluate
 
     output_dir = Path(config.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
-    (output_dir / "overrides.yaml").write_text(OmegaConf.to_yaml(overrides))
+    state, drift, run_id = None, [], None
+    if resume:
+        drift = config_drift(output_dir, resolved)
+        if drift and not FORCE:
+            raise ExpkitError(
+                "the config changed since this run started:\n    " + "\n    ".join(drift),
+                hint="undo the change, or pass --force to resume with the new config (the drift is recorded as a tag)",
+            )
+        state = TrainingState.load(output_dir / "checkpoints" / "resume")
+        run_id = (output_dir / "run_id").read_text().strip() if (output_dir / "run_id").is_file() else None
+        print(
+            f"resuming {output_dir} " + (f"after epoch {state.epoch + 1}" if state else "from the start (no epoch was completed)"),
+            file=sys.stderr,
+        )
+    else:
+        (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
+        (output_dir / "overrides.yaml").write_text(OmegaConf.to_yaml(overrides))
 
     tracked = None
     if config.tracking.enabled:
@@ -66,26 +97,29 @@ def run_experiment(config: ExperimentConfig, resolved: dict[str, Any], overrides
         t = config.tracking
         tracked = TrackedRun(uri=t.uri, root_dir=config.paths.root_dir, experiment_name=t.experiment_name, artifact_dir=t.artifact_dir)
         preset = next((o.split("=", 1)[1] for o in overrides if o.startswith(("+experiment=", "experiment="))), "default")
-        run_id = tracked.start(
-            run_name(config.name, overrides),
-            {
-                "preset": preset,
-                "overrides": " ".join(overrides) or "(none)",
-                "output_dir": str(output_dir),
-                "tensorboard_dir": str(output_dir / "tensorboard"),
-            },
-        )
+        tags = {
+            "preset": preset,
+            "overrides": " ".join(overrides) or "(none)",
+            "output_dir": str(output_dir),
+            "tensorboard_dir": str(output_dir / "tensorboard"),
+        }
+        if drift:
+            tags["resume.config_drift"] = "; ".join(drift)[:5000]
+        run_id = tracked.start(run_name(config.name, overrides), tags, run_id=run_id)
         (output_dir / "run_id").write_text(run_id + "\n")
         print(f"MLflow run {run_id} in {tracked.uri}", file=sys.stderr)
-        tracked.log_params(resolved, {})
+        if state is not None:
+            tracked.backfill(state.history, state.epoch)
+        elif not resume:
+            tracked.log_params(resolved, {})
 
     status = "FAILED"
     try:
-        splits = load_splits(config.dataset, data_dir=config.paths.data_dir, seed=config.seed)
-        extra = [tracked.callback()] if tracked else []
-        if tracked:
-            tracked.set_tags({"dataset.fingerprint": splits.fingerprint})
-        outcome = train_and_evaluate(config, splits, output_dir, extra)
+        with StopRequest() as stop:
+            splits = load_splits(config.dataset, data_dir=config.paths.data_dir, seed=config.seed)
+            if tracked:
+                tracked.set_tags({"dataset.fingerprint": splits.fingerprint})
+            outcome = train_and_evaluate(config, splits, output_dir, [tracked.callback()] if tracked else [], stop=stop, resume_from=state)
         lines: list[str] = []
         outcome.model.summary(print_fn=lambda line, *a, **k: lines.append(line))
         (output_dir / "model_summary.txt").write_text("\n".join(lines) + "\n")
@@ -93,6 +127,9 @@ def run_experiment(config: ExperimentConfig, resolved: dict[str, Any], overrides
             tracked.log_params({}, {"model.num_params": outcome.model.count_params()})
             tracked.log_metrics(outcome.test_metrics)
             tracked.log_artifacts([output_dir / n for n in ("config.yaml", "overrides.yaml", "metrics.json", "model_summary.txt")])
+            tracked.log_plots(
+                outcome.history, config.model.loss, outcome.model, splits, output_dir / "plots", config.tracking.plot_smoothing
+            )
             if config.tracking.log_model:
                 tracked.log_model(outcome.model, splits.x_test[:5])
         status = "FINISHED"
@@ -101,8 +138,17 @@ def run_experiment(config: ExperimentConfig, resolved: dict[str, Any], overrides
         print(f"outputs: {output_dir}")
         history = outcome.history
         return float((history.get("val_loss") or history["loss"])[-1])
+    except Interrupted as stopped:
+        status = "KILLED"
+        print(f"{stopped}; resume with: expkit resume {output_dir}", file=sys.stderr)
+        sys.exit(128 + stopped.signum)
     except KeyboardInterrupt:
         status = "KILLED"
+        print(f"aborted; resume from the last completed epoch with: expkit resume {output_dir}", file=sys.stderr)
+        sys.exit(130)
+    except ExpkitError as error:
+        if tracked:
+            tracked.set_tags({"failure": str(error)[:5000]})
         raise
     finally:
         if tracked:
@@ -120,7 +166,8 @@ def main(cfg: DictConfig) -> float | None:
             print(f"config OK: {config.name}")
             return None
         resolved = OmegaConf.to_container(cfg, resolve=True)
-        return run_experiment(config, resolved, job_overrides())  # type: ignore[arg-type]
+        overrides = [o for o in job_overrides() if not o.startswith("hydra.run.dir=")]
+        return run_experiment(config, resolved, overrides, resume=ACTION == "resume")  # type: ignore[arg-type]
     except ExpkitError as error:
         report(error)
         sys.exit(2)

@@ -69,6 +69,28 @@ def validate(ctx: typer.Context) -> None:
     _run_hydra(list(ctx.args), "validate")
 
 
+@app.command()
+def resume(
+    target: str = typer.Argument("latest", help="latest (newest unfinished run), a run folder, or an MLflow run id"),
+    force: bool = typer.Option(False, "--force", help="Resume even if the config changed since the run started"),
+) -> None:
+    """Continue a stopped or crashed run from its last completed epoch, in the same MLflow run."""
+    from pathlib import Path
+
+    from expkit.outputs import find_run_dir, stored_overrides
+
+    def locate() -> list[str]:
+        run_dir = find_run_dir(target, Path.cwd())
+        return [*stored_overrides(run_dir), f"hydra.run.dir='{run_dir}'"]
+
+    args: list[str] = []
+    _guarded(lambda: args.extend(locate()))
+    from expkit import app as hydra_app
+
+    hydra_app.FORCE = force
+    _run_hydra(args, "resume")
+
+
 @app.command("list")
 def list_options() -> None:
     """List experiment presets and the options of every config group."""

@@ -144,6 +144,8 @@ class Tracking(Strict):
     experiment_name: str
     artifact_dir: str
     log_model: bool = True
+    # EMA factor for the smoothed learning curves (0: raw curves only; the books use 0.9).
+    plot_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
     tensorboard: TensorBoard = TensorBoard()
 
 

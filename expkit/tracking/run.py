@@ -51,7 +51,9 @@ class EpochLogger(keras.callbacks.Callback):
         with contextlib.suppress(AttributeError, TypeError, ValueError):
             values["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         metrics = [Metric(k, v, now, epoch) for k, v in values.items()]
-        self.client.log_batch(self.run_id, metrics=metrics, synchronous=False)
+        # One synchronous batch per epoch: cheap, and on disk before the next epoch starts, so
+        # a resumed run can tell exactly which epochs MLflow already has.
+        self.client.log_batch(self.run_id, metrics=metrics)
 
 
 class TrackedRun:
@@ -65,7 +67,8 @@ class TrackedRun:
         self.client = mlflow.MlflowClient(self.uri)
         self.run_id = ""
 
-    def start(self, run_name: str, tags: dict[str, str]) -> str:
+    def start(self, run_name: str, tags: dict[str, str], run_id: str | None = None) -> str:
+        """Start a new run, or continue run `run_id` (resume); returns the run id."""
         experiment_id = ensure_experiment(self.uri, self.experiment_name, self.artifact_dir)
         tags = {
             **tags,
@@ -80,9 +83,11 @@ class TrackedRun:
             tags["tensorflow.version"] = tf.__version__
         except ImportError:
             pass
-        run = mlflow.start_run(
-            experiment_id=experiment_id, run_name=run_name, tags=tags, parent_run_id=os.environ.get(PARENT_RUN_ENV) or None
-        )
+        if run_id:
+            run = mlflow.start_run(run_id=run_id, tags=tags)
+        else:
+            parent = os.environ.get(PARENT_RUN_ENV) or None
+            run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags, parent_run_id=parent)
         self.run_id = run.info.run_id
         return self.run_id
 
@@ -110,6 +115,30 @@ class TrackedRun:
     def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
         now = int(time.time() * 1000)
         self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+    def backfill(self, history: dict[str, list[float]], last_epoch: int) -> None:
+        """On resume: log the saved epochs MLflow missed (a crash between state save and logging)."""
+        logged = {m.step for m in self.client.get_metric_history(self.run_id, "loss")}
+        now = int(time.time() * 1000)
+        missing = [
+            Metric(k, values[e], now, e)
+            for k, values in history.items()
+            for e in range(min(last_epoch + 1, len(values)))
+            if e not in logged
+        ]
+        for i in range(0, len(missing), 1000):
+            self.client.log_batch(self.run_id, metrics=missing[i : i + 1000])
+
+    def log_plots(self, history: dict[str, list[float]], loss: Any, model: Any, splits: Any, out_dir: Path, smoothing: float) -> None:
+        """Learning curves, and a test confusion matrix for classifiers."""
+        from expkit.tracking import plots
+
+        paths = plots.learning_curves(history, out_dir, smoothing)
+        loss_name = loss if isinstance(loss, str) else str(loss.get("type", ""))
+        if "crossentropy" in loss_name.lower() or "hinge" in loss_name.lower():
+            outputs = model.predict(splits.x_test, verbose=0)
+            paths.append(plots.confusion_matrix_png(splits.y_test, outputs, out_dir / "confusion_matrix.png"))
+        self.log_artifacts(paths, artifact_path="plots")
 
     def log_artifacts(self, paths: list[Path], artifact_path: str | None = None) -> None:
         for path in paths:

@@ -16,6 +16,7 @@ from expkit.errors import ExpkitError
 from expkit.models.builder import build_model
 from expkit.training.callbacks import make_callbacks
 from expkit.training.compile import compile_model
+from expkit.training.resume import CompleteEpochsOnly, EpochState, Interrupted, StopOnRequest, StopRequest, TrainingState
 
 
 @dataclass
@@ -79,11 +80,24 @@ def first_nan_epoch(history: dict[str, list[float]]) -> int | None:
     return None
 
 
-def train_and_evaluate(config: ExperimentConfig, splits: Splits, output_dir: Path, extra_callbacks: list[Any] = ()) -> Outcome:  # type: ignore[assignment]
-    """Build, fit, checkpoint and test the model described by `config` on `splits`."""
+def train_and_evaluate(
+    config: ExperimentConfig,
+    splits: Splits,
+    output_dir: Path,
+    epoch_callbacks: list[Any] | None = None,
+    *,
+    stop: StopRequest | None = None,
+    resume_from: TrainingState | None = None,
+) -> Outcome:
+    """Build, fit, checkpoint and test the model described by `config` on `splits`.
+
+    `epoch_callbacks` see only complete epochs, after the resumable state for that epoch is saved.
+    With `resume_from`, weights, optimizer state and epoch count continue from that state.
+    """
     import keras
 
     trainer = config.trainer
+    stop = stop or StopRequest()
     configure_runtime(config.seed, deterministic=trainer.deterministic, threads=trainer.threads)
     input_shape = config.model.input_shape or splits.x_train.shape[1:]
     model = build_model(config.model.layers, input_shape, name=config.name)
@@ -94,26 +108,37 @@ def train_and_evaluate(config: ExperimentConfig, splits: Splits, output_dir: Pat
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     monitor = trainer.checkpoint_monitor or ("val_loss" if splits.has_validation else "loss")
     checkpoints = {"best": ckpt_dir / "best.keras", "final": ckpt_dir / "final.keras"}
-    callbacks = make_callbacks(config.callbacks, output_dir)
-    callbacks.append(keras.callbacks.ModelCheckpoint(str(checkpoints["best"]), monitor=monitor, save_best_only=True))
+    initial_epoch, history, best = 0, {}, None
+    if resume_from is not None:
+        model.optimizer.build(model.trainable_variables)
+        model.load_weights(resume_from.weights)
+        initial_epoch, history, best = resume_from.epoch + 1, resume_from.history, resume_from.best
+
+    epoch_state = EpochState(ckpt_dir / "resume", history, monitor, best)
+    best_checkpoint = keras.callbacks.ModelCheckpoint(
+        str(checkpoints["best"]), monitor=monitor, save_best_only=True, initial_value_threshold=best
+    )
+    recorders = [best_checkpoint, epoch_state, *(epoch_callbacks or [])]
+    callbacks = [*make_callbacks(config.callbacks, output_dir), StopOnRequest(stop), CompleteEpochsOnly(stop, recorders)]
     tb = config.tracking.tensorboard
     if tb.enabled:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(output_dir / "tensorboard"), histogram_freq=tb.histogram_freq))
-    callbacks.extend(extra_callbacks)
 
     validation_data = (splits.x_val, splits.y_val) if splits.x_val is not None else None
-    fit = model.fit(
-        splits.x_train,
-        splits.y_train,
-        epochs=trainer.epochs,
-        batch_size=trainer.batch_size,
-        shuffle=trainer.shuffle,
-        verbose=trainer.verbose,
-        validation_data=validation_data,
-        validation_split=splits.validation_split or 0.0,
-        callbacks=callbacks,
-    )
-    history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
+    if initial_epoch < trainer.epochs:
+        model.fit(
+            splits.x_train,
+            splits.y_train,
+            epochs=trainer.epochs,
+            initial_epoch=initial_epoch,
+            batch_size=trainer.batch_size,
+            shuffle=trainer.shuffle,
+            verbose=trainer.verbose,
+            validation_data=validation_data,
+            validation_split=splits.validation_split or 0.0,
+            callbacks=callbacks,
+        )
+    history = epoch_state.history
     nan_epoch = first_nan_epoch(history)
     if nan_epoch is not None:
         raise ExpkitError(
@@ -121,6 +146,8 @@ def train_and_evaluate(config: ExperimentConfig, splits: Splits, output_dir: Pat
             key="optimizer.learning_rate",
             hint="lower the learning rate, and check that inputs are scaled (dataset.preprocess.x)",
         )
+    if stop.signum is not None:
+        raise Interrupted(stop.signum)
     model.save(checkpoints["final"])
     test = model.evaluate(splits.x_test, splits.y_test, batch_size=trainer.batch_size, verbose=0, return_dict=True)
     test_metrics = {f"test_{k}": float(v) for k, v in test.items()}

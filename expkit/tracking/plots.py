@@ -1,0 +1,100 @@
+"""Learning-curve and confusion-matrix PNGs, as the books draw them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+NOT_CURVES = {"learning_rate", "epoch_time_s"}
+
+
+def ema(values: list[float], factor: float) -> list[float]:
+    """Exponential moving average: each point is factor * previous + (1 - factor) * value."""
+    out: list[float] = []
+    for v in values:
+        out.append(v if not out else out[-1] * factor + v * (1 - factor))
+    return out
+
+
+def learning_curves(history: dict[str, list[float]], out_dir: Path, smoothing: float = 0.0) -> list[Path]:
+    """One PNG per metric (loss, accuracy, ...): training vs validation by epoch; EMA-smoothed if smoothing > 0."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in [k for k in history if not k.startswith("val_") and k not in NOT_CURVES]:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for key, label, style in ((name, "training", "o-"), (f"val_{name}", "validation", "s-")):
+            values = history.get(key)
+            if not values:
+                continue
+            epochs = np.arange(1, len(values) + 1)
+            if smoothing > 0:
+                ax.plot(epochs, values, style, alpha=0.25, markersize=3)
+                ax.plot(epochs, ema(values, smoothing), style[1:], label=f"{label} (EMA {smoothing})")
+            else:
+                ax.plot(epochs, values, style, label=label, markersize=4)
+        ax.set(xlabel="epoch", ylabel=name, title=f"{name}: training and validation")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        path = out_dir / f"{name}.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts[i, j]: samples of true class i predicted as j."""
+    counts = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(counts, (y_true.astype(int), y_pred.astype(int)), 1)
+    return counts
+
+
+def class_labels(y: np.ndarray, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(true classes, predicted classes, number of classes) from labels and model outputs."""
+    if outputs.ndim == 2 and outputs.shape[1] > 1:
+        true = y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else y.reshape(-1)
+        return true.astype(int), outputs.argmax(axis=1), outputs.shape[1]
+    return (y.reshape(-1) > 0.5).astype(int), (outputs.reshape(-1) > 0.5).astype(int), 2
+
+
+def confusion_matrix_png(y: np.ndarray, outputs: np.ndarray, path: Path) -> Path:
+    """Plot the test-set confusion matrix of a classifier."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    true, pred, n = class_labels(y, outputs)
+    counts = confusion_matrix(true, pred, n)
+    size = min(4 + 0.35 * n, 16)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(counts, cmap="Blues")
+    if n <= 20:
+        for i in range(n):
+            for j in range(n):
+                ax.text(
+                    j,
+                    i,
+                    str(counts[i, j]),
+                    ha="center",
+                    va="center",
+                    color="white" if counts[i, j] > counts.max() / 2 else "black",
+                    fontsize=8,
+                )
+    if n <= 20:
+        ax.set_xticks(range(n))
+        ax.set_yticks(range(n))
+    accuracy = np.trace(counts) / max(counts.sum(), 1)
+    ax.set(xlabel="predicted", ylabel="true", title=f"test confusion matrix (accuracy {accuracy:.4f})")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
