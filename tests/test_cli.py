@@ -142,7 +142,7 @@ def test_missing_dataset_offline_says_where_it_looked(workdir: Path) -> None:
 def test_nan_loss_fails_the_run_and_keeps_earlier_runs(workdir: Path) -> None:
     ok = run_expkit("train", "trainer.epochs=1", "trainer.verbose=0", "tracking.log_model=false", cwd=workdir)
     assert ok.returncode == 0, ok.stderr
-    bad = run_expkit("train", "optimizer.learning_rate=1e12", "trainer.epochs=3", "trainer.verbose=0", cwd=workdir)
+    bad = run_expkit("train", "optimizer=sgd", "optimizer.learning_rate=1e10", "trainer.epochs=3", "trainer.verbose=0", cwd=workdir)
     assert bad.returncode == 2, bad.stderr
     assert "NaN" in bad.stderr and "Traceback" not in bad.stderr
     statuses = sorted(r.info.status for r in mlflow_runs(workdir, "digits_mlp"))

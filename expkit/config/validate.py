@@ -41,14 +41,14 @@ def validate_config(cfg: Any) -> ExperimentConfig:
     from omegaconf import DictConfig, OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    raw_model: dict[str, Any] = {}
-    if isinstance(cfg, DictConfig):
-        try:
-            raw_model = OmegaConf.to_container(cfg.get("model") or {}, resolve=False)  # type: ignore[assignment]
-            cfg = OmegaConf.to_container(cfg, resolve=True)
-        except OmegaConfBaseException as exc:
-            key = getattr(exc, "full_key", None) or "config"
-            raise ExpkitError(str(exc).splitlines()[0], key=key, hint="check the ${...} interpolation") from None
+    if not isinstance(cfg, DictConfig):
+        cfg = OmegaConf.create(cfg)
+    try:
+        raw_model: dict[str, Any] = OmegaConf.to_container(cfg.get("model") or {}, resolve=False)  # type: ignore[assignment]
+        cfg = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or "config"
+        raise ExpkitError(str(exc).splitlines()[0], key=key, hint="check the ${...} interpolation") from None
     problems = Problems()
     try:
         config = ExperimentConfig.model_validate(cfg)
@@ -101,8 +101,16 @@ def _add_pydantic_error(problems: Problems, err: Any, cfg: Any) -> None:
     elif kind == "missing":
         problems.add(_dotted(loc), "required key is missing")
     else:
-        shown = tuple(p for p in loc if not (isinstance(p, str) and (p in STEP_OPS or "[" in p or p in {"int", "float"})))
-        problems.add(_dotted(shown), f"{err['msg']}, got {err.get('input')!r}")
+        shown = _dotted(tuple(p for p in loc if not _is_type_label(p)))
+        if not any(item.startswith(f"{shown}: ") for item in problems.items):  # one problem per key, not one per union member
+            problems.add(shown, f"{err['msg']}, got {err.get('input')!r}")
+
+
+def _is_type_label(part: Any) -> bool:
+    """pydantic puts union member names (int, constrained-float, dict[str,any], op tags) into error paths."""
+    return isinstance(part, str) and (
+        part in STEP_OPS or part in {"int", "float", "str", "bool", "none"} or "[" in part or part.startswith(("constrained-", "function-"))
+    )
 
 
 def _check_kwargs(problems: Problems, key: str, kind: str, spec: dict[str, Any], catalog: dict[str, list[str]], skip: set[str]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ from expkit.errors import ExpkitError
 
 @dataclass
 class Splits:
-    """Model-ready arrays. `validation_split` is Keras' fit() argument when validation is taken that way."""
+    """Model-ready arrays; x_val is None when the run has no validation data."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -23,12 +24,7 @@ class Splits:
     y_test: np.ndarray
     x_val: np.ndarray | None = None
     y_val: np.ndarray | None = None
-    validation_split: float | None = None
     fingerprint: str = ""
-
-    @property
-    def has_validation(self) -> bool:
-        return self.x_val is not None or self.validation_split is not None
 
 
 def fingerprint(*arrays: np.ndarray) -> str:
@@ -37,7 +33,9 @@ def fingerprint(*arrays: np.ndarray) -> str:
     for a in arrays:
         if a.dtype == object:
             for item in a:
-                digest.update(np.asarray(item).tobytes())
+                item = np.asarray(item)
+                digest.update(len(item).to_bytes(8, "little") if item.ndim else b"s")
+                digest.update(item.tobytes())
         else:
             digest.update(np.ascontiguousarray(a).tobytes())
         digest.update(str(a.shape).encode())
@@ -76,17 +74,22 @@ def load_splits(dataset: Any, *, data_dir: str | None, seed: int) -> Splits:
     print_ = fingerprint(x_train, y_train, x_test, y_test)
 
     x_val = y_val = None
-    holdout = dataset.validation.holdout
-    if holdout is not None:
+    holdout, split = dataset.validation.holdout, dataset.validation.split
+    if holdout is not None:  # the first N (or fraction) of the training data, as the books do
         n = holdout if isinstance(holdout, int) else int(len(x_train) * holdout)
         if not 0 < n < len(x_train):
             raise ExpkitError(f"holdout of {n} samples leaves no training data ({len(x_train)} samples)", key="dataset.validation.holdout")
         x_val, y_val, x_train, y_train = x_train[:n], y_train[:n], x_train[n:], y_train[n:]
+    elif split is not None:  # Keras' validation_split: the last fraction, taken before shuffling
+        cut = math.ceil(len(x_train) * (1 - split))
+        if not 0 < cut < len(x_train):
+            raise ExpkitError(f"validation split {split} leaves no training or no validation data", key="dataset.validation.split")
+        x_val, y_val, x_train, y_train = x_train[cut:], y_train[cut:], x_train[:cut], y_train[:cut]
 
     pre = dataset.preprocess
     x_train, rest_x = apply_steps(pre.x, x_train, [x_test] + ([x_val] if x_val is not None else []), "dataset.preprocess.x")
     y_train, rest_y = apply_steps(pre.y, y_train, [y_test] + ([y_val] if y_val is not None else []), "dataset.preprocess.y")
-    splits = Splits(x_train, y_train, rest_x[0], rest_y[0], validation_split=dataset.validation.split, fingerprint=print_)
+    splits = Splits(x_train, y_train, rest_x[0], rest_y[0], fingerprint=print_)
     if x_val is not None:
         splits.x_val, splits.y_val = rest_x[1], rest_y[1]
     return splits

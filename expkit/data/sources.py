@@ -6,10 +6,13 @@ downloaded through `keras.datasets` (which caches under $KERAS_HOME/datasets).
 
 from __future__ import annotations
 
+import math
+import pickle
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -20,7 +23,8 @@ Arrays = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 Loader = Callable[..., Arrays]
 
 SOURCES: dict[str, Registry] = {"keras": Registry("keras dataset"), "sklearn": Registry("scikit-learn dataset")}
-KERAS_SPLIT_SEED = 113  # the seed keras.datasets uses for its shuffles
+KERAS_SPLIT_SEED = 113
+TRAIN_TEST = (("x_train", "y_train"), ("x_test", "y_test"))  # the seed keras.datasets uses for its shuffles
 
 
 def get_loader(source: str, name: str) -> Loader:
@@ -33,23 +37,68 @@ def get_loader(source: str, name: str) -> Loader:
 # --- reading Keras-layout npz files ---------------------------------------------------
 
 
-def read_npz(path: Path, keys: tuple[str, ...], *, pickled: bool = False) -> dict[str, np.ndarray]:
-    """Read `keys` from an npz file, turning every failure into an error that names the file."""
+class _ArraysOnlyUnpickler(pickle.Unpickler):
+    """Unpickles numpy object arrays of plain lists and numbers, and nothing else (no code can run)."""
+
+    ALLOWED: ClassVar[set[tuple[str, str]]] = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays of lists and numbers are allowed")
+
+
+def _read_member(archive: zipfile.ZipFile, name: str) -> np.ndarray:
+    with archive.open(name) as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(f)
+        if dtype.hasobject:
+            return np.asarray(_ArraysOnlyUnpickler(f).load())
+        buffer = bytearray(dtype.itemsize * math.prod(shape))
+        if f.readinto(buffer) != len(buffer):
+            raise EOFError(f"{name} is shorter than its header says")
+        return np.frombuffer(buffer, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+
+
+def read_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Read `keys` from a Keras-layout npz; every failure becomes an error that names the file.
+
+    Object arrays (imdb/reuters word sequences) are unpickled with an allow-list, so a crafted
+    file cannot run code.
+    """
     try:
-        with np.load(path, allow_pickle=pickled) as f:
-            missing = [k for k in keys if k not in f.files]
+        with zipfile.ZipFile(path) as archive:
+            members = {n.removesuffix(".npy"): n for n in archive.namelist()}
+            missing = [k for k in keys if k not in members]
             if missing:
                 raise ExpkitError(
-                    f"{path} has no array(s) {', '.join(missing)} (it has: {', '.join(f.files) or 'none'})",
+                    f"{path} has no array(s) {', '.join(missing)} (it has: {', '.join(members) or 'none'})",
                     hint="the file must follow the Keras layout for this dataset",
                 )
-            return {k: f[k] for k in keys}
+            return {k: _read_member(archive, members[k]) for k in keys}
     except ExpkitError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+    except (OSError, ValueError, EOFError, TypeError, zipfile.BadZipFile, zlib.error, pickle.UnpicklingError, KeyError) as exc:
         raise ExpkitError(
-            f"cannot read {path}: {exc.__class__.__name__}: {exc}", hint="the file is truncated or not an npz; download it again"
+            f"cannot read {path}: {exc.__class__.__name__}: {exc}", hint="the file is truncated, corrupt or not an npz; get it again"
         ) from None
+
+
+def check_lengths(path: Path, pairs: tuple[tuple[str, str], ...], arrays: dict[str, np.ndarray]) -> None:
+    """Features and labels in `path` must have the same number of samples."""
+    for xk, yk in pairs:
+        if len(arrays[xk]) != len(arrays[yk]):
+            raise ExpkitError(
+                f"{path}: {xk} has {len(arrays[xk])} samples but {yk} has {len(arrays[yk])}", hint="features and labels must be aligned"
+            )
 
 
 def find_local_file(fname: str, explicit: str | None, data_dir: str | None) -> Path | None:
@@ -117,6 +166,7 @@ def _image_dataset(name: str) -> Loader:
         if local is None:
             return keras_download(name, fname, data_dir)
         a = read_npz(local, ("x_train", "y_train", "x_test", "y_test"))
+        check_lengths(local, TRAIN_TEST, a)
         return (a["x_train"], a["y_train"]), (a["x_test"], a["y_test"])
 
     return load
@@ -132,7 +182,8 @@ def load_imdb(path: str | None = None, data_dir: str | None = None, num_words: i
     local = find_local_file("imdb.npz", path, data_dir)
     if local is None:
         return keras_download("imdb", "imdb.npz", data_dir, num_words=num_words)
-    a = read_npz(local, ("x_train", "y_train", "x_test", "y_test"), pickled=True)
+    a = read_npz(local, ("x_train", "y_train", "x_test", "y_test"))
+    check_lengths(local, TRAIN_TEST, a)
     rng = np.random.RandomState(KERAS_SPLIT_SEED)  # one generator for both shuffles, as Keras does
     train = np.arange(len(a["x_train"]))
     rng.shuffle(train)
@@ -149,7 +200,8 @@ def load_reuters(path: str | None = None, data_dir: str | None = None, num_words
     local = find_local_file("reuters.npz", path, data_dir)
     if local is None:
         return keras_download("reuters", "reuters.npz", data_dir, num_words=num_words)
-    a = read_npz(local, ("x", "y"), pickled=True)
+    a = read_npz(local, ("x", "y"))
+    check_lengths(local, (("x", "y"),), a)
     order = keras_shuffle(len(a["x"]))
     xs, ys = encode_sequences(a["x"][order], num_words), a["y"][order]
     cut = int(len(xs) * 0.8)
@@ -163,6 +215,7 @@ def load_boston_housing(path: str | None = None, data_dir: str | None = None, **
     if local is None:
         return keras_download("boston_housing", "boston_housing.npz", data_dir)
     a = read_npz(local, ("x", "y"))
+    check_lengths(local, (("x", "y"),), a)
     order = keras_shuffle(len(a["x"]))
     x, y = a["x"][order], a["y"][order]
     cut = int(len(x) * 0.8)

@@ -136,7 +136,9 @@ class TrackedRun:
         paths = plots.learning_curves(history, out_dir, smoothing)
         loss_name = loss if isinstance(loss, str) else str(loss.get("type", ""))
         if "crossentropy" in loss_name.lower() or "hinge" in loss_name.lower():
-            outputs = model.predict(splits.x_test, verbose=0)
+            from expkit.training.batches import ArrayBatches
+
+            outputs = model.predict(ArrayBatches(splits.x_test, None, 256), verbose=0)
             paths.append(plots.confusion_matrix_png(splits.y_test, outputs, out_dir / "confusion_matrix.png"))
         self.log_artifacts(paths, artifact_path="plots")
 
@@ -157,7 +159,7 @@ class TrackedRun:
         import tensorflow as tf
         from mlflow.models import infer_signature
 
-        example = np.asarray(input_example, dtype=np.float32)
+        example = np.asarray(input_example).astype(np.float32)
         signature = infer_signature(example, np.asarray(model.predict(example, verbose=0)))
         requirements = [f"keras=={keras.__version__}", f"tensorflow=={tf.__version__}", f"mlflow=={mlflow.__version__}"]
         info = mlflow.keras.log_model(model, name="model", signature=signature, pip_requirements=requirements)

@@ -14,6 +14,7 @@ from expkit.config.schema import ExperimentConfig
 from expkit.data.pipeline import Splits
 from expkit.errors import ExpkitError
 from expkit.models.builder import build_model
+from expkit.training.batches import ArrayBatches
 from expkit.training.callbacks import make_callbacks
 from expkit.training.compile import compile_model
 from expkit.training.resume import CompleteEpochsOnly, EpochState, Interrupted, StopOnRequest, StopRequest, TrainingState
@@ -106,7 +107,7 @@ def train_and_evaluate(
 
     ckpt_dir = output_dir / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    monitor = trainer.checkpoint_monitor or ("val_loss" if splits.has_validation else "loss")
+    monitor = trainer.checkpoint_monitor or ("val_loss" if splits.x_val is not None else "loss")
     checkpoints = {"best": ckpt_dir / "best.keras", "final": ckpt_dir / "final.keras"}
     initial_epoch, history, best = 0, {}, None
     if resume_from is not None:
@@ -124,18 +125,16 @@ def train_and_evaluate(
     if tb.enabled:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(output_dir / "tensorboard"), histogram_freq=tb.histogram_freq))
 
-    validation_data = (splits.x_val, splits.y_val) if splits.x_val is not None else None
+    batch = trainer.batch_size
+    train_batches = ArrayBatches(splits.x_train, splits.y_train, batch, shuffle=trainer.shuffle, seed=config.seed + initial_epoch)
+    validation = ArrayBatches(splits.x_val, splits.y_val, batch) if splits.x_val is not None else None
     if initial_epoch < trainer.epochs:
         model.fit(
-            splits.x_train,
-            splits.y_train,
+            train_batches,
             epochs=trainer.epochs,
             initial_epoch=initial_epoch,
-            batch_size=trainer.batch_size,
-            shuffle=trainer.shuffle,
             verbose=trainer.verbose,
-            validation_data=validation_data,
-            validation_split=splits.validation_split or 0.0,
+            validation_data=validation,
             callbacks=callbacks,
         )
     history = epoch_state.history
@@ -149,7 +148,7 @@ def train_and_evaluate(
     if stop.signum is not None:
         raise Interrupted(stop.signum)
     model.save(checkpoints["final"])
-    test = model.evaluate(splits.x_test, splits.y_test, batch_size=trainer.batch_size, verbose=0, return_dict=True)
+    test = model.evaluate(ArrayBatches(splits.x_test, splits.y_test, batch), verbose=0, return_dict=True)
     test_metrics = {f"test_{k}": float(v) for k, v in test.items()}
     summary = {
         "test": test_metrics,

@@ -1,0 +1,39 @@
+"""Feed numpy arrays to Keras one batch at a time, so compact uint8 encodings are never copied whole."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+import numpy as np
+
+COMPACT = (np.uint8, np.bool_, np.int8)
+
+
+def as_model_input(a: np.ndarray) -> np.ndarray:
+    """Cast compact (uint8/bool) storage to float32 for one batch; leave other dtypes alone."""
+    return a.astype(np.float32) if a.dtype in COMPACT else a
+
+
+class ArrayBatches(keras.utils.PyDataset):
+    """Batches of (x, y) from in-memory arrays; sample order reshuffled every epoch when `shuffle`."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray | None, batch_size: int, *, shuffle: bool = False, seed: int = 0) -> None:
+        super().__init__()
+        self.x, self.y, self.batch_size, self.shuffle = x, y, batch_size, shuffle
+        self._rng = np.random.default_rng(seed)
+        self._order = self._rng.permutation(len(x)) if shuffle else None
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def __getitem__(self, index: int) -> Any:
+        rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        idx = self._order[rows] if self._order is not None else rows
+        xb = as_model_input(self.x[idx])
+        return xb if self.y is None else (xb, as_model_input(self.y[idx]))
+
+    def on_epoch_end(self) -> None:
+        if self.shuffle:
+            self._order = self._rng.permutation(len(self.x))
