@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import builtins
-import pickle
 import struct
 import subprocess
 import sys
