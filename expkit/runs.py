@@ -202,20 +202,28 @@ def find_experiment(client: MlflowClient, uri: str, name: str) -> Experiment:
     raise ExpkitError(f"no experiment '{name}' in {uri}", hint=hint)
 
 
+def check_ref(ref: str) -> str:
+    """A run id or id prefix as typed, normalized; an error if it cannot be one (checked before opening the store)."""
+    ref = ref.strip().lower()
+    if not ref.isalnum() or not ref.isascii():
+        raise ExpkitError(f"'{ref}' is not a run id", hint=LIST_HINT)
+    if len(ref) < MIN_PREFIX:
+        raise ExpkitError(f"run id '{ref}' is too short", hint=f"give the full id or its first {MIN_PREFIX}+ characters; {LIST_HINT}")
+    return ref
+
+
 def find_run(client: MlflowClient, uri: str, ref: str) -> Run:
     """The run with id `ref`, or the one run whose id starts with `ref` (at least MIN_PREFIX characters)."""
     from mlflow.exceptions import MlflowException
 
-    ref = ref.strip().lower()
-    if len(ref) < MIN_PREFIX:
-        raise ExpkitError(f"run id '{ref}' is too short", hint=f"give the full id or its first {MIN_PREFIX}+ characters; {LIST_HINT}")
+    ref = check_ref(ref)
     if len(ref) == 32:
         try:
             return client.get_run(ref)
         except MlflowException:
             raise ExpkitError(f"no run '{ref}' in {uri}", hint=LIST_HINT) from None
     ids = [e.experiment_id for e in experiments(client)]
-    matches = search_all(client, ids, f"attributes.run_id LIKE '{ref}%'") if ids and ref.isalnum() else []
+    matches = search_all(client, ids, f"attributes.run_id LIKE '{ref}%'") if ids else []
     if not matches:
         raise ExpkitError(f"no run '{ref}' in {uri}", hint=LIST_HINT)
     if len(matches) > 1:
@@ -255,10 +263,7 @@ def list_runs(*, experiment: str | None, uri: str | None, limit: int) -> None:
         raise ExpkitError(f"must be at least 1, got {limit}", key="--limit")
     client, resolved = open_client(uri)
     with store_errors(resolved):
-        if experiment is not None:
-            exps = [find_experiment(client, resolved, experiment)]
-        else:
-            exps = experiments(client)
+        exps = [find_experiment(client, resolved, experiment)] if experiment is not None else experiments(client)
         names = {e.experiment_id: e.name for e in exps}
         runs = search_all(client, list(names), limit=limit) if names else []
     if not runs:
@@ -293,6 +298,8 @@ def compare_runs(*, run_ids: list[str], sweep: str | None, metric: str | None, m
         raise ExpkitError("give run ids or --sweep, not both")
     if not run_ids and not sweep:
         raise ExpkitError("nothing to compare", hint=f"pass two or more run ids, or --sweep PARENT_RUN_ID; {LIST_HINT}")
+    for ref in [*run_ids, *([sweep] if sweep else [])]:
+        check_ref(ref)
     metric = metric or "test_loss"
     direction = resolve_mode(metric, mode)
     client, resolved = open_client(uri)
@@ -399,6 +406,25 @@ def ui_command(uri: str, host: str, port: int) -> list[str]:
     return command
 
 
+def experiment_pages(uri: str, most: int = 10) -> list[tuple[str, str, int]]:
+    """(id, name, number of runs) of the active experiments with runs in a SQLite store, read without MLflow; [] if unreadable."""
+    import sqlite3
+
+    path = local_store_path(uri)
+    if not uri.startswith("sqlite:") or path is None or not path.is_file():
+        return []
+    query = (
+        "SELECT e.experiment_id, e.name, COUNT(r.run_uuid) FROM experiments e JOIN runs r ON r.experiment_id = e.experiment_id"
+        " WHERE e.lifecycle_stage = 'active' AND r.lifecycle_stage = 'active' GROUP BY e.experiment_id, e.name"
+        " ORDER BY MAX(r.start_time) DESC LIMIT ?"
+    )
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+            return [(str(i), str(n), int(c)) for i, n, c in db.execute(query, (most,)).fetchall()]
+    except sqlite3.Error:
+        return []
+
+
 def serve_ui(*, host: str, port: int, uri: str | None) -> None:
     """Run the MLflow UI (`mlflow server`) on the store expkit writes to, in the foreground."""
     resolved = resolve_uri(uri)
@@ -410,8 +436,12 @@ def serve_ui(*, host: str, port: int, uri: str | None) -> None:
     if port_in_use(host, port):
         raise ExpkitError(f"port {port} on {host} is already in use", key="--port", hint="pick another one with --port")
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host
+    base = f"http://{shown}:{port}"
     print(f"MLflow UI for {resolved}")
-    print(f"  open http://{shown}:{port}  (it takes a few seconds to start; Ctrl+C stops it)", flush=True)
+    print(f"  open {base}  (it takes a few seconds to start; Ctrl+C stops it)")
+    for experiment_id, name, count in experiment_pages(resolved):
+        print(f"  {name} ({count} runs): {base}/#/experiments/{experiment_id}/runs")
+    sys.stdout.flush()
     command = ui_command(resolved, host, port)
     # The server's job runner (for GenAI evaluation jobs) is not needed to browse runs, and slows start-up.
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")

@@ -64,12 +64,13 @@ class TrackedRun:
         self.experiment_name = experiment_name
         self.artifact_dir = artifact_dir
         self.root_dir = root_dir
-        self.client = mlflow.MlflowClient(self.uri)
+        self.client: mlflow.MlflowClient  # opened in start(), after the store exists
         self.run_id = ""
 
     def start(self, run_name: str, tags: dict[str, str], run_id: str | None = None) -> str:
         """Start a new run, or continue run `run_id` (resume); returns the run id."""
         experiment_id = ensure_experiment(self.uri, self.experiment_name, self.artifact_dir)
+        self.client = mlflow.MlflowClient(self.uri)
         tags = {
             **tags,
             "expkit.version": __version__,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,34 @@ def is_local_store(uri: str) -> bool:
     return uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri
 
 
+@contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Hold an exclusive lock beside a SQLite store, so concurrent processes never race to create its schema."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock; create the store once before starting parallel jobs
+        yield
+        return
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def ensure_experiment(uri: str, name: str, artifact_dir: str) -> str:
     """The id of experiment `name`, created (with its artifact folder) if new. Also creates a fresh store's schema."""
+    with store_lock(uri):
+        return _ensure_experiment(uri, name, artifact_dir)
+
+
+def _ensure_experiment(uri: str, name: str, artifact_dir: str) -> str:
     import mlflow
     from mlflow.exceptions import MlflowException
 
