@@ -46,7 +46,11 @@ def job_overrides() -> list[str]:
 
 def run_name(name: str, overrides: list[str]) -> str:
     """The preset name plus a short summary of the overrides, e.g. 'mnist_dense lr=1e-3'."""
-    shown = [o.split(".")[-1] for o in overrides if not o.startswith(("+experiment=", "hydra", "experiment="))]
+    shown = []
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if not override.startswith(("+experiment=", "hydra", "experiment=")):
+            shown.append(f"{key.lstrip('+~').split('.')[-1]}={value}" if value else key)
     text = " ".join([name, *shown]).strip()
     return text if len(text) <= 100 else text[:97] + "..."
 

@@ -77,11 +77,11 @@ def resume(
     """Continue a stopped or crashed run from its last completed epoch, in the same MLflow run."""
     from pathlib import Path
 
-    from expkit.outputs import find_run_dir, stored_overrides
+    from expkit.outputs import find_run_dir, stored_arguments
 
     def locate() -> list[str]:
         run_dir = find_run_dir(target, Path.cwd())
-        return [*stored_overrides(run_dir), f"hydra.run.dir='{run_dir}'"]
+        return [*stored_arguments(run_dir), f"hydra.run.dir='{run_dir}'"]
 
     args: list[str] = []
     _guarded(lambda: args.extend(locate()))

@@ -11,9 +11,9 @@ STATE = Path("checkpoints") / "resume" / "state.json"
 
 def run_dirs(root: Path) -> list[Path]:
     """Every run folder below <root>/outputs (single runs and sweep jobs), oldest first."""
-    found = [p.parent for p in (root / "outputs").glob("*/runs/*/run_id")]
-    found += [p.parent for p in (root / "outputs").glob("*/multiruns/*/*/run_id")]
-    return sorted(found, key=lambda p: (p / "run_id").stat().st_mtime)
+    found = [p.parent for p in (root / "outputs").glob("*/runs/*/config.yaml")]
+    found += [p.parent for p in (root / "outputs").glob("*/multiruns/*/*/config.yaml")]
+    return sorted(found, key=lambda p: (p / "config.yaml").stat().st_mtime)
 
 
 def is_finished(run_dir: Path) -> bool:
@@ -40,7 +40,7 @@ def find_run_dir(target: str, root: Path) -> Path:
                 else "run expkit resume from the folder you trained in",
             )
         return unfinished[-1]
-    matches = [d for d in dirs if (d / "run_id").read_text().strip().startswith(target)]
+    matches = [d for d in dirs if (d / "run_id").is_file() and (d / "run_id").read_text().strip().startswith(target)]
     if len(matches) != 1:
         what = "no run folder" if not matches else f"{len(matches)} run folders"
         raise ExpkitError(
@@ -49,11 +49,18 @@ def find_run_dir(target: str, root: Path) -> Path:
     return matches[0]
 
 
-def stored_overrides(run_dir: Path) -> list[str]:
-    """The command-line overrides the run was started with (Hydra's .hydra/overrides.yaml)."""
+def stored_arguments(run_dir: Path) -> list[str]:
+    """The run's command line again: its overrides and any --config-dir (from Hydra's .hydra/ files)."""
     from omegaconf import OmegaConf
 
     path = run_dir / ".hydra" / "overrides.yaml"
     if not path.is_file():
         raise ExpkitError(f"{path} is missing, so the run's overrides are unknown", hint="was this folder written by expkit train?")
-    return [str(o) for o in OmegaConf.load(path)]  # type: ignore[union-attr]
+    args = [str(o) for o in OmegaConf.load(path)]  # type: ignore[union-attr]
+    hydra_file = run_dir / ".hydra" / "hydra.yaml"
+    if hydra_file.is_file():
+        sources = OmegaConf.select(OmegaConf.load(hydra_file), "hydra.runtime.config_sources", default=[]) or []
+        for source in sources:
+            if source.provider == "command-line" and source.schema == "file":
+                args = ["--config-dir", str(source.path), *args]
+    return args

@@ -496,7 +496,7 @@ def test_nan_rejected(tmp_path: Path, where: str, what: str) -> None:
         arrays[where][2, 0] = np.inf
     np.savez(tmp_path / "mnist.npz", **arrays)
     bad = 4 if where == "x_train" else 1  # a NaN row of 3 plus one inf
-    with pytest.raises(ExpkitError, match=rf"^dataset: {what} contain {bad} NaN or inf value") as info:
+    with pytest.raises(ExpkitError, match=rf"^dataset: {tmp_path / 'mnist.npz'}: {what} contain {bad} NaN or inf value") as info:
         load_splits(dataset(), data_dir=str(tmp_path), seed=0)
     assert "clean the data" in str(info.value)
 

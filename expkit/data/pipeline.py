@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from expkit.data.preprocess import apply_steps
-from expkit.data.sources import get_loader
+from expkit.data.sources import data_origin, get_loader
 from expkit.errors import ExpkitError
 
 
@@ -69,8 +69,9 @@ def load_splits(dataset: Any, *, data_dir: str | None, seed: int) -> Splits:
         x_train, y_train = x_train[: dataset.max_train_samples], y_train[: dataset.max_train_samples]
     if dataset.max_test_samples:
         x_test, y_test = x_test[: dataset.max_test_samples], y_test[: dataset.max_test_samples]
-    check_arrays("training data", x_train, y_train)
-    check_arrays("test data", x_test, y_test)
+    origin = data_origin(dataset.source, dataset.name, dataset.path, data_dir)
+    check_arrays(f"{origin}: training data", x_train, y_train)
+    check_arrays(f"{origin}: test data", x_test, y_test)
     print_ = fingerprint(x_train, y_train, x_test, y_test)
 
     x_val = y_val = None

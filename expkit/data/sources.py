@@ -34,6 +34,14 @@ def get_loader(source: str, name: str) -> Loader:
     return SOURCES[source].get(name, key="dataset.name")
 
 
+def data_origin(source: str, name: str, path: str | None, data_dir: str | None) -> str:
+    """Where `load` reads this dataset from, for error messages."""
+    if source == "sklearn":
+        return f"scikit-learn's bundled {name}"
+    local = find_local_file(f"{name}.npz", path, data_dir)
+    return str(local) if local else f"{name} from the Keras cache"
+
+
 # --- reading Keras-layout npz files ---------------------------------------------------
 
 

@@ -17,13 +17,19 @@ def as_model_input(a: np.ndarray) -> np.ndarray:
 
 
 class ArrayBatches(keras.utils.PyDataset):
-    """Batches of (x, y) from in-memory arrays; sample order reshuffled every epoch when `shuffle`."""
+    """Batches of (x, y) from in-memory arrays.
 
-    def __init__(self, x: np.ndarray, y: np.ndarray | None, batch_size: int, *, shuffle: bool = False, seed: int = 0) -> None:
+    With `shuffle`, epoch e uses the permutation seeded by (seed, e), so a resumed run sees the
+    same sample order as an uninterrupted one. Pass `fit(shuffle=False)`: this class shuffles.
+    """
+
+    def __init__(
+        self, x: np.ndarray, y: np.ndarray | None, batch_size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0
+    ) -> None:
         super().__init__()
-        self.x, self.y, self.batch_size, self.shuffle = x, y, batch_size, shuffle
-        self._rng = np.random.default_rng(seed)
-        self._order = self._rng.permutation(len(x)) if shuffle else None
+        self.x, self.y, self.batch_size, self.shuffle, self.seed = x, y, batch_size, shuffle, seed
+        self.epoch = epoch
+        self._order = self._permutation()
 
     def __len__(self) -> int:
         return math.ceil(len(self.x) / self.batch_size)
@@ -34,6 +40,9 @@ class ArrayBatches(keras.utils.PyDataset):
         xb = as_model_input(self.x[idx])
         return xb if self.y is None else (xb, as_model_input(self.y[idx]))
 
+    def _permutation(self) -> np.ndarray | None:
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.x)) if self.shuffle else None
+
     def on_epoch_end(self) -> None:
-        if self.shuffle:
-            self._order = self._rng.permutation(len(self.x))
+        self.epoch += 1
+        self._order = self._permutation()

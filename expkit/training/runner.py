@@ -126,7 +126,7 @@ def train_and_evaluate(
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(output_dir / "tensorboard"), histogram_freq=tb.histogram_freq))
 
     batch = trainer.batch_size
-    train_batches = ArrayBatches(splits.x_train, splits.y_train, batch, shuffle=trainer.shuffle, seed=config.seed + initial_epoch)
+    train_batches = ArrayBatches(splits.x_train, splits.y_train, batch, shuffle=trainer.shuffle, seed=config.seed, epoch=initial_epoch)
     validation = ArrayBatches(splits.x_val, splits.y_val, batch) if splits.x_val is not None else None
     if initial_epoch < trainer.epochs:
         model.fit(
@@ -135,6 +135,7 @@ def train_and_evaluate(
             initial_epoch=initial_epoch,
             verbose=trainer.verbose,
             validation_data=validation,
+            shuffle=False,  # ArrayBatches shuffles samples itself, reproducibly per epoch
             callbacks=callbacks,
         )
     history = epoch_state.history

@@ -1,0 +1,170 @@
+"""Crash-safe resume, signals, config drift, bad data through the CLI, and concurrent tracking."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, expkit_env, mlflow_runs, output_dirs, read_metrics, run_expkit
+
+FAST = ("trainer.verbose=0", "tracking.log_model=false")
+
+
+def crash_callback(workdir: Path, epoch: int, signum: int) -> str:
+    """An override adding tests.crash.SignalSelf, which signals the training process once."""
+    marker = workdir / f"fired-{signum}"
+    return f"+callbacks.crash={{_target_: tests.crash.SignalSelf, epoch: {epoch}, signum: {int(signum)}, marker: '{marker}'}}"
+
+
+def loss_steps(workdir: Path, run_id: str) -> list[int]:
+    client = mlflow.MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    return [m.step for m in client.get_metric_history(run_id, "loss")]
+
+
+def test_kill_9_then_resume_latest_finishes_the_same_run(workdir: Path) -> None:
+    crashed = run_expkit("train", "trainer.epochs=6", crash_callback(workdir, 2, signal.SIGKILL), *FAST, cwd=workdir, PYTHONPATH=str(REPO))
+    assert crashed.returncode == -signal.SIGKILL
+    (run,) = mlflow_runs(workdir, "digits_mlp")
+    assert run.info.status == "RUNNING" and loss_steps(workdir, run.info.run_id) == [0, 1]
+
+    resumed = run_expkit("resume", "latest", cwd=workdir, PYTHONPATH=str(REPO))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "after epoch 2" in resumed.stderr
+    (run,) = mlflow_runs(workdir, "digits_mlp")
+    assert run.info.status == "FINISHED"
+    assert loss_steps(workdir, run.info.run_id) == [0, 1, 2, 3, 4, 5]
+    (run_dir,) = output_dirs(workdir)
+    assert read_metrics(run_dir)["epochs_run"] == 6
+    assert len(list((run_dir / "tensorboard" / "train").glob("events.out.tfevents.*"))) == 2  # same TensorBoard dir, two sessions
+
+    # Resuming again finds nothing unfinished.
+    again = run_expkit("resume", "latest", cwd=workdir)
+    assert again.returncode == 2 and "no unfinished run" in again.stderr
+
+
+def test_resume_matches_an_uninterrupted_run(workdir: Path) -> None:
+    straight, interrupted = workdir / "straight", workdir / "interrupted"
+    straight.mkdir(), interrupted.mkdir()
+    common = ("trainer.epochs=5", "trainer.deterministic=true", *FAST)
+    assert run_expkit("train", *common, cwd=straight).returncode == 0
+    run_expkit("train", *common, crash_callback(interrupted, 1, signal.SIGKILL), cwd=interrupted, PYTHONPATH=str(REPO))
+    assert run_expkit("resume", "latest", cwd=interrupted, PYTHONPATH=str(REPO)).returncode == 0
+    (a,), (b,) = output_dirs(straight), output_dirs(interrupted)
+    # Weights, optimizer state and the per-epoch shuffle order are restored exactly: the same numbers, bit for bit.
+    assert read_metrics(b)["final"] == read_metrics(a)["final"]
+    assert read_metrics(b)["test"] == read_metrics(a)["test"]
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_stops_at_batch_boundary_marks_killed_and_resumes(workdir: Path, signum: int, code: int) -> None:
+    stopped = run_expkit("train", "trainer.epochs=4", crash_callback(workdir, 2, signum), *FAST, cwd=workdir, PYTHONPATH=str(REPO))
+    assert stopped.returncode == code, stopped.stderr
+    assert "Traceback" not in stopped.stderr and "expkit resume" in stopped.stderr
+    (run,) = mlflow_runs(workdir, "digits_mlp")
+    assert run.info.status == "KILLED"
+    assert loss_steps(workdir, run.info.run_id) == [0, 1]  # the cut-short epoch is not recorded
+
+    resumed = run_expkit("resume", run.info.run_id[:10], cwd=workdir, PYTHONPATH=str(REPO))
+    assert resumed.returncode == 0, resumed.stderr
+    (run,) = mlflow_runs(workdir, "digits_mlp")
+    assert run.info.status == "FINISHED" and loss_steps(workdir, run.info.run_id) == [0, 1, 2, 3]
+
+
+def test_resume_refuses_a_changed_config_unless_forced(workdir: Path) -> None:
+    presets = workdir / "conf" / "experiment"
+    presets.mkdir(parents=True)
+    (presets / "mine.yaml").write_text("# @package _global_\nname: mine\ntrainer:\n  batch_size: 32\n")
+    args = ("--config-dir", str(workdir / "conf"), "+experiment=mine", "trainer.epochs=4")
+    run_expkit("train", *args, crash_callback(workdir, 1, signal.SIGKILL), *FAST, cwd=workdir, PYTHONPATH=str(REPO))
+    (presets / "mine.yaml").write_text("# @package _global_\nname: mine\ntrainer:\n  batch_size: 64\n")
+
+    refused = run_expkit("resume", "latest", cwd=workdir, PYTHONPATH=str(REPO))
+    assert refused.returncode == 2
+    assert "config changed" in refused.stderr and "trainer.batch_size: 32 -> 64" in refused.stderr and "--force" in refused.stderr
+
+    forced = run_expkit("resume", "latest", "--force", cwd=workdir, PYTHONPATH=str(REPO))
+    assert forced.returncode == 0, forced.stderr
+    (run,) = mlflow_runs(workdir, "mine")
+    assert run.info.status == "FINISHED"
+    assert "trainer.batch_size: 32 -> 64" in run.data.tags["resume.config_drift"]
+
+
+def bad_npz(kind: str, path: Path) -> None:
+    """Write a mnist.npz that is wrong in one way."""
+    rng = np.random.default_rng(0)
+    good = {
+        "x_train": rng.integers(0, 255, (60, 28, 28), dtype=np.uint8),
+        "y_train": rng.integers(0, 10, 60).astype(np.uint8),
+        "x_test": rng.integers(0, 255, (20, 28, 28), dtype=np.uint8),
+        "y_test": rng.integers(0, 10, 20).astype(np.uint8),
+    }
+    if kind == "truncated":
+        np.savez(path, **good)
+        path.write_bytes(path.read_bytes()[:5000])
+    elif kind == "missing_key":
+        np.savez(path, **{k: v for k, v in good.items() if k != "y_test"})
+    elif kind == "length_mismatch":
+        np.savez(path, **{**good, "y_train": good["y_train"][:50]})
+    elif kind == "label_range":
+        np.savez(path, **{**good, "y_train": good["y_train"] + 10})
+    elif kind == "nan":
+        x = good["x_train"].astype(np.float32)
+        x[3, 4, 5] = np.nan
+        np.savez(path, **{**good, "x_train": x})
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("truncated", "cannot read"),
+        ("missing_key", "has no array(s) y_test"),
+        ("length_mismatch", "y_train has 50"),
+        ("label_range", "outside 0..9"),
+        ("nan", "NaN or inf"),
+    ],
+)
+def test_bad_data_fails_cleanly_and_keeps_earlier_runs(workdir: Path, kind: str, expected: str) -> None:
+    data = workdir / "data"
+    data.mkdir()
+    assert run_expkit("train", "+experiment=mnist_dense", "trainer.epochs=1", "dataset.max_train_samples=2000", *FAST, cwd=workdir,
+                      EXPKIT_DATA_DIR=str(REPO.parent / "shared" / "datasets")).returncode in (0,) or pytest.skip("no shared MNIST")  # fmt: skip
+    bad_npz(kind, data / "mnist.npz")
+    failed = run_expkit("train", "+experiment=mnist_dense", "trainer.epochs=1", *FAST, cwd=workdir, EXPKIT_DATA_DIR=str(data))
+    assert failed.returncode == 2, failed.stderr
+    assert "Traceback" not in failed.stderr and expected in failed.stderr
+    if kind != "label_range":
+        assert str(data / "mnist.npz") in failed.stderr
+    runs = sorted(mlflow_runs(workdir, "mnist_dense"), key=lambda r: r.info.start_time)
+    assert [r.info.status for r in runs] == ["FINISHED", "FAILED"]
+    assert "test_accuracy" in runs[0].data.metrics  # the earlier run is intact
+    assert expected in runs[1].data.tags["failure"]
+
+
+def test_concurrent_runs_on_a_fresh_store(workdir: Path) -> None:
+    repetitions = int(os.environ.get("EXPKIT_CONCURRENCY_REPS", "1"))
+    for rep in range(repetitions):
+        root = workdir / f"rep{rep}"
+        root.mkdir()
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "expkit.cli", "train", "trainer.epochs=2", f"seed={i}", *FAST],
+                cwd=root,
+                env=expkit_env(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )  # fmt: skip
+            for i in range(4)
+        ]
+        errors = [p.communicate(timeout=600)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+        runs = mlflow_runs(root, "digits_mlp")
+        assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
+        assert all(loss_steps(root, r.info.run_id) == [0, 1] and "test_accuracy" in r.data.metrics for r in runs)

@@ -1,0 +1,478 @@
+"""`expkit runs list|compare|best` and `expkit ui` on real MLflow stores: a local SQLite store with two trained runs,
+a joblib sweep (parent and child runs from several processes), and a real `mlflow server` over HTTP.
+
+The slow set-up (trainings, the sweep, server start-ups) runs in background threads that start together when the module
+starts, so they overlap on the CPU; each fixture waits only for the job it needs. Only jobs that the selected tests use
+are started. The jobs the first tests wait for run at normal priority, the others niced, so the first results come early.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pytest
+
+from tests import mlflow_server as ms
+from tests.conftest import expkit_env, run_expkit
+
+EXPERIMENT = "digits_mlp"
+TRAIN = ("train", "trainer.epochs=2", "trainer.verbose=0", "tracking.log_model=false")
+SWEEP = (
+    "train", "-m", "trainer.epochs=1", "optimizer.learning_rate=1e-3,1e-2", "trainer.verbose=0", "tracking.log_model=false",
+    "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+)  # fmt: skip
+T0 = time.monotonic()
+# Jobs off the critical path (trained store -> read commands) run at this lower CPU priority.
+NICE = 10
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def parse_table(text: str) -> list[dict[str, str]]:
+    """The rows of the first table `expkit runs` printed, as {header: cell}; columns come from the dashed rule."""
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("--") and set(line) <= {"-", " "})
+    header = lines[at - 1]
+    spans = [(m.start(), m.end()) for m in re.finditer(r"-+", lines[at])]
+    rows = []
+    for line in lines[at + 1 :]:
+        if not line.strip():
+            break
+        rows.append({header[a:b].strip(): line[a:b].strip() for a, b in spans})
+    return rows
+
+
+def fmt(value: float) -> str:
+    """How the tables show a metric between 0.001 and 1e6."""
+    return f"{value:.4f}"
+
+
+def assert_ok(done: subprocess.CompletedProcess[str]) -> None:
+    assert done.returncode == 0, f"exit {done.returncode}\nstdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}"
+
+
+def assert_clean_error(done: subprocess.CompletedProcess[str], expected: list[str]) -> None:
+    """Exit code 2, one `error:` message (plus an optional hint line), no traceback."""
+    assert done.returncode == 2, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines and lines[0].startswith("error: "), done.stderr
+    assert all(line.startswith("  hint: ") for line in lines[1:]), done.stderr
+    for text in expected:
+        assert text in done.stderr, f"{text!r} not in:\n{done.stderr}"
+
+
+@dataclass
+class Store:
+    """A folder whose mlflow.db holds two finished runs of digits_mlp, differing only in the learning rate."""
+
+    root: Path
+    uri: str
+    experiment_id: str
+    runs: dict[str, Any]  # learning rate -> mlflow Run
+
+    def run_id(self, lr: str) -> str:
+        return str(self.runs[lr].info.run_id)
+
+    def metric(self, lr: str, name: str) -> float:
+        return float(self.runs[lr].data.metrics[name])
+
+
+@dataclass
+class ServerRun:
+    server: ms.ServerProcess
+    root: Path
+    train: subprocess.CompletedProcess[str]
+
+
+@dataclass
+class Background:
+    """Set-up jobs running in threads; `result(name)` starts a job if needed and waits for it."""
+
+    root: Path
+    pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=len(JOBS) + 1))
+    jobs: dict[str, Future[Any]] = field(default_factory=dict)
+    servers: list[ms.ServerProcess] = field(default_factory=list)
+
+    timings: dict[str, list[float]] = field(default_factory=dict)
+
+    def start(self, name: str) -> None:
+        if name not in self.jobs:
+            self.jobs[name] = self.pool.submit(self._timed, name)
+
+    def _timed(self, name: str) -> Any:
+        self.timings[name] = [time.monotonic() - T0]
+        try:
+            return JOBS[name](self)
+        finally:
+            self.timings[name].append(time.monotonic() - T0)
+
+    def result(self, name: str) -> Any:
+        self.start(name)
+        return self.jobs[name].result()
+
+    def folder(self, name: str) -> Path:
+        path = self.root / name
+        path.mkdir(exist_ok=True)
+        return path
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        for server in self.servers:
+            ms.stop(server)
+        print("background jobs (start, end in s):", {k: [round(t) for t in v] for k, v in self.timings.items()}, file=sys.stderr)
+
+
+# ---------------------------------------------------------------- background jobs
+
+
+def expkit_process(*args: str, cwd: Path, nice: int = 0) -> subprocess.Popen[str]:
+    """`python -m expkit.cli ARGS` started in the background (as conftest.run_expkit runs it), at a lower priority if nice > 0."""
+    command = [sys.executable, "-m", "expkit.cli", *args]
+    if nice and shutil.which("nice"):
+        command = ["nice", "-n", str(nice), *command]
+    return subprocess.Popen(command, cwd=cwd, env=expkit_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def make_trained_store(bg: Background) -> Store:
+    """Two trainings; the second starts once the first has created the store and its run, so their start-ups overlap."""
+    root = bg.folder("local")
+    first = expkit_process(*TRAIN, "optimizer.learning_rate=0.01", cwd=root)
+    while first.poll() is None and not list((root / "outputs").rglob("run_id")):
+        time.sleep(0.2)
+    second = expkit_process(*TRAIN, "optimizer.learning_rate=0.001", cwd=root)
+    for process in (first, second):
+        assert_ok(finish(process))
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    assert experiment is not None
+    runs = {r.data.params["optimizer.learning_rate"]: r for r in client.search_runs([experiment.experiment_id])}
+    assert sorted(runs) == ["0.001", "0.01"]
+    return Store(root, uri, str(experiment.experiment_id), runs)
+
+
+def read_commands(store: Store, empty: Path, port: int) -> dict[str, tuple[list[str], Path]]:
+    """The `expkit runs` calls the tests check: name -> (args, cwd)."""
+    fast, slow = store.run_id("0.01"), store.run_id("0.001")
+    root = store.root
+    return {
+        "compare": (["runs", "compare", fast, slow[:8]], root),
+        "compare_accuracy": (["runs", "compare", fast[:8], slow, "--metric", "test_accuracy"], root),
+        "list": (["runs", "list"], root),
+        "best_accuracy": (["runs", "best", "--experiment", EXPERIMENT, "--metric", "test_accuracy"], root),
+        # user errors
+        "unknown_experiment": (["runs", "list", "--experiment", "digits_ml"], root),
+        "unknown_run": (["runs", "compare", fast, "0123456789abcdef"], root),
+        "unknown_full_run": (["runs", "compare", fast, "0" * 32], root),
+        "unknown_metric": (["runs", "best", "-e", EXPERIMENT, "-k", "test_acuracy"], root),
+        "short_prefix": (["runs", "compare", fast[:3], slow], root),
+        "not_an_id": (["runs", "compare", fast, "abc' OR 1=1"], root),
+        "one_run": (["runs", "compare", fast, fast[:10]], root),
+        "nothing": (["runs", "compare"], root),
+        "bad_mode": (["runs", "compare", fast, slow, "--mode", "up"], root),
+        "no_store": (["runs", "list"], empty),
+        "ui_no_store": (["ui", "--port", str(port)], empty),
+    }
+
+
+ERRORS = {
+    "unknown_experiment": ["no experiment 'digits_ml'", "did you mean 'digits_mlp'?", "known experiments:"],
+    "unknown_run": ["no run '0123456789abcdef'", "expkit runs list"],
+    "unknown_full_run": ["no run '00000000000000000000000000000000'"],
+    "unknown_metric": ["no metric 'test_acuracy'", "did you mean 'test_accuracy'?", "test_loss", "val_loss"],
+    "short_prefix": ["too short", "first 6+ characters"],
+    "not_an_id": ["is not a run id"],
+    "one_run": ["need at least 2 runs"],
+    "nothing": ["nothing to compare", "--sweep"],
+    "bad_mode": ["unknown mode 'up'", "min, max, auto"],
+    "no_store": ["no MLflow store at", "mlflow.db", "expkit train"],
+    "ui_no_store": ["no MLflow store at", "mlflow.db"],
+}
+
+
+def run_reads(bg: Background) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Every read command at once (2 at a time): they only read the store."""
+    store = bg.result("trained_store")
+    empty = bg.folder("empty")
+    commands = read_commands(store, empty, ms.free_port())
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {name: pool.submit(run_expkit, *args, cwd=cwd, timeout=180) for name, (args, cwd) in commands.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
+def run_sweep(bg: Background) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    root = bg.folder("sweep")
+    return root, finish(expkit_process(*SWEEP, cwd=root, nice=NICE))
+
+
+def train_against_server(bg: Background) -> ServerRun:
+    root = bg.folder("server")
+    server = ms.start_mlflow_server(f"sqlite:///{root / 'server.db'}", root / "artifacts", cwd=root, env=expkit_env(), nice=NICE)
+    bg.servers.append(server)
+    ms.wait_healthy(server, timeout=180)
+    done = finish(expkit_process(*TRAIN, "optimizer.learning_rate=0.01", f"tracking.uri={server.url}", cwd=root, nice=NICE))
+    return ServerRun(server, root, done)
+
+
+def start_ui(bg: Background) -> ms.ServerProcess:
+    """`expkit ui --port P` in the folder of the trained store, up and healthy."""
+    store = bg.result("trained_store")
+    port = ms.free_port()
+    command = [sys.executable, "-m", "expkit.cli", "ui", "--port", str(port)]
+    log = store.root / "ui.log"
+    server = ms.start_process(command, url=f"http://127.0.0.1:{port}", log=log, cwd=store.root, env=expkit_env(), nice=NICE)
+    bg.servers.append(server)
+    ms.wait_healthy(server, timeout=180)
+    return server
+
+
+JOBS: dict[str, Callable[[Background], Any]] = {
+    "trained_store": make_trained_store,
+    "sweep_store": run_sweep,
+    "server_run": train_against_server,
+    "reads": run_reads,
+    "ui_server": start_ui,
+}
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def background(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Background]:
+    """Starts, together, the jobs behind the fixtures that this module's selected tests use; stops servers at the end."""
+    bg = Background(tmp_path_factory.mktemp("runs"))
+    selected = {name for item in request.session.items if item.module is request.module for name in item.fixturenames}  # type: ignore[attr-defined]
+    for name in JOBS:
+        if name in selected:
+            bg.start(name)
+    try:
+        yield bg
+    finally:
+        bg.close()
+
+
+@pytest.fixture(scope="module")
+def trained_store(background: Background) -> Store:
+    return background.result("trained_store")
+
+
+@pytest.fixture(scope="module")
+def reads(background: Background) -> dict[str, subprocess.CompletedProcess[str]]:
+    return background.result("reads")
+
+
+@pytest.fixture(scope="module")
+def sweep_store(background: Background) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    return background.result("sweep_store")
+
+
+@pytest.fixture(scope="module")
+def server_run(background: Background) -> ServerRun:
+    return background.result("server_run")
+
+
+@pytest.fixture(scope="module")
+def ui_server(background: Background) -> ms.ServerProcess:
+    return background.result("ui_server")
+
+
+# ---------------------------------------------------------------- runs compare / list / best
+
+
+def test_compare_shows_only_differing_params_and_key_metrics(trained_store: Store, reads: dict) -> None:
+    done = reads["compare"]
+    assert_ok(done)
+    out = done.stdout
+    assert "best first by test_loss (min)" in out
+    rows = parse_table(out)
+    assert len(rows) == 2
+    fast, slow = trained_store.run_id("0.01"), trained_store.run_id("0.001")
+    by_id = {row["run id"]: row for row in rows}
+    assert set(by_id) == {fast[:8], slow[:8]}
+    assert by_id[fast[:8]]["optimizer.learning_rate"] == "0.01"
+    assert by_id[slow[:8]]["optimizer.learning_rate"] == "0.001"
+    for lr, run_id in (("0.01", fast), ("0.001", slow)):
+        for metric in ("test_accuracy", "test_loss", "val_loss"):
+            assert by_id[run_id[:8]][metric] == fmt(trained_store.metric(lr, metric)), metric
+    # Exactly the params that differ: the learning rate and the output folder; nothing that is equal in both runs.
+    params = set(rows[0]) - {"run id", "name", "test_accuracy", "test_loss", "val_loss"}
+    assert params == {"optimizer.learning_rate", "paths.output_dir"}
+    for same in ("trainer.epochs", "model.units", "optimizer.type", "seed", "model.num_params"):
+        assert same not in out
+    # Best first: the lower test_loss.
+    losses = [float(row["test_loss"]) for row in rows]
+    assert losses == sorted(losses)
+    best = min(("0.01", "0.001"), key=lambda lr: trained_store.metric(lr, "test_loss"))
+    assert rows[0]["run id"] == trained_store.run_id(best)[:8]
+
+
+def test_compare_by_accuracy_puts_highest_first(trained_store: Store, reads: dict) -> None:
+    done = reads["compare_accuracy"]
+    assert_ok(done)
+    assert "best first by test_accuracy (max)" in done.stdout
+    rows = parse_table(done.stdout)
+    accuracies = [float(row["test_accuracy"]) for row in rows]
+    assert accuracies == sorted(accuracies, reverse=True)
+    best = max(("0.01", "0.001"), key=lambda lr: trained_store.metric(lr, "test_accuracy"))
+    assert rows[0]["run id"] == trained_store.run_id(best)[:8]
+
+
+def test_list_shows_runs_newest_first(trained_store: Store, reads: dict) -> None:
+    done = reads["list"]
+    assert_ok(done)
+    rows = parse_table(done.stdout)
+    # 0.001 was trained second, so it is listed first.
+    assert [row["run id"] for row in rows] == [trained_store.run_id("0.001")[:8], trained_store.run_id("0.01")[:8]]
+    for row, lr in zip(rows, ("0.001", "0.01"), strict=True):
+        assert row["experiment"] == EXPERIMENT
+        assert row["status"] == "FINISHED"
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", row["started"])
+        assert row["test_accuracy"] == fmt(trained_store.metric(lr, "test_accuracy"))
+    assert "2 run(s), newest first" in done.stdout
+
+
+def test_best_prints_the_run_with_the_highest_accuracy(trained_store: Store, reads: dict) -> None:
+    done = reads["best_accuracy"]
+    assert_ok(done)
+    metric = "test_accuracy"
+    best = max(("0.01", "0.001"), key=lambda lr: trained_store.metric(lr, metric))
+    other = "0.001" if best == "0.01" else "0.01"
+    assert trained_store.run_id(best) in done.stdout
+    assert trained_store.run_id(other)[:8] not in done.stdout
+    assert fmt(trained_store.metric(best, metric)) in done.stdout
+    assert f"optimizer.learning_rate={best}" in done.stdout  # the overrides tag
+    assert re.search(rf"optimizer\.learning_rate\s+{re.escape(best)}\n", done.stdout)  # the one param that varies
+
+
+@pytest.mark.parametrize("name", sorted(ERRORS))
+def test_bad_input_fails_with_one_message(trained_store: Store, reads: dict, name: str) -> None:
+    assert_clean_error(reads[name], ERRORS[name])
+    if name in ("no_store", "ui_no_store"):
+        empty = trained_store.root.parent / "empty"
+        assert str((empty / "mlflow.db").resolve()) in reads[name].stderr
+        assert not (empty / "mlflow.db").exists(), "reading must not create a store"
+
+
+def test_ui_refuses_a_busy_port(trained_store: Store) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = run_expkit("ui", "--port", str(port), cwd=trained_store.root, timeout=60)
+    assert_clean_error(done, [f"port {port} on 127.0.0.1 is already in use", "--port"])
+
+
+# ---------------------------------------------------------------- a joblib sweep
+
+
+def test_joblib_sweep_makes_a_parent_with_children(sweep_store: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    root, done = sweep_store
+    assert_ok(done)
+    client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("expkit.sweep") == "parent"]
+    children = [r for r in runs if r.info.run_id != parent.info.run_id]
+    assert len(children) == 2
+    assert all(r.data.tags.get("mlflow.parentRunId") == parent.info.run_id for r in children)
+    assert all(r.info.status == "FINISHED" for r in [parent, *children])
+    assert {r.data.params["optimizer.learning_rate"] for r in children} == {"0.001", "0.01"}
+    best = min(children, key=lambda r: r.data.metrics["test_loss"])
+    assert parent.data.tags["sweep.best_run_id"] == best.info.run_id
+
+    compared = run_expkit("runs", "compare", "--sweep", parent.info.run_id[:8], cwd=root, timeout=120)
+    assert_ok(compared)
+    rows = parse_table(compared.stdout)
+    assert rows[0]["run id"] == best.info.run_id[:8]
+    assert {row["run id"] for row in rows} == {r.info.run_id[:8] for r in children}
+    assert {row["optimizer.learning_rate"] for row in rows} == {"0.001", "0.01"}
+    assert "trainer.epochs" not in compared.stdout
+
+
+# ---------------------------------------------------------------- a real tracking server
+
+
+def test_training_logs_to_a_tracking_server(server_run: ServerRun) -> None:
+    assert_ok(server_run.train)
+    url = server_run.server.url
+    (run,) = ms.search_runs(url, EXPERIMENT)
+    info, data = run["info"], run["data"]
+    assert info["status"] == "FINISHED"
+    params, metrics = ms.as_dict(data.get("params")), ms.as_dict(data.get("metrics"))
+    assert params["optimizer.learning_rate"] == "0.01" and params["trainer.epochs"] == "2"
+    assert int(params["model.num_params"]) > 0
+    assert {"loss", "val_loss", "test_accuracy", "test_loss"} <= set(metrics)
+    assert 0.1 < metrics["test_accuracy"] <= 1
+    history = ms.rest(url, "api/2.0/mlflow/metrics/get-history", params={"run_id": info["run_id"], "metric_key": "loss"})
+    assert sorted(m["step"] for m in history["metrics"]) == [0, 1]
+    # Artifacts went through the server's artifact proxy into its destination folder.
+    listed = ms.rest(url, "api/2.0/mlflow/artifacts/list", params={"run_id": info["run_id"]})
+    assert "config.yaml" in {f["path"] for f in listed.get("files", [])}
+    assert list((server_run.root / "artifacts").rglob("config.yaml"))
+    assert not (server_run.root / "mlflow.db").exists(), "nothing may go to the local default store"
+
+    # The read commands work against the server too.
+    listing = run_expkit("runs", "list", "--uri", url, cwd=server_run.root, timeout=120)
+    assert_ok(listing)
+    assert info["run_id"][:8] in listing.stdout
+
+
+# ---------------------------------------------------------------- expkit ui
+
+
+def test_ui_serves_the_same_store(trained_store: Store, ui_server: ms.ServerProcess) -> None:
+    first = ui_server.output().splitlines()
+    assert first[0] == f"MLflow UI for {trained_store.uri}"
+    assert f"open {ui_server.url}" in first[1]
+    assert f"{EXPERIMENT} (2 runs): {ui_server.url}/#/experiments/{trained_store.experiment_id}/runs" in first[2]
+    assert "<title>MLflow</title>" in ms.fetch_text(ui_server.url + "/")
+    runs = ms.search_runs(ui_server.url, EXPERIMENT, prefix="ajax-api/2.0")
+    assert {r["info"]["run_id"] for r in runs} == {trained_store.run_id("0.01"), trained_store.run_id("0.001")}
+    # The run's artifacts live under <store folder>/mlartifacts (a file:// location); the UI server reads them.
+    run_id = trained_store.run_id("0.01")
+    listed = ms.rest(ui_server.url, "ajax-api/2.0/mlflow/artifacts/list", params={"run_id": run_id})
+    assert "config.yaml" in {f["path"] for f in listed.get("files", [])}
+    config = ms.fetch_text(f"{ui_server.url}/get-artifact?path=config.yaml&run_uuid={run_id}")
+    assert "learning_rate: 0.01" in config
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+def test_ui_screenshot_with_headless_chromium(trained_store: Store, ui_server: ms.ServerProcess, tmp_path: Path) -> None:
+    """Renders the experiment's runs page; the PNG is kept in pytest's tmp folder for a look."""
+    shot = tmp_path / "runs.png"
+    url = f"{ui_server.url}/#/experiments/{trained_store.experiment_id}/runs"
+    command = [
+        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
+        "--window-size=1400,900", "--virtual-time-budget=15000", url,
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = shot.read_bytes()
+    assert data.startswith(b"\x89PNG") and len(data) > 20_000
+    print(f"screenshot of {url}: {shot}")
