@@ -232,9 +232,13 @@ def find_run(client: MlflowClient, uri: str, ref: str) -> Run:
     return matches[0]
 
 
+# Params that differ between any two runs by construction (where the run wrote its files): not a difference in the experiment.
+RUN_LOCATION_PARAMS = {"paths.output_dir"}
+
+
 def differing_params(runs: Sequence[Run]) -> list[str]:
-    """Param names whose value is not the same in every run (missing counts as a value), sorted."""
-    names = sorted({k for r in runs for k in r.data.params})
+    """Param names whose value is not the same in every run (missing counts as a value), sorted; run locations excluded."""
+    names = sorted({k for r in runs for k in r.data.params} - RUN_LOCATION_PARAMS)
     return [k for k in names if len({r.data.params.get(k) for r in runs}) > 1]
 
 

@@ -69,6 +69,8 @@ def test_default_train_records_everything(workdir: Path) -> None:
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == [0, 1, 2]
     assert "test_accuracy" in run.data.metrics
     assert run.data.metrics["test_accuracy"] == pytest.approx(read_metrics(run_dir)["test"]["test_accuracy"])
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert artifacts == {"plots/loss.png", "plots/accuracy.png", "plots/confusion_matrix.png"}
     # The logged model loads through pyfunc and predicts class probabilities.
     mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
     model = mlflow.pyfunc.load_model(run.data.tags["model_uri"])

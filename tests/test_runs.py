@@ -318,9 +318,9 @@ def test_compare_shows_only_differing_params_and_key_metrics(trained_store: Stor
     for lr, run_id in (("0.01", fast), ("0.001", slow)):
         for metric in ("test_accuracy", "test_loss", "val_loss"):
             assert by_id[run_id[:8]][metric] == fmt(trained_store.metric(lr, metric)), metric
-    # Exactly the params that differ: the learning rate and the output folder; nothing that is equal in both runs.
+    # Exactly the params that differ: the learning rate (the run folders differ by construction and are left out).
     params = set(rows[0]) - {"run id", "name", "test_accuracy", "test_loss", "val_loss"}
-    assert params == {"optimizer.learning_rate", "paths.output_dir"}
+    assert params == {"optimizer.learning_rate"}
     for same in ("trainer.epochs", "model.units", "optimizer.type", "seed", "model.num_params"):
         assert same not in out
     # Best first: the lower test_loss.
