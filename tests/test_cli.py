@@ -18,15 +18,28 @@ from expkit.cli import app
 try:
     app({args!r})
 except SystemExit as stop:
-    assert stop.code in (0, None), stop.code
+    assert (stop.code or 0) == {code}, stop.code
 heavy = sorted(m for m in ("tensorflow", "keras", "mlflow") if m in sys.modules)
 assert not heavy, heavy
 """
 
 
-@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["show", "+experiment=imdb_dense"], ["list"]])
-def test_cli_startup_imports_no_tensorflow_or_mlflow(args: list[str], tmp_path: Path) -> None:
-    code = NO_HEAVY_IMPORTS.format(args=args)
+@pytest.mark.parametrize(
+    ("args", "exit_code"),
+    [
+        (["--help"], 0),
+        (["train", "--help"], 0),
+        (["show", "+experiment=imdb_dense"], 0),
+        (["list"], 0),
+        (["validate", "+experiment=reuters_dense"], 0),
+        (["train", "trainer.epoch=3"], 2),
+        (["train", "trainer.epochs=ten"], 2),
+        (["train", "+model.layers.0.unit=3"], 2),
+        (["train", "+experiment=imdb_dense", "model.loss=categorical_crossentropy"], 2),
+    ],
+)
+def test_cli_startup_and_config_errors_import_no_tensorflow_or_mlflow(args: list[str], exit_code: int, tmp_path: Path) -> None:
+    code = NO_HEAVY_IMPORTS.format(args=args, code=exit_code)
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=expkit_env(), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 

@@ -86,8 +86,11 @@ def _explain_missing_key(key: str, overrides: list[str], dirs: list[Path]) -> Ex
     return ExpkitError("unknown config key", key=key, hint=f"{hint + ' ' if hint else ''}To add a new key on purpose, write +{key}=...")
 
 
-def check_overrides(args: list[str]) -> None:
-    """Raise ExpkitError for malformed overrides, unknown keys and unknown group options."""
+def check_overrides(args: list[str]) -> Any:
+    """Raise ExpkitError for malformed overrides, unknown keys and unknown group options; return the composed config.
+
+    A sweep (`a=1,2`) is checked with its first value.
+    """
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 
@@ -103,7 +106,7 @@ def check_overrides(args: list[str]) -> None:
         ) from None
     overrides = [first_choice(o) for o in parsed if not o.key_or_group.startswith("hydra")]
     try:
-        _compose(overrides, dirs)
+        cfg = _compose(overrides, dirs)
     except MissingConfigException as exc:
         text = str(exc)
         missing = re.search(r"Could not find '([^']+)/([^']+)'", text)
@@ -118,4 +121,29 @@ def check_overrides(args: list[str]) -> None:
         unknown = re.search(r"Could not override '([^']+)'", text) or re.search(r"Could not delete from config\. '?([\w.]+)'?", text)
         if unknown:
             raise _explain_missing_key(unknown.group(1), overrides, dirs) from None
-        raise ExpkitError(text.splitlines()[0]) from None
+        raise ExpkitError(_first_line(text)) from None
+    except Exception as exc:  # composing touches only the config files and the overrides, so any failure is theirs
+        raise ExpkitError(
+            f"cannot compose the config: {_first_line(str(exc)) or exc.__class__.__name__}", hint="check the overrides and preset files"
+        ) from None
+
+    _check_interpolations(cfg)
+    return cfg
+
+
+def _check_interpolations(cfg: Any) -> None:
+    """Resolve every ${...} now (Hydra's run-time paths stubbed), so a broken one is named before Hydra starts."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    probe = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    OmegaConf.update(probe, "paths.output_dir", "<output_dir>", force_add=True)
+    try:
+        OmegaConf.to_container(probe, resolve=True)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or "config"
+        raise ExpkitError(_first_line(str(exc)), key=key, hint="fix or quote the ${...} interpolation") from None
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")

@@ -1,0 +1,82 @@
+"""Random overrides and random YAML presets: validation must end in success or a clean ExpkitError, never a crash."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from omegaconf import OmegaConf
+
+from expkit.config import validate_config
+from expkit.config.overrides import check_overrides
+from expkit.errors import ExpkitError
+from tests.conftest import run_expkit
+
+KEYS = [
+    "trainer.epochs", "trainer.batch_size", "trainer.verbose", "optimizer.learning_rate", "optimizer.type", "model.units",
+    "model.loss", "model.metrics", "model.layers", "model.layers.0.units", "model.layers.0.type", "model.layers.1.activation",
+    "dataset.validation.holdout", "dataset.validation.split", "dataset.preprocess.x", "dataset.name", "dataset.source", "seed",
+    "name", "callbacks.terminate_on_nan.type", "tracking.enabled", "tracking.tensorboard.histogram_freq", "dataset", "optimizer",
+    "model", "experiment", "callbacks", "trainer.epoch", "optimiser.lr", "paths.data_dir",
+]  # fmt: skip
+SPECIAL = [
+    "null", "[1,2]", "{a: 1}", "${oops}", "${model.units}", "mnist_dense", "Dense", "relu", "softmax", "1e-3", "-1", "0", "1.5",
+    "[{type: Dense, units: 3}]", "[{op: scale, divisor: 0}]", "'quoted'", "a,b", "range(1,3)", "''", "true", "nan", "inf",
+]  # fmt: skip
+SAFE_TEXT = st.text(alphabet=st.characters(codec="ascii", exclude_categories=("Cc",)), max_size=16)
+VALUES = st.one_of(st.integers(-3, 10**7).map(str), st.floats(allow_nan=True).map(str), st.sampled_from(SPECIAL), SAFE_TEXT)
+OVERRIDE = st.one_of(
+    st.builds(lambda p, k, v: f"{p}{k}={v}", st.sampled_from(["", "+", "++"]), st.sampled_from(KEYS), VALUES),
+    st.builds(lambda k: f"~{k}", st.sampled_from(KEYS)),
+    SAFE_TEXT,
+)
+YAML_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=False), SAFE_TEXT, st.sampled_from(SPECIAL))
+YAML_TREES = st.recursive(
+    YAML_SCALARS,
+    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.sampled_from(KEYS + ["units", "type", "op"]), kids, max_size=4),
+    max_leaves=12,
+)
+PRESET_BODY = st.dictionaries(
+    st.sampled_from(["trainer", "model", "optimizer", "dataset", "callbacks", "name", "seed", "defaults"]), YAML_TREES, max_size=4
+)
+
+
+def validate_in_process(args: list[str]) -> None:
+    """What `expkit validate ARGS` does before any training: check overrides, compose, validate."""
+    try:
+        cfg = check_overrides(args)
+        with tempfile.TemporaryDirectory() as tmp:
+            OmegaConf.set_struct(cfg, False)
+            cfg.paths = {"root_dir": tmp, "log_dir": tmp, "output_dir": tmp, "data_dir": None}
+            validate_config(cfg)
+    except ExpkitError:
+        pass
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(OVERRIDE, max_size=4))
+def test_random_overrides_never_crash(overrides: list[str]) -> None:
+    validate_in_process(overrides)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(body=PRESET_BODY, overrides=st.lists(OVERRIDE, max_size=2))
+def test_random_yaml_presets_never_crash(tmp_path_factory, body: dict, overrides: list[str]) -> None:
+    conf = tmp_path_factory.mktemp("conf")
+    (conf / "experiment").mkdir()
+    (conf / "experiment" / "fuzz.yaml").write_text("# @package _global_\n" + yaml.safe_dump(body))
+    validate_in_process(["--config-dir", str(conf), "+experiment=fuzz", *overrides])
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(body=PRESET_BODY, overrides=st.lists(OVERRIDE, max_size=2))
+def test_random_input_through_the_real_cli(tmp_path_factory, body: dict, overrides: list[str]) -> None:
+    conf = tmp_path_factory.mktemp("conf")
+    (conf / "experiment").mkdir()
+    (conf / "experiment" / "fuzz.yaml").write_text("# @package _global_\n" + yaml.safe_dump(body))
+    done = run_expkit("validate", "--config-dir", str(conf), "+experiment=fuzz", *overrides, cwd=conf, timeout=60)
+    assert done.returncode in (0, 2), done.stderr
+    assert "Traceback" not in done.stderr
