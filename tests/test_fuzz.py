@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import tempfile
-from pathlib import Path
 
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -36,7 +35,7 @@ OVERRIDE = st.one_of(
 YAML_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=False), SAFE_TEXT, st.sampled_from(SPECIAL))
 YAML_TREES = st.recursive(
     YAML_SCALARS,
-    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.sampled_from(KEYS + ["units", "type", "op"]), kids, max_size=4),
+    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.sampled_from([*KEYS, "units", "type", "op"]), kids, max_size=4),
     max_leaves=12,
 )
 PRESET_BODY = st.dictionaries(
