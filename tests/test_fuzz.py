@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import tempfile
+from pathlib import Path
+from typing import Any
 
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -43,6 +45,14 @@ PRESET_BODY = st.dictionaries(
 )
 
 
+def write_preset(tmp_path_factory: Any, body: dict) -> Path:
+    """A config dir holding experiment/fuzz.yaml with `body` as a global preset."""
+    conf = tmp_path_factory.mktemp("conf")
+    (conf / "experiment").mkdir()
+    (conf / "experiment" / "fuzz.yaml").write_text("# @package _global_\n" + yaml.safe_dump(body))
+    return conf
+
+
 def validate_in_process(args: list[str]) -> None:
     """What `expkit validate ARGS` does before any training: check overrides, compose, validate."""
     try:
@@ -64,18 +74,14 @@ def test_random_overrides_never_crash(overrides: list[str]) -> None:
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(body=PRESET_BODY, overrides=st.lists(OVERRIDE, max_size=2))
 def test_random_yaml_presets_never_crash(tmp_path_factory, body: dict, overrides: list[str]) -> None:
-    conf = tmp_path_factory.mktemp("conf")
-    (conf / "experiment").mkdir()
-    (conf / "experiment" / "fuzz.yaml").write_text("# @package _global_\n" + yaml.safe_dump(body))
+    conf = write_preset(tmp_path_factory, body)
     validate_in_process(["--config-dir", str(conf), "+experiment=fuzz", *overrides])
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(body=PRESET_BODY, overrides=st.lists(OVERRIDE, max_size=2))
 def test_random_input_through_the_real_cli(tmp_path_factory, body: dict, overrides: list[str]) -> None:
-    conf = tmp_path_factory.mktemp("conf")
-    (conf / "experiment").mkdir()
-    (conf / "experiment" / "fuzz.yaml").write_text("# @package _global_\n" + yaml.safe_dump(body))
+    conf = write_preset(tmp_path_factory, body)
     done = run_expkit("validate", "--config-dir", str(conf), "+experiment=fuzz", *overrides, cwd=conf, timeout=60)
     assert done.returncode in (0, 2), done.stderr
     assert "Traceback" not in done.stderr

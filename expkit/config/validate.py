@@ -44,7 +44,8 @@ def validate_config(cfg: Any) -> ExperimentConfig:
     if not isinstance(cfg, DictConfig):
         cfg = OmegaConf.create(cfg)
     try:
-        raw_model: dict[str, Any] = OmegaConf.to_container(cfg.get("model") or {}, resolve=False)  # type: ignore[assignment]
+        model_node = cfg.get("model")
+        raw_model: dict[str, Any] = OmegaConf.to_container(model_node, resolve=False) if isinstance(model_node, DictConfig) else {}  # type: ignore[assignment]
         cfg = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None) or "config"
@@ -101,9 +102,9 @@ def _add_pydantic_error(problems: Problems, err: Any, cfg: Any) -> None:
     elif kind == "missing":
         problems.add(_dotted(loc), "required key is missing")
     else:
-        shown = _dotted(tuple(p for p in loc if not _is_type_label(p)))
-        if not any(item.startswith(f"{shown}: ") for item in problems.items):  # one problem per key, not one per union member
-            problems.add(shown, f"{err['msg']}, got {err.get('input')!r}")
+        key = _dotted(tuple(p for p in loc if not _is_type_label(p)))
+        if not any(item.startswith(f"{key}: ") for item in problems.items):  # one problem per key, not one per union member
+            problems.add(key, f"{err['msg']}, got {err.get('input')!r}")
 
 
 def _is_type_label(part: Any) -> bool:
