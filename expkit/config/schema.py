@@ -99,6 +99,9 @@ class Dataset(Strict):
     # Keep only the first N training / test samples (quick smoke runs and tests).
     max_train_samples: PositiveInt | None = None
     max_test_samples: PositiveInt | None = None
+    # image_dir source: resize every image to [height, width]; rgb (3 channels) or grayscale (1).
+    image_size: Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] | None = None
+    color_mode: Literal["rgb", "grayscale"] = "rgb"
     preprocess: Preprocess = Preprocess()
     validation: Validation = Validation()
 

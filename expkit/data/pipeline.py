@@ -61,10 +61,18 @@ def check_arrays(name: str, x: np.ndarray, y: np.ndarray) -> None:
 def load_splits(dataset: Any, *, data_dir: str | None, seed: int) -> Splits:
     """Load `dataset` (the validated config node) into model-ready Splits."""
     loader = get_loader(dataset.source, dataset.name)
-    (x_train, y_train), (x_test, y_test) = loader(
-        path=dataset.path, data_dir=data_dir, num_words=dataset.num_words, test_fraction=dataset.test_fraction, seed=seed
+    loaded = loader(
+        path=dataset.path,
+        data_dir=data_dir,
+        num_words=dataset.num_words,
+        test_fraction=dataset.test_fraction,
+        seed=seed,
+        image_size=dataset.image_size,
+        color_mode=dataset.color_mode,
     )
+    (x_train, y_train), (x_test, y_test) = loaded[0], loaded[1]
     x_train, y_train, x_test, y_test = (np.asarray(a) for a in (x_train, y_train, x_test, y_test))
+    source_val = loaded[2] if len(loaded) > 2 else None  # a source with its own validation split (image_dir's validation/)
     if dataset.max_train_samples:
         x_train, y_train = x_train[: dataset.max_train_samples], y_train[: dataset.max_train_samples]
     if dataset.max_test_samples:
@@ -76,7 +84,10 @@ def load_splits(dataset: Any, *, data_dir: str | None, seed: int) -> Splits:
 
     x_val = y_val = None
     holdout, split = dataset.validation.holdout, dataset.validation.split
-    if holdout is not None:  # the first N (or fraction) of the training data, as the books do
+    if source_val is not None and holdout is None and split is None:
+        x_val, y_val = np.asarray(source_val[0]), np.asarray(source_val[1])
+        check_arrays(f"{origin}: validation data", x_val, y_val)
+    elif holdout is not None:  # the first N (or fraction) of the training data, as the books do
         n = holdout if isinstance(holdout, int) else int(len(x_train) * holdout)
         if not 0 < n < len(x_train):
             raise ExpkitError(f"holdout of {n} samples leaves no training data ({len(x_train)} samples)", key="dataset.validation.holdout")
