@@ -68,7 +68,7 @@ def test_grayscale_has_one_channel(tmp_path: Path) -> None:
 def test_bad_image_folders_name_the_problem(tmp_path: Path, make, expected: str) -> None:
     root = tmp_path / "pets"
     make(root)
-    with pytest.raises(ExpkitError, match="dataset.path") as info:
+    with pytest.raises(ExpkitError, match=r"dataset\.path") as info:
         load_splits(image_dataset(root), data_dir=None, seed=0)
     assert expected in str(info.value)
     assert str(root) in str(info.value)
