@@ -44,6 +44,21 @@ def job_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
+def threads_per_job() -> int | None:
+    """Under the joblib launcher, share the cores between parallel jobs (TF would give each job all of them)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    launcher = OmegaConf.select(HydraConfig.get(), "launcher", default=None)
+    if launcher is None or "joblib" not in str(launcher.get("_target_", "")):
+        return None
+    cores = os.cpu_count() or 1
+    jobs = int(launcher.get("n_jobs", -1) or -1)
+    jobs = cores if jobs < 1 else jobs
+    return max(1, cores // jobs)
+
+
 def run_name(name: str, overrides: list[str]) -> str:
     """The preset name plus a short summary of the overrides, e.g. 'mnist_dense lr=1e-3'."""
     shown = []
@@ -170,6 +185,8 @@ def main(cfg: DictConfig) -> float | None:
             print(f"config OK: {config.name}")
             return None
         resolved = OmegaConf.to_container(cfg, resolve=True)
+        if config.trainer.threads is None:
+            config.trainer.threads = threads_per_job()
         overrides = [o for o in job_overrides() if not o.startswith("hydra.run.dir=")]
         return run_experiment(config, resolved, overrides, resume=ACTION == "resume")  # type: ignore[arg-type]
     except ExpkitError as error:
