@@ -49,6 +49,11 @@ def _run_hydra(args: list[str], action: str) -> None:
         if stop.code == 1 and not hydra_app.TASK_STARTED:
             raise typer.Exit(2) from None
         raise
+    except Exception as exc:
+        if hydra_app.TASK_STARTED:
+            raise  # a failure inside expkit's own task is a bug: keep the traceback
+        # Hydra failed while setting up the run (output folder, logging) from the config it was given.
+        _fail(Exception(f"Hydra could not start the run: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"))
 
 
 @app.command(context_settings=HYDRA_ARGS)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
@@ -65,21 +65,35 @@ def validate_in_process(args: list[str]) -> None:
         pass
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(OVERRIDE, max_size=4))
 def test_random_overrides_never_crash(overrides: list[str]) -> None:
     validate_in_process(overrides)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+# Found by this fuzzer: a broken interpolation on the way to a misspelled key; a list where Hydra needs a folder name.
+REGRESSIONS = [({"trainer": "${0}"}, ["trainer.epoch=3"]), ({"name": ["${model.units}"]}, [])]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(body=PRESET_BODY, overrides=st.lists(OVERRIDE, max_size=2))
+@example(body=REGRESSIONS[0][0], overrides=REGRESSIONS[0][1])
+@example(body=REGRESSIONS[1][0], overrides=REGRESSIONS[1][1])
 def test_random_yaml_presets_never_crash(tmp_path_factory, body: dict, overrides: list[str]) -> None:
     conf = write_preset(tmp_path_factory, body)
     validate_in_process(["--config-dir", str(conf), "+experiment=fuzz", *overrides])
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+# Each example starts the real CLI (~3 s): few examples, and no shrinking, so a failure stays cheap in CI.
+@settings(
+    max_examples=6,
+    deadline=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(body=PRESET_BODY, overrides=st.lists(OVERRIDE, max_size=2))
+@example(body=REGRESSIONS[0][0], overrides=REGRESSIONS[0][1])
+@example(body=REGRESSIONS[1][0], overrides=REGRESSIONS[1][1])
 def test_random_input_through_the_real_cli(tmp_path_factory, body: dict, overrides: list[str]) -> None:
     conf = write_preset(tmp_path_factory, body)
     done = run_expkit("validate", "--config-dir", str(conf), "+experiment=fuzz", *overrides, cwd=conf, timeout=60)

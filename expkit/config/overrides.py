@@ -75,8 +75,11 @@ def _explain_missing_key(key: str, overrides: list[str], dirs: list[Path]) -> Ex
     except Exception:  # the remaining overrides fail too; report the key alone
         cfg = None
     parent, _, leaf = key.rpartition(".")
-    node = OmegaConf.select(cfg, parent) if cfg is not None and parent else cfg
-    choices = list(node.keys()) if isinstance(node, DictConfig) else []
+    try:
+        node = OmegaConf.select(cfg, parent, throw_on_resolution_failure=False) if cfg is not None and parent else cfg
+        choices = list(node.keys()) if isinstance(node, DictConfig) else []
+    except Exception:  # a broken node on the way to the key: no suggestion, the error still names the key
+        choices = []
     best = did_you_mean(leaf, [str(c) for c in choices])
     hint = (
         f"did you mean '{parent + '.' if parent else ''}{best}'?"
@@ -139,10 +142,15 @@ def _check_interpolations(cfg: Any) -> None:
     probe = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
     OmegaConf.update(probe, "paths.output_dir", "<output_dir>", force_add=True)
     try:
-        OmegaConf.to_container(probe, resolve=True)
+        resolved = OmegaConf.to_container(probe, resolve=True)
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None) or "config"
         raise ExpkitError(_first_line(str(exc)), key=key, hint="fix or quote the ${...} interpolation") from None
+    # Hydra builds its run folder from these before expkit's schema sees the config.
+    for key in ("name", "paths.log_dir", "paths.root_dir"):
+        value = OmegaConf.select(OmegaConf.create(resolved), key)
+        if not isinstance(value, str) or not value.strip():
+            raise ExpkitError(f"must be a non-empty string (it names the run folder), got {value!r}", key=key)
 
 
 def _first_line(text: str) -> str:
