@@ -105,11 +105,3 @@ def load_splits(dataset: Any, *, data_dir: str | None, seed: int) -> Splits:
     if x_val is not None:
         splits.x_val, splits.y_val = rest_x[1], rest_y[1]
     return splits
-
-
-def describe(splits: Splits) -> dict[str, Any]:
-    """Shapes and sizes, for logs."""
-    out: dict[str, Any] = {"train": list(splits.x_train.shape), "test": list(splits.x_test.shape)}
-    if splits.x_val is not None:
-        out["validation"] = list(splits.x_val.shape)
-    return out

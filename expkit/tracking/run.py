@@ -36,7 +36,7 @@ def git_state(path: str) -> dict[str, str]:
 class EpochLogger(keras.callbacks.Callback):
     """Logs every epoch's metrics, learning rate and duration to one MLflow run, asynchronously."""
 
-    def __init__(self, client: mlflow.MlflowClient, run_id: str, initial_epoch: int = 0) -> None:
+    def __init__(self, client: mlflow.MlflowClient, run_id: str) -> None:
         super().__init__()
         self.client, self.run_id = client, run_id
         self._started = 0.0
