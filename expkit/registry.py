@@ -13,8 +13,9 @@ T = TypeVar("T")
 class Registry:
     """Resolves a component name (layer, optimizer, callback, ...) to a class or function."""
 
-    def __init__(self, kind: str, namespaces: Callable[[], list[Any]] = lambda: []) -> None:
+    def __init__(self, kind: str, namespaces: Callable[[], list[Any]] = lambda: [], *, ignore_case: bool = False) -> None:
         self.kind = kind
+        self.ignore_case = ignore_case  # accept `rmsprop` for RMSprop, as Keras' own string identifiers do
         self._namespaces = namespaces  # called lazily, so defining a registry imports nothing heavy
         self._own: dict[str, Any] = {}
 
@@ -41,6 +42,10 @@ class Registry:
                 return obj
         if name in self._own:
             return self._own[name]
+        if self.ignore_case:
+            for candidate in self.names():
+                if candidate.lower() == name.lower() and candidate != name:
+                    return self.get(candidate, key=key)
         raise ExpkitError(
             f"unknown {self.kind} '{name}'",
             key=key,

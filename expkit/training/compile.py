@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from expkit.errors import ExpkitError, suggestion
+from expkit.errors import ExpkitError
 from expkit.registry import Registry, build_component
 
 
@@ -14,29 +14,22 @@ def _schedules() -> list[Any]:
     return [keras.optimizers.schedules]
 
 
+def _optimizers() -> list[Any]:
+    import keras
+
+    return [keras.optimizers]
+
+
 SCHEDULES = Registry("learning-rate schedule", _schedules)
-OPTIMIZERS = Registry("optimizer")  # expkit's own optimizers; Keras' are found case-insensitively below
+OPTIMIZERS = Registry("optimizer", _optimizers, ignore_case=True)
 
 
 def make_optimizer(spec: dict[str, Any]) -> Any:
     """A Keras optimizer from `{type: RMSprop, learning_rate: 1e-3 | {type: ExponentialDecay, ...}, **kwargs}`."""
-    import keras
-
     spec = dict(spec)
     lr = spec.pop("learning_rate", None)
     if isinstance(lr, dict):
         lr = build_component(lr, SCHEDULES, key="optimizer.learning_rate")
-    name = spec.get("type", "")
-    by_lower = {n.lower(): getattr(keras.optimizers, n) for n in dir(keras.optimizers) if isinstance(getattr(keras.optimizers, n), type)}
-    if "_target_" not in spec and name.lower() in by_lower and name not in OPTIMIZERS.names():
-        spec.pop("type")
-        cls = by_lower[name.lower()]
-        try:
-            return cls(**({"learning_rate": lr} if lr is not None else {}), **spec)
-        except (TypeError, ValueError) as exc:
-            raise ExpkitError(f"cannot create optimizer {cls.__name__}: {exc}", key="optimizer") from None
-    if "_target_" not in spec and name not in OPTIMIZERS.names():
-        raise ExpkitError(f"unknown optimizer '{name}'", key="optimizer.type", hint=suggestion(name, by_lower, noun="known"))
     return build_component(spec, OPTIMIZERS, key="optimizer", **({"learning_rate": lr} if lr is not None else {}))
 
 
