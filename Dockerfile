@@ -1,6 +1,6 @@
 # expkit on CPU. Build: docker build -t expkit .   Run: docker run --rm -v "$PWD:/work" expkit
 FROM python:3.11-slim
-ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 TF_CPP_MIN_LOG_LEVEL=2 TF_ENABLE_ONEDNN_OPTS=0
+ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 TF_CPP_MIN_LOG_LEVEL=2
 WORKDIR /opt/expkit
 COPY pyproject.toml README.md ./
 COPY expkit ./expkit

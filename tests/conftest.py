@@ -16,7 +16,7 @@ SHARED_DATA = Path(os.environ.get("EXPKIT_SHARED_DATA", REPO.parent / "shared" /
 
 def expkit_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "EXPKIT_", "HYDRA_"))}
-    env.update(TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0", PYTHONUNBUFFERED="1")
+    env.update(TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
     env.update(extra)
     return env
 
