@@ -37,7 +37,8 @@ def resolve_named(spec: str | dict[str, Any], namespace: Any, key: str) -> Any:
     """A loss or metric: a Keras name string as is, or `{type: ClassName, **kwargs}` / `{_target_: ...}`."""
     if isinstance(spec, str):
         return spec
-    return build_component(spec, Registry(key.split(".")[-1], lambda: [namespace]), key=key)
+    kind = "metric" if key.startswith("model.metrics") else key.split(".")[-1]  # model.metrics.0 -> "metric", model.loss -> "loss"
+    return build_component(spec, Registry(kind, lambda: [namespace]), key=key)
 
 
 def compile_model(model: Any, optimizer: dict[str, Any], loss: str | dict[str, Any], metrics: list[Any]) -> None:
