@@ -28,6 +28,8 @@ register_resolvers()
 ACTION = "train"
 # Resume even though the config changed (expkit resume --force).
 FORCE = False
+# expkit validate --build: also build the model and print its summary.
+BUILD = False
 # True once Hydra has composed a config and called the task (an earlier exit is a config error).
 TASK_STARTED = False
 
@@ -80,6 +82,25 @@ def config_drift(run_dir: Path, resolved: dict[str, Any]) -> list[str]:
         for k in sorted(set(stored) | set(now))
         if stored.get(k) != now.get(k)
     ]
+
+
+def head_losses(config: ExperimentConfig) -> dict[str, Any]:
+    """{output name: loss}; a sequential model has one unnamed head ("")."""
+    if config.model.is_graph:
+        return {name: spec["loss"] for name, spec in (config.model.outputs or {}).items()}
+    return {"": config.model.loss}
+
+
+def build_only(config: ExperimentConfig) -> None:
+    """expkit validate --build: load the data, build the model, print its summary and parameter count."""
+    from expkit.data import load_splits
+    from expkit.training.runner import build_configured_model, name_splits
+
+    splits = name_splits(config.model, load_splits(config.dataset, data_dir=config.paths.data_dir, seed=config.seed))
+    model = build_configured_model(config, splits)
+    model.summary()
+    trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
+    print(f"parameters: {model.count_params():,} ({trainable:,} trainable)")
 
 
 def run_experiment(config: ExperimentConfig, resolved: dict[str, Any], overrides: list[str], *, resume: bool = False) -> float:
@@ -138,18 +159,24 @@ def run_experiment(config: ExperimentConfig, resolved: dict[str, Any], overrides
             if tracked:
                 tracked.set_tags({"dataset.fingerprint": splits.fingerprint})
             outcome = train_and_evaluate(config, splits, output_dir, [tracked.callback()] if tracked else [], stop=stop, resume_from=state)
+        from expkit.data.pipeline import take
+        from expkit.models.diagram import plot_architecture
+
         lines: list[str] = []
         outcome.model.summary(print_fn=lambda line, *a, **k: lines.append(line))
         (output_dir / "model_summary.txt").write_text("\n".join(lines) + "\n")
+        diagram = plot_architecture(outcome.model, output_dir / "model.png")
+        seen = outcome.splits or splits  # named by input/output for graph models
         if tracked:
             tracked.log_params({}, {"model.num_params": outcome.model.count_params()})
             tracked.log_metrics(outcome.test_metrics)
-            tracked.log_artifacts([output_dir / n for n in ("config.yaml", "overrides.yaml", "metrics.json", "model_summary.txt")])
+            files = ("config.yaml", "overrides.yaml", "metrics.json", "model_summary.txt")
+            tracked.log_artifacts([output_dir / n for n in files] + ([diagram] if diagram else []))
             tracked.log_plots(
-                outcome.history, config.model.loss, outcome.model, splits, output_dir / "plots", config.tracking.plot_smoothing
+                outcome.history, head_losses(config), outcome.model, seen, output_dir / "plots", config.tracking.plot_smoothing
             )
             if config.tracking.log_model:
-                tracked.log_model(outcome.model, splits.x_test[:5])
+                tracked.log_model(outcome.model, take(seen.x_test, slice(5)))
         status = "FINISHED"
         for key, value in outcome.test_metrics.items():
             print(f"{key}: {value:.4f}")
@@ -182,6 +209,8 @@ def main(cfg: DictConfig) -> float | None:
         config = validate_config(cfg)
         if ACTION == "validate":
             print(f"config OK: {config.name}")
+            if BUILD:
+                build_only(config)
             return None
         resolved = OmegaConf.to_container(cfg, resolve=True)
         if config.trainer.threads is None:

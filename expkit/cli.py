@@ -69,8 +69,13 @@ def show(ctx: typer.Context) -> None:
 
 
 @app.command(context_settings=HYDRA_ARGS)
-def validate(ctx: typer.Context) -> None:
+def validate(
+    ctx: typer.Context, build: bool = typer.Option(False, "--build", help="Also build the model: print its summary and parameter count")
+) -> None:
     """Check a config against the schema and Keras' signatures without training."""
+    from expkit import app as hydra_app
+
+    hydra_app.BUILD = build
     _run_hydra(list(ctx.args), "validate")
 
 

@@ -28,6 +28,10 @@ class Registry:
 
         return add
 
+    def own(self) -> dict[str, Any]:
+        """The components registered with expkit (not Keras' own)."""
+        return dict(self._own)
+
     def names(self) -> list[str]:
         found = set(self._own)
         for ns in self._namespaces():

@@ -16,7 +16,7 @@ CATALOG_FILE = Path(__file__).with_name("keras_catalog.json")
 
 @cache
 def load_catalog() -> dict[str, Any]:
-    """The stored catalog: {"keras_version", "layers", "optimizers", "callbacks", "losses", "metrics", "activations"}."""
+    """The stored catalog: {"keras_version", "layers", "applications", "optimizers", "callbacks", "losses", "metrics", "activations"}."""
     return json.loads(CATALOG_FILE.read_text())
 
 
@@ -60,10 +60,16 @@ def build_catalog() -> dict[str, Any]:
     layers = _classes(keras.layers, keras.layers.Layer)
     for params in layers.values():
         params.extend(k for k in LAYER_BASE_KWARGS if k not in params)
+    applications = {
+        name: [p for p in inspect.signature(obj).parameters if p not in ("kwargs", "args")]
+        for name, obj in vars(keras.applications).items()
+        if name[:1].isupper() and callable(obj)
+    }
     functions = lambda mod: sorted(n for n in dir(mod) if not n.startswith("_") and callable(getattr(mod, n)))  # noqa: E731
     return {
         "keras_version": keras.__version__,
         "layers": layers,
+        "applications": applications,
         "optimizers": _classes(keras.optimizers, keras.optimizers.Optimizer),
         "schedules": _classes(keras.optimizers.schedules, keras.optimizers.schedules.LearningRateSchedule),
         "callbacks": _classes(keras.callbacks, keras.callbacks.Callback),

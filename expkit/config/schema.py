@@ -69,9 +69,19 @@ Step = Annotated[
 STEP_OPS = ("flatten", "reshape", "scale", "standardize", "multi_hot", "one_hot", "pad_sequences", "cast")
 
 
-class Preprocess(Strict):
+class Preprocess(BaseModel):
+    """Steps for the features (x) and labels (y); a key named after an input or output gives that array its own steps."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, list[Step]]
+
     x: list[Step] = []
     y: list[Step] = []
+
+    def steps_for(self, kind: str, name: str | None) -> list[Any]:
+        """The steps of the array `name` of `kind` ('x' or 'y'): its own list if given, else the shared one."""
+        own = (self.model_extra or {}).get(name) if name else None
+        return own if own is not None else getattr(self, kind)
 
 
 class Validation(Strict):
@@ -88,6 +98,10 @@ class Validation(Strict):
 
 
 class Dataset(Strict):
+    """Options every source shares; a source with options of its own (npz, random) declares them in its registered schema."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
     source: str
     name: str
     # An explicit data file; default: <paths.data_dir>/<name>.npz, then the Keras cache.
@@ -106,15 +120,42 @@ class Dataset(Strict):
     validation: Validation = Validation()
 
 
+class GraphInput(Strict):
+    """A named model input; shape (without the batch axis) and dtype default from the data."""
+
+    shape: list[PositiveInt] | None = None
+    dtype: str | None = None
+
+
+class Block(Strict):
+    """A reusable sub-graph: its nodes read `input` (the tensor it is applied to) and `$param` placeholders."""
+
+    params: dict[str, Any] = {}
+    nodes: Annotated[list[dict[str, Any]], Field(min_length=1)]
+    output: str | None = None
+
+
 class Model(BaseModel):
-    """A sequential layer list. Extra scalar keys are hyperparameters that layers interpolate."""
+    """Either a sequential `layers` list (one input, one output) or a graph: `inputs`, `nodes`, `shared`, `blocks`, `outputs`.
+
+    Extra scalar keys are hyperparameters that layers interpolate.
+    """
 
     model_config = ConfigDict(extra="allow", protected_namespaces=())
 
-    layers: Annotated[list[dict[str, Any]], Field(min_length=1)]
+    layers: list[dict[str, Any]] = []
     input_shape: list[PositiveInt] | None = None
-    loss: str | dict[str, Any]
+    loss: str | dict[str, Any] | None = None
     metrics: list[str | dict[str, Any]] = []
+    inputs: dict[str, GraphInput] | None = None
+    shared: dict[str, dict[str, Any]] = {}
+    blocks: dict[str, Block] = {}
+    nodes: list[dict[str, Any]] = []
+    outputs: dict[str, dict[str, Any]] | None = None
+
+    @property
+    def is_graph(self) -> bool:
+        return self.outputs is not None
 
 
 class Optimizer(BaseModel):

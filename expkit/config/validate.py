@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from expkit.config.catalog import load_catalog
+from expkit.config.graph import check_graph
 from expkit.config.schema import STEP_OPS, ExperimentConfig
 from expkit.errors import ExpkitError, did_you_mean, suggestion
 
@@ -38,7 +39,7 @@ class Problems:
 
 def validate_config(cfg: Any) -> ExperimentConfig:
     """Resolve `cfg` (DictConfig or dict), check it against the schema and Keras' names."""
-    from omegaconf import DictConfig, OmegaConf
+    from omegaconf import DictConfig, OmegaConf, open_dict
     from omegaconf.errors import OmegaConfBaseException
 
     if not isinstance(cfg, DictConfig):
@@ -46,11 +47,18 @@ def validate_config(cfg: Any) -> ExperimentConfig:
     try:
         model_node = cfg.get("model")
         raw_model: dict[str, Any] = OmegaConf.to_container(model_node, resolve=False) if isinstance(model_node, DictConfig) else {}  # type: ignore[assignment]
+        drop = inherited_model_keys(raw_model) if raw_model else []
+        if drop:
+            with open_dict(model_node):
+                for key in drop:
+                    del model_node[key]
+                    raw_model.pop(key)
         cfg = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None) or "config"
         raise ExpkitError(str(exc).splitlines()[0], key=key, hint="check the ${...} interpolation") from None
     problems = Problems()
+    _check_dataset_options(cfg, problems)
     try:
         config = ExperimentConfig.model_validate(cfg)
     except ValidationError as exc:
@@ -58,11 +66,94 @@ def validate_config(cfg: Any) -> ExperimentConfig:
             _add_pydantic_error(problems, err, cfg)
         problems.raise_if_any()
         raise  # unreachable: every error added a problem
+    _check_model_form(config, problems)
     _check_components(config, problems)
     _check_model_hparams(config, raw_model, problems)
-    _check_task(config, problems)
+    if config.model.is_graph:
+        check_graph(config.model, _layer_checker(problems), problems.add)
+        _check_outputs(config, problems)
+    elif config.model.layers and config.model.loss is not None:
+        _check_task(config, problems)
     problems.raise_if_any()
     return config
+
+
+def _model_group_files() -> list[dict[str, Any]]:
+    """The raw (unresolved) contents of every option of the `model` config group."""
+    from omegaconf import OmegaConf
+
+    from expkit.config.locate import conf_dir
+
+    try:
+        folder = conf_dir() / "model"
+    except RuntimeError:
+        return []
+    return [OmegaConf.to_container(OmegaConf.load(f), resolve=False) for f in sorted(folder.glob("*.yaml"))]  # type: ignore[misc]
+
+
+def inherited_model_keys(raw_model: dict[str, Any]) -> list[str]:
+    """Keys a preset that defines its own model inherited unchanged from a `model` group file and does not use:
+    the default mlp's `units`, or its `layers`/`loss`/`metrics` under a graph model. The model starts clean without them."""
+    groups = _model_group_files()
+    inherited = {k for k, v in raw_model.items() if any(k in g and g[k] == v for g in groups)}
+    drop = [k for k in ("layers", "loss", "metrics") if "outputs" in raw_model and (k in inherited or raw_model.get(k) == "???")]
+    fields = set(ExperimentConfig.model_fields["model"].annotation.model_fields)  # type: ignore[union-attr]
+    kept = {k: v for k, v in raw_model.items() if k not in drop}
+    for key in sorted(inherited - fields):
+        if "${model." + key + "}" not in repr({k: v for k, v in kept.items() if k != key}):
+            drop.append(key)
+    return drop
+
+
+def _check_dataset_options(cfg: dict[str, Any], problems: Problems) -> None:
+    """Options beyond the shared dataset keys belong to the source's own registered schema."""
+    from expkit.config.schema import Dataset
+    from expkit.data.named import SOURCES
+
+    dataset = cfg.get("dataset")
+    if not isinstance(dataset, dict):
+        return
+    extra = {k: dataset[k] for k in list(dataset) if k not in Dataset.model_fields}
+    source = SOURCES.get(str(dataset.get("source")))
+    if source is None:
+        fields = list(Dataset.model_fields)
+        for key in extra:
+            best = did_you_mean(key, fields)
+            hint = (f"did you mean 'dataset.{best}'?" if best else "") + f" allowed: {', '.join(fields)}"
+            problems.add(f"dataset.{key}", "unknown key", hint.strip())
+        return
+    try:
+        source.options.model_validate(extra)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = ("dataset", *err["loc"])
+            if err["type"] == "extra_forbidden":
+                allowed = [*source.options.model_fields, *Dataset.model_fields]
+                best = did_you_mean(str(loc[-1]), allowed)
+                problems.add(_dotted(loc), "unknown key", f"did you mean '{best}'?" if best else f"allowed: {', '.join(allowed)}")
+            elif err["type"] == "missing":
+                problems.add(_dotted(loc), f"required key is missing (the {dataset.get('source')} source needs it)")
+            else:
+                problems.add(_dotted(loc), f"{err['msg']}, got {err.get('input')!r}")
+
+
+def _check_model_form(config: ExperimentConfig, problems: Problems) -> None:
+    model = config.model
+    if model.is_graph:
+        if model.layers:
+            problems.add("model.layers", "give either `layers` (a sequential model) or `inputs`/`nodes`/`outputs` (a graph), not both")
+        if model.loss is not None:
+            problems.add("model.loss", "a graph model gives each output its own loss", "move it to model.outputs.<name>.loss")
+        if model.input_shape is not None:
+            problems.add("model.input_shape", "a graph model sets shapes per input", "use model.inputs.<name>.shape")
+        return
+    if not model.layers:
+        problems.add("model.layers", "required key is missing", "a list of layers, or a graph with inputs/nodes/outputs")
+    if model.loss is None:
+        problems.add("model.loss", "required key is missing")
+    for key in ("inputs", "nodes", "shared", "blocks"):
+        if getattr(model, key):
+            problems.add(f"model.{key}", "belongs to a graph model, which also needs `outputs`", None)
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:
@@ -136,17 +227,42 @@ def _check_kwargs(problems: Problems, key: str, kind: str, spec: dict[str, Any],
             )
 
 
+def layer_catalog() -> dict[str, list[str]]:
+    """Every layer name validation accepts: Keras layers, keras.applications models, and layers registered with expkit."""
+    from expkit.config.catalog import _init_params
+    from expkit.models.builder import LAYERS
+
+    catalog = load_catalog()
+    known = {**{n: [*p, "trainable"] for n, p in catalog.get("applications", {}).items()}, **catalog["layers"]}
+    for name, obj in LAYERS.own().items():
+        known.setdefault(name, _init_params(obj) if isinstance(obj, type) else list(typing.get_type_hints(obj)) or [])
+    return known
+
+
+def _layer_checker(problems: Problems) -> Any:
+    """check(key, spec, skip): a layer spec's type, kwargs, activation and dropout rate."""
+    layers = layer_catalog()
+    activations = set(load_catalog()["activations"])
+
+    def check(key: str, spec: dict[str, Any], skip: set[str]) -> None:
+        _check_kwargs(
+            problems, key, "layer", {k: v for k, v in spec.items() if k not in skip or k in ("type", "_target_")}, layers, {"type"}
+        )
+        rate = spec.get("rate")
+        if "Dropout" in str(spec.get("type")) and isinstance(rate, int | float) and not 0 <= rate < 1:
+            problems.add(f"{key}.rate", f"dropout rate must be in [0, 1), got {rate}", "0.5 drops half the units")
+        act = spec.get("activation")
+        if isinstance(act, str) and not act.startswith("$") and act not in activations:
+            problems.add(f"{key}.activation", f"unknown activation '{act}'", suggestion(act, activations, noun="known"))
+
+    return check
+
+
 def _check_components(config: ExperimentConfig, problems: Problems) -> None:
     catalog = load_catalog()
-    activations = set(catalog["activations"])
+    check_layer = _layer_checker(problems)
     for i, layer in enumerate(config.model.layers):
-        _check_kwargs(problems, f"model.layers.{i}", "layer", layer, catalog["layers"], {"type"})
-        rate = layer.get("rate")
-        if "Dropout" in str(layer.get("type")) and isinstance(rate, int | float) and not 0 <= rate < 1:
-            problems.add(f"model.layers.{i}.rate", f"dropout rate must be in [0, 1), got {rate}", "0.5 drops half the units")
-        act = layer.get("activation")
-        if isinstance(act, str) and act not in activations:
-            problems.add(f"model.layers.{i}.activation", f"unknown activation '{act}'", suggestion(act, activations, noun="known"))
+        check_layer(f"model.layers.{i}", layer, set())
     opt = config.optimizer.model_dump()
     _check_kwargs(
         problems, "optimizer", "optimizer", opt, {k.lower(): v for k, v in catalog["optimizers"].items()} | catalog["optimizers"], {"type"}
@@ -155,13 +271,25 @@ def _check_components(config: ExperimentConfig, problems: Problems) -> None:
         _check_kwargs(problems, "optimizer.learning_rate", "schedule", config.optimizer.learning_rate, catalog["schedules"], {"type"})
     for name, spec in config.callbacks.items():
         _check_kwargs(problems, f"callbacks.{name}", "callback", spec, catalog["callbacks"], {"type"})
-    loss = config.model.loss
+    _check_loss_and_metrics(problems, "model", config.model.loss, config.model.metrics)
+    for name, spec in (config.model.outputs or {}).items():
+        metrics = spec.get("metrics", [])
+        if not isinstance(metrics, list):
+            problems.add(f"model.outputs.{name}.metrics", f"must be a list, got {metrics!r}")
+            metrics = []
+        _check_loss_and_metrics(problems, f"model.outputs.{name}", spec.get("loss"), metrics)
+
+
+def _check_loss_and_metrics(problems: Problems, prefix: str, loss: Any, metrics: list[Any]) -> None:
+    catalog = load_catalog()
     if isinstance(loss, str) and loss not in catalog["losses"] and loss not in METRIC_ALIASES:
-        problems.add("model.loss", f"unknown loss '{loss}'", suggestion(loss, [n for n in catalog["losses"] if n.islower()], noun="known"))
-    for i, metric in enumerate(config.model.metrics):
+        problems.add(
+            f"{prefix}.loss", f"unknown loss '{loss}'", suggestion(loss, [n for n in catalog["losses"] if n.islower()], noun="known")
+        )
+    for i, metric in enumerate(metrics):
         if isinstance(metric, str) and metric not in catalog["metrics"] and metric not in METRIC_ALIASES:
             problems.add(
-                f"model.metrics.{i}",
+                f"{prefix}.metrics.{i}",
                 f"unknown metric '{metric}'",
                 suggestion(metric, [n for n in catalog["metrics"] if n.islower()] + sorted(METRIC_ALIASES), noun="known"),
             )
@@ -170,7 +298,7 @@ def _check_components(config: ExperimentConfig, problems: Problems) -> None:
 def _check_model_hparams(config: ExperimentConfig, raw_model: dict[str, Any], problems: Problems) -> None:
     """Extra keys under `model` are hyperparameters; each must be used by a `${model.KEY}` interpolation."""
     extras = set(config.model.model_extra or {}) - {"name"}
-    used = set(re.findall(r"\$\{model\.(\w+)", repr(raw_model.get("layers", ""))))
+    used = set(re.findall(r"\$\{model\.(\w+)", repr({k: v for k, v in raw_model.items() if k in type(config.model).model_fields})))
     fields = list(type(config.model).model_fields)
     for key in sorted(extras - used):
         best = did_you_mean(key, fields + sorted(used))
@@ -180,39 +308,52 @@ def _check_model_hparams(config: ExperimentConfig, raw_model: dict[str, Any], pr
 
 def _check_task(config: ExperimentConfig, problems: Problems) -> None:
     """The loss must fit the output layer and the label encoding."""
-    loss = config.model.loss if isinstance(config.model.loss, str) else config.model.loss.get("type", "")
-    last = config.model.layers[-1]
+    one_hot = [step.num_classes for step in config.dataset.preprocess.y if step.op == "one_hot"]
+    _check_loss_fit(problems, "model.loss", "model.layers", config.model.loss, config.model.layers[-1], one_hot, "dataset.preprocess.y")
+
+
+def _check_outputs(config: ExperimentConfig, problems: Problems) -> None:
+    """Per output: the loss fits its layer and its labels' encoding."""
+    for name, spec in (config.model.outputs or {}).items():
+        if "loss" not in spec:
+            continue
+        steps = config.dataset.preprocess.steps_for("y", name)
+        one_hot = [step.num_classes for step in steps if step.op == "one_hot"]
+        key = f"model.outputs.{name}"
+        _check_loss_fit(problems, f"{key}.loss", f"{key}.units", spec["loss"], spec, one_hot, f"dataset.preprocess.{name}")
+
+
+def _check_loss_fit(
+    problems: Problems, loss_key: str, units_key: str, loss: Any, last: dict[str, Any], one_hot_classes: list[int], labels_key: str
+) -> None:
+    loss = loss if isinstance(loss, str) else loss.get("type", "")
     units = last.get("units") if last.get("type") == "Dense" else None
     activation = last.get("activation")
-    one_hot = any(step.op == "one_hot" for step in config.dataset.preprocess.y)
+    one_hot = bool(one_hot_classes)
     if loss in CATEGORICAL_LOSSES | SPARSE_LOSSES and units == 1:
         problems.add(
-            "model.loss",
+            loss_key,
             f"{loss} needs one output unit per class, but the last layer has 1 unit",
             "for two classes with a 1-unit sigmoid use binary_crossentropy",
         )
     if loss in BINARY_LOSSES and isinstance(units, int) and units > 1 and activation == "softmax":
         problems.add(
-            "model.loss",
+            loss_key,
             f"binary_crossentropy on a {units}-way softmax",
             "use categorical_crossentropy (one-hot labels) or sparse_categorical_crossentropy (integer labels)",
         )
     if loss in SPARSE_LOSSES and one_hot:
         problems.add(
-            "model.loss",
-            f"{loss} expects integer labels, but dataset.preprocess.y one-hot encodes them",
+            loss_key,
+            f"{loss} expects integer labels, but {labels_key} one-hot encodes them",
             "use categorical_crossentropy, or drop the one_hot step",
         )
     if loss in CATEGORICAL_LOSSES and not one_hot and units != 1:
         problems.add(
-            "model.loss",
-            f"{loss} expects one-hot labels, but dataset.preprocess.y has no one_hot step",
+            loss_key,
+            f"{loss} expects one-hot labels, but {labels_key} has no one_hot step",
             "use sparse_categorical_crossentropy, or add {op: one_hot, num_classes: N}",
         )
-    for step in config.dataset.preprocess.y:
-        if step.op == "one_hot" and isinstance(units, int) and units != step.num_classes:
-            problems.add(
-                "model.layers",
-                f"the last layer has {units} units but labels are one-hot with {step.num_classes} classes",
-                "make them match",
-            )
+    for classes in one_hot_classes:
+        if isinstance(units, int) and units != classes:
+            problems.add(units_key, f"the last layer has {units} units but labels are one-hot with {classes} classes", "make them match")

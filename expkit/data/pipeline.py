@@ -9,28 +9,46 @@ from typing import Any
 
 import numpy as np
 
+from expkit.data.named import SOURCES as NAMED_SOURCES
 from expkit.data.preprocess import apply_steps
 from expkit.data.sources import data_origin, get_loader
 from expkit.errors import ExpkitError
 
+# One array, or arrays keyed by model input / output name (sources such as `random` and `npz`).
+Array = np.ndarray | dict[str, np.ndarray]
+
 
 @dataclass
 class Splits:
-    """Model-ready arrays; x_val is None when the run has no validation data."""
+    """Model-ready arrays (single, or keyed by input/output name); x_val is None when the run has no validation data."""
 
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    x_val: np.ndarray | None = None
-    y_val: np.ndarray | None = None
+    x_train: Array
+    y_train: Array
+    x_test: Array
+    y_test: Array
+    x_val: Array | None = None
+    y_val: Array | None = None
     fingerprint: str = ""
 
 
-def fingerprint(*arrays: np.ndarray) -> str:
+def arrays_of(a: Array) -> list[np.ndarray]:
+    """The arrays in `a`, in name order."""
+    return [a[k] for k in sorted(a)] if isinstance(a, dict) else [a]
+
+
+def num_samples(a: Array) -> int:
+    return len(arrays_of(a)[0])
+
+
+def take(a: Array, rows: Any) -> Array:
+    """`a[rows]` for one array or for every array of a named set."""
+    return {k: v[rows] for k, v in a.items()} if isinstance(a, dict) else a[rows]
+
+
+def fingerprint(*arrays: Array) -> str:
     """A short sha256 over the raw arrays, so runs on different data are told apart."""
     digest = hashlib.sha256()
-    for a in arrays:
+    for a in (item for named in arrays for item in arrays_of(named)):
         if a.dtype == object:
             for item in a:
                 item = np.asarray(item)
@@ -42,15 +60,20 @@ def fingerprint(*arrays: np.ndarray) -> str:
     return digest.hexdigest()[:16]
 
 
-def check_arrays(name: str, x: np.ndarray, y: np.ndarray) -> None:
+def check_arrays(name: str, x: Array, y: Array) -> None:
     """Reject data that would train on garbage: length mismatch, NaN or inf, no samples."""
-    if len(x) != len(y):
+    lengths = {len(a) for a in arrays_of(x)}
+    if len(lengths) > 1:
+        raise ExpkitError(f"{name}: the input arrays have different lengths {sorted(lengths)}", key="dataset")
+    if num_samples(x) != num_samples(y) or len({len(a) for a in arrays_of(y)}) > 1:
         raise ExpkitError(
-            f"{name}: {len(x)} samples but {len(y)} labels", key="dataset", hint="features and labels must have the same length"
+            f"{name}: {num_samples(x)} samples but {[len(a) for a in arrays_of(y)]} labels",
+            key="dataset",
+            hint="features and labels must have the same length",
         )
-    if len(x) == 0:
+    if num_samples(x) == 0:
         raise ExpkitError(f"{name}: no samples", key="dataset")
-    for what, a in (("features", x), ("labels", y)):
+    for what, a in [("features", a) for a in arrays_of(x)] + [("labels", a) for a in arrays_of(y)]:
         if a.dtype != object and np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
             bad = int((~np.isfinite(a)).sum())
             raise ExpkitError(
@@ -58,8 +81,12 @@ def check_arrays(name: str, x: np.ndarray, y: np.ndarray) -> None:
             )
 
 
-def load_splits(dataset: Any, *, data_dir: str | None, seed: int) -> Splits:
-    """Load `dataset` (the validated config node) into model-ready Splits."""
+def _load(dataset: Any, data_dir: str | None, seed: int) -> tuple[Any, ...]:
+    """The source's raw splits: ((x_train, y_train), (x_test, y_test)[, (x_val, y_val)])."""
+    named = NAMED_SOURCES.get(dataset.source)
+    if named is not None:
+        options = named.options.model_validate(dataset.model_extra or {})
+        return named.load(options, path=dataset.path, data_dir=data_dir, seed=seed)
     loader = get_loader(dataset.source, dataset.name)
     loaded = loader(
         path=dataset.path,
@@ -70,37 +97,68 @@ def load_splits(dataset: Any, *, data_dir: str | None, seed: int) -> Splits:
         image_size=dataset.image_size,
         color_mode=dataset.color_mode,
     )
+    return tuple((np.asarray(x), np.asarray(y)) for x, y in loaded)
+
+
+def _preprocess(pre: Any, kind: str, train: Array, others: list[Array]) -> tuple[Array, list[Array]]:
+    """Fit each array's steps on its training part; a named array uses `preprocess.<name>` if given, else `preprocess.<kind>`."""
+    if not isinstance(train, dict):
+        return apply_steps(getattr(pre, kind), train, others, f"dataset.preprocess.{kind}")
+    out_train, out_others = {}, [{} for _ in others]
+    for name, array in train.items():
+        own = name in (pre.model_extra or {})
+        out_train[name], rest = apply_steps(
+            pre.steps_for(kind, name), array, [o[name] for o in others], f"dataset.preprocess.{name if own else kind}"
+        )
+        for target, value in zip(out_others, rest, strict=True):
+            target[name] = value
+    return out_train, out_others  # type: ignore[return-value]
+
+
+def load_splits(dataset: Any, *, data_dir: str | None, seed: int) -> Splits:
+    """Load `dataset` (the validated config node) into model-ready Splits."""
+    loaded = _load(dataset, data_dir, seed)
     (x_train, y_train), (x_test, y_test) = loaded[0], loaded[1]
-    x_train, y_train, x_test, y_test = (np.asarray(a) for a in (x_train, y_train, x_test, y_test))
     source_val = loaded[2] if len(loaded) > 2 else None  # a source with its own validation split (image_dir's validation/)
     if dataset.max_train_samples:
-        x_train, y_train = x_train[: dataset.max_train_samples], y_train[: dataset.max_train_samples]
+        x_train, y_train = take(x_train, slice(dataset.max_train_samples)), take(y_train, slice(dataset.max_train_samples))
     if dataset.max_test_samples:
-        x_test, y_test = x_test[: dataset.max_test_samples], y_test[: dataset.max_test_samples]
-    origin = data_origin(dataset.source, dataset.name, dataset.path, data_dir)
+        x_test, y_test = take(x_test, slice(dataset.max_test_samples)), take(y_test, slice(dataset.max_test_samples))
+    origin = data_origin(dataset.source, dataset.name, dataset.path, data_dir) if dataset.source not in NAMED_SOURCES else dataset.source
     check_arrays(f"{origin}: training data", x_train, y_train)
     check_arrays(f"{origin}: test data", x_test, y_test)
     print_ = fingerprint(x_train, y_train, x_test, y_test)
 
     x_val = y_val = None
     holdout, split = dataset.validation.holdout, dataset.validation.split
+    n_train = num_samples(x_train)
     if source_val is not None and holdout is None and split is None:
-        x_val, y_val = np.asarray(source_val[0]), np.asarray(source_val[1])
+        x_val, y_val = source_val
         check_arrays(f"{origin}: validation data", x_val, y_val)
     elif holdout is not None:  # the first N (or fraction) of the training data, as the books do
-        n = holdout if isinstance(holdout, int) else int(len(x_train) * holdout)
-        if not 0 < n < len(x_train):
-            raise ExpkitError(f"holdout of {n} samples leaves no training data ({len(x_train)} samples)", key="dataset.validation.holdout")
-        x_val, y_val, x_train, y_train = x_train[:n], y_train[:n], x_train[n:], y_train[n:]
+        n = holdout if isinstance(holdout, int) else int(n_train * holdout)
+        if not 0 < n < n_train:
+            raise ExpkitError(f"holdout of {n} samples leaves no training data ({n_train} samples)", key="dataset.validation.holdout")
+        x_val, y_val, x_train, y_train = (
+            take(x_train, slice(n)),
+            take(y_train, slice(n)),
+            take(x_train, slice(n, None)),
+            take(y_train, slice(n, None)),
+        )
     elif split is not None:  # Keras' validation_split: the last fraction, taken before shuffling
-        cut = math.ceil(len(x_train) * (1 - split))
-        if not 0 < cut < len(x_train):
+        cut = math.ceil(n_train * (1 - split))
+        if not 0 < cut < n_train:
             raise ExpkitError(f"validation split {split} leaves no training or no validation data", key="dataset.validation.split")
-        x_val, y_val, x_train, y_train = x_train[cut:], y_train[cut:], x_train[:cut], y_train[:cut]
+        x_val, y_val, x_train, y_train = (
+            take(x_train, slice(cut, None)),
+            take(y_train, slice(cut, None)),
+            take(x_train, slice(cut)),
+            take(y_train, slice(cut)),
+        )
 
     pre = dataset.preprocess
-    x_train, rest_x = apply_steps(pre.x, x_train, [x_test] + ([x_val] if x_val is not None else []), "dataset.preprocess.x")
-    y_train, rest_y = apply_steps(pre.y, y_train, [y_test] + ([y_val] if y_val is not None else []), "dataset.preprocess.y")
+    x_train, rest_x = _preprocess(pre, "x", x_train, [x_test] + ([x_val] if x_val is not None else []))
+    y_train, rest_y = _preprocess(pre, "y", y_train, [y_test] + ([y_val] if y_val is not None else []))
     splits = Splits(x_train, y_train, rest_x[0], rest_y[0], fingerprint=print_)
     if x_val is not None:
         splits.x_val, splits.y_val = rest_x[1], rest_y[1]

@@ -1,4 +1,4 @@
-"""Build a keras.Model from the `model` config: a list of layers applied in order."""
+"""Build a keras.Model from the `model` config: a sequential `layers` list, or a graph of named inputs, nodes and outputs."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from expkit.errors import ExpkitError
+from expkit.models.applications import Applications
 from expkit.registry import Registry, build_component
 
 # Keyword arguments every Keras layer accepts through **kwargs.
@@ -15,10 +16,41 @@ LAYER_BASE_KWARGS = ("input_dim", "input_shape")
 def _keras_layers() -> list[Any]:
     import keras
 
-    return [keras.layers]
+    return [keras.layers, Applications()]
 
 
+# Layer names: keras.layers first, then keras.applications models, then layers registered with LAYERS.register.
 LAYERS = Registry("layer", _keras_layers)
+
+
+def build_layer(spec: dict[str, Any], *, key: str, name: str | None = None) -> Any:
+    """One layer (or whole model used as a layer) from `{type|_target_, trainable?, **kwargs}`."""
+    import keras
+
+    spec = dict(spec)
+    trainable = spec.pop("trainable", None)
+    extra = {"name": name} if name and "type" in spec and "name" not in spec else {}
+    layer = build_component(spec, LAYERS, key=key, **extra)
+    if not isinstance(layer, keras.layers.Layer):
+        raise ExpkitError(f"{type(layer).__name__} is not a keras Layer or Model", key=key)
+    if trainable is not None:
+        layer.trainable = bool(trainable)
+    return layer
+
+
+def call_layer(layer: Any, x: Any, key: str) -> Any:
+    """`layer(x)`, with shape and dtype mismatches turned into an error naming `key`."""
+    try:
+        return layer(x)
+    except ExpkitError:
+        raise
+    except Exception as exc:  # shape and dtype mismatches surface as assorted exception types
+        shapes = [tuple(t.shape) for t in x] if isinstance(x, list) else tuple(x.shape)
+        raise ExpkitError(
+            f"{type(layer).__name__} cannot take input of shape {shapes}: {str(exc).splitlines()[0]}",
+            key=key,
+            hint="check the layer order and `in`, or add a Flatten/Reshape layer or a dataset.preprocess step",
+        ) from None
 
 
 def build_model(
@@ -35,15 +67,5 @@ def build_model(
     x = inputs
     for i, spec in enumerate(layers):
         key = f"model.layers.{i}"
-        layer = build_component(spec, LAYERS, key=key)
-        if not isinstance(layer, keras.layers.Layer):
-            raise ExpkitError(f"{type(layer).__name__} is not a keras Layer", key=key)
-        try:
-            x = layer(x)
-        except Exception as exc:  # shape and dtype mismatches surface as assorted exception types
-            raise ExpkitError(
-                f"{type(layer).__name__} cannot take input of shape {tuple(x.shape)}: {str(exc).splitlines()[0]}",
-                key=key,
-                hint="check the layer order, or add a Flatten/Reshape layer or a dataset.preprocess.x step",
-            ) from None
+        x = call_layer(build_layer(spec, key=key), x, key)
     return keras.Model(inputs, x, name=name)

@@ -130,17 +130,29 @@ class TrackedRun:
         for i in range(0, len(missing), 1000):
             self.client.log_batch(self.run_id, metrics=missing[i : i + 1000])
 
-    def log_plots(self, history: dict[str, list[float]], loss: Any, model: Any, splits: Any, out_dir: Path, smoothing: float) -> None:
-        """Learning curves, and a test confusion matrix for classifiers."""
+    def log_plots(
+        self, history: dict[str, list[float]], losses: dict[str, Any], model: Any, splits: Any, out_dir: Path, smoothing: float
+    ) -> None:
+        """Learning curves, and a test confusion matrix for each classification head.
+
+        `losses` is {output name: loss}, with the name "" for a single-output model.
+        """
         from expkit.tracking import plots
 
         paths = plots.learning_curves(history, out_dir, smoothing)
-        loss_name = loss if isinstance(loss, str) else str(loss.get("type", ""))
-        if "crossentropy" in loss_name.lower() or "hinge" in loss_name.lower():
+        classifiers = [
+            head
+            for head, loss in losses.items()
+            if any(word in (loss if isinstance(loss, str) else str(loss.get("type", ""))).lower() for word in ("crossentropy", "hinge"))
+        ]
+        if classifiers:
             from expkit.training.batches import ArrayBatches
 
             outputs = model.predict(ArrayBatches(splits.x_test, None, 256), verbose=0)
-            paths.append(plots.confusion_matrix_png(splits.y_test, outputs, out_dir / "confusion_matrix.png"))
+            for head in classifiers:
+                predicted, labels = (outputs[head], splits.y_test[head]) if head else (outputs, splits.y_test)
+                name = f"confusion_matrix_{head}.png" if head else "confusion_matrix.png"
+                paths.append(plots.confusion_matrix_png(labels, predicted, out_dir / name))
         self.log_artifacts(paths, artifact_path="plots")
 
     def log_artifacts(self, paths: list[Path], artifact_path: str | None = None) -> None:
@@ -160,11 +172,18 @@ class TrackedRun:
         import tensorflow as tf
         from mlflow.models import infer_signature
 
-        example = np.asarray(input_example).astype(np.float32)
-        signature = infer_signature(example, np.asarray(model.predict(example, verbose=0)))
+        if isinstance(input_example, dict):  # a graph model's named inputs and outputs
+            example = {k: np.asarray(v) for k, v in input_example.items()}
+            predicted = model.predict(example, verbose=0)
+            predicted = {k: np.asarray(v) for k, v in predicted.items()} if isinstance(predicted, dict) else np.asarray(predicted)
+            signature = infer_signature(example, predicted)
+        else:
+            example = np.asarray(input_example).astype(np.float32)
+            signature = infer_signature(example, np.asarray(model.predict(example, verbose=0)))
         requirements = [f"keras=={keras.__version__}", f"tensorflow=={tf.__version__}", f"mlflow=={mlflow.__version__}"]
         info = mlflow.keras.log_model(model, name="model", signature=signature, pip_requirements=requirements)
-        mlflow.log_dict({"inputs": example.tolist()}, "model_input_example.json")
+        listed = {k: v.tolist() for k, v in example.items()} if isinstance(example, dict) else example.tolist()
+        mlflow.log_dict({"inputs": listed}, "model_input_example.json")
         self.set_tags({"model_uri": info.model_uri})
         return str(info.model_uri)
 

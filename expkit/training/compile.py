@@ -41,15 +41,30 @@ def resolve_named(spec: str | dict[str, Any], namespace: Any, key: str) -> Any:
     return build_component(spec, Registry(kind, lambda: [namespace]), key=key)
 
 
-def compile_model(model: Any, optimizer: dict[str, Any], loss: str | dict[str, Any], metrics: list[Any]) -> None:
-    """model.compile with everything resolved from config."""
+def compile_model(
+    model: Any,
+    optimizer: dict[str, Any],
+    loss: str | dict[str, Any],
+    metrics: list[Any] | dict[str, list[Any]],
+    *,
+    loss_weights: dict[str, float] | None = None,
+) -> None:
+    """model.compile with everything resolved from config. With `loss_weights`, loss and metrics are per output name."""
     import keras
 
+    if loss_weights is not None:  # a graph model: {output name: spec}
+        losses = {n: resolve_named(s, keras.losses, f"model.outputs.{n}.loss") for n, s in loss.items()}  # type: ignore[union-attr]
+        named_metrics = {
+            n: [resolve_named(m, keras.metrics, f"model.outputs.{n}.metrics.{i}") for i, m in enumerate(ms)]
+            for n, ms in metrics.items()  # type: ignore[union-attr]
+        }
+        compiled: dict[str, Any] = {"loss": losses, "metrics": named_metrics, "loss_weights": loss_weights}
+    else:
+        compiled = {
+            "loss": resolve_named(loss, keras.losses, "model.loss"),
+            "metrics": [resolve_named(m, keras.metrics, f"model.metrics.{i}") for i, m in enumerate(metrics)],
+        }
     try:
-        model.compile(
-            optimizer=make_optimizer(optimizer),
-            loss=resolve_named(loss, keras.losses, "model.loss"),
-            metrics=[resolve_named(m, keras.metrics, f"model.metrics.{i}") for i, m in enumerate(metrics)],
-        )
+        model.compile(optimizer=make_optimizer(optimizer), **compiled)
     except ValueError as exc:
         raise ExpkitError(f"compile failed: {str(exc).splitlines()[0]}", key="model") from None

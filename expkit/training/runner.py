@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +12,9 @@ import numpy as np
 
 from expkit.config.schema import ExperimentConfig
 from expkit.data.pipeline import Splits
-from expkit.errors import ExpkitError
+from expkit.errors import ExpkitError, suggestion
 from expkit.models.builder import build_model
-from expkit.training.batches import ArrayBatches
+from expkit.training.batches import COMPACT, ArrayBatches
 from expkit.training.callbacks import make_callbacks
 from expkit.training.compile import compile_model
 from expkit.training.resume import CompleteEpochsOnly, EpochState, Interrupted, StopOnRequest, StopRequest, TrainingState
@@ -28,6 +28,7 @@ class Outcome:
     history: dict[str, list[float]]
     test_metrics: dict[str, float]
     checkpoints: dict[str, Path] = field(default_factory=dict)
+    splits: Splits | None = None  # the splits as the model saw them (named by input/output for graph models)
 
 
 def configure_runtime(seed: int, *, deterministic: bool = False, threads: int | None = None) -> None:
@@ -49,29 +50,125 @@ def configure_runtime(seed: int, *, deterministic: bool = False, threads: int | 
 
 def check_labels(model: Any, loss: Any, splits: Splits) -> None:
     """The labels must fit the model's output: one-hot width or sparse class range."""
-    units = model.output_shape[-1]
-    y = splits.y_train
+    check_output_labels(model.output_shape[-1], loss, splits.y_train, loss_key="model.loss", layer_key="model.layers")
+
+
+def check_output_labels(units: int, loss: Any, y: np.ndarray, *, loss_key: str, layer_key: str) -> None:
+    """One output's labels must fit its units: one-hot width or sparse class range."""
     loss_name = loss if isinstance(loss, str) else str(loss.get("type", ""))
     if "sparse" in loss_name.lower():
         if y.ndim > 1 and y.shape[-1] != 1:
             raise ExpkitError(
                 f"{loss_name} needs integer labels, but labels have shape {y.shape}",
-                key="model.loss",
+                key=loss_key,
                 hint="use categorical_crossentropy for one-hot labels",
             )
         top = int(np.max(y)) if len(y) else 0
         if top >= units:
             raise ExpkitError(
                 f"labels go up to {top} but the last layer has {units} units",
-                key="model.layers",
+                key=layer_key,
                 hint=f"give the last layer {top + 1} units",
             )
     elif y.ndim == 2 and units != y.shape[-1]:
         raise ExpkitError(
             f"the model outputs {units} values per sample but labels have {y.shape[-1]}",
-            key="model.layers",
+            key=layer_key,
             hint="make the last layer's units match the label encoding (dataset.preprocess.y)",
         )
+
+
+def _named(a: Any, names: list[str], what: str) -> Any:
+    """Arrays keyed by the model's input (what='inputs') or output names; one array maps to the one name."""
+    if a is None:
+        return None
+    if not isinstance(a, dict):
+        if len(names) != 1:
+            raise ExpkitError(
+                f"the dataset gives one array but the model has {len(names)} {what}: {', '.join(names)}",
+                key=f"model.{what}",
+                hint="use a source that names its arrays (dataset.source: npz or random)",
+            )
+        return {names[0]: a}
+    for name in names:
+        if name not in a:
+            raise ExpkitError(
+                f"the dataset has no array '{name}'",
+                key=f"model.{what}.{name}",
+                hint=suggestion(name, a, noun="its arrays"),
+            )
+    return {name: a[name] for name in names}
+
+
+def _single(a: Any, what: str) -> Any:
+    if not isinstance(a, dict):
+        return a
+    if len(a) != 1:
+        raise ExpkitError(
+            f"the dataset has {len(a)} {'inputs' if what.startswith('x') else 'targets'} ({', '.join(a)}) but `model.layers` has one",
+            key="model",
+            hint="describe the model as a graph with named inputs and outputs",
+        )
+    return next(iter(a.values()))
+
+
+def name_splits(model: Any, splits: Splits) -> Splits:
+    """For a graph model: every split's x and y as dicts keyed by the model's input and output names."""
+    if not model.is_graph:  # a sequential model reads the one array of a named source
+        one = {k: _single(getattr(splits, k), k) for k in ("x_train", "y_train", "x_test", "y_test", "x_val", "y_val")}
+        return replace(splits, **one)
+    inputs, outputs = list(model.inputs or {}), list(model.outputs or {})
+    return replace(
+        splits,
+        **{f"x_{s}": _named(getattr(splits, f"x_{s}"), inputs, "inputs") for s in ("train", "test", "val")},
+        **{f"y_{s}": _named(getattr(splits, f"y_{s}"), outputs, "outputs") for s in ("train", "test", "val")},
+    )
+
+
+def input_specs(model: Any, x_train: dict[str, np.ndarray]) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Each graph input's (shape, dtype): from the config, else from the training data (compact uint8 arrives as float32)."""
+    specs = {}
+    for name, spec in (model.inputs or {}).items():
+        array = x_train[name]
+        default = "int32" if np.issubdtype(array.dtype, np.integer) and array.dtype not in COMPACT else "float32"
+        specs[name] = (tuple(spec.shape or array.shape[1:]), spec.dtype or default)
+    return specs
+
+
+def build_configured_model(config: ExperimentConfig, splits: Splits) -> Any:
+    """The model `config.model` describes, with input shapes defaulting from `splits` (named for graph models)."""
+    if config.model.is_graph:
+        from expkit.models.graph import build_graph_model
+
+        return build_graph_model(config.model, input_specs(config.model, splits.x_train), name=config.name)  # type: ignore[arg-type]
+    input_shape = config.model.input_shape or splits.x_train.shape[1:]  # type: ignore[union-attr]
+    return build_model(config.model.layers, input_shape, name=config.name)
+
+
+def compile_configured(model: Any, config: ExperimentConfig) -> None:
+    """Compile with the optimizer and, for a graph, each output's loss, metrics and loss weight."""
+    m = config.model
+    if not m.is_graph:
+        compile_model(model, config.optimizer.model_dump(), m.loss, m.metrics)  # type: ignore[arg-type]
+        return
+    outputs = m.outputs or {}
+    compile_model(
+        model,
+        config.optimizer.model_dump(),
+        {n: s["loss"] for n, s in outputs.items()},
+        {n: list(s.get("metrics", [])) for n, s in outputs.items()},
+        loss_weights={n: float(s.get("loss_weight", 1.0)) for n, s in outputs.items()},
+    )
+
+
+def check_all_labels(model: Any, config: ExperimentConfig, splits: Splits) -> None:
+    if not config.model.is_graph:
+        check_labels(model, config.model.loss, splits)
+        return
+    for name, spec in (config.model.outputs or {}).items():
+        units = model.get_layer(name).output.shape[-1]
+        y = splits.y_train[name]  # type: ignore[index]
+        check_output_labels(units, spec["loss"], y, loss_key=f"model.outputs.{name}.loss", layer_key=f"model.outputs.{name}")
 
 
 def first_nan_epoch(history: dict[str, list[float]]) -> int | None:
@@ -100,10 +197,10 @@ def train_and_evaluate(
     trainer = config.trainer
     stop = stop or StopRequest()
     configure_runtime(config.seed, deterministic=trainer.deterministic, threads=trainer.threads)
-    input_shape = config.model.input_shape or splits.x_train.shape[1:]
-    model = build_model(config.model.layers, input_shape, name=config.name)
-    compile_model(model, config.optimizer.model_dump(), config.model.loss, config.model.metrics)
-    check_labels(model, config.model.loss, splits)
+    splits = name_splits(config.model, splits)
+    model = build_configured_model(config, splits)
+    compile_configured(model, config)
+    check_all_labels(model, config, splits)
 
     ckpt_dir = output_dir / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -158,4 +255,4 @@ def train_and_evaluate(
         "monitor": monitor,
     }
     (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return Outcome(model, history, test_metrics, checkpoints)
+    return Outcome(model, history, test_metrics, checkpoints, splits)

@@ -1,0 +1,111 @@
+"""Sources whose arrays are named after the model's inputs and targets, each registered with its own options schema."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from expkit.config.schema import PositiveInt, Strict
+from expkit.errors import ExpkitError
+
+Named = dict[str, np.ndarray]
+NamedArrays = tuple[tuple[Named, Named], tuple[Named, Named]]
+
+
+@dataclass(frozen=True)
+class Source:
+    """A registered data source: the schema of its own `dataset.*` options and its loader."""
+
+    options: type[BaseModel]
+    load: Callable[..., NamedArrays]
+
+
+SOURCES: dict[str, Source] = {}
+
+
+def register_source(name: str, options: type[BaseModel]) -> Callable[[Callable[..., NamedArrays]], Callable[..., NamedArrays]]:
+    """Decorator: `load(options, *, path, data_dir, seed)` becomes the `dataset.source: name` source."""
+
+    def add(load: Callable[..., NamedArrays]) -> Callable[..., NamedArrays]:
+        SOURCES[name] = Source(options, load)
+        return load
+
+    return add
+
+
+# --- random: arrays of given shapes, as the book uses to demonstrate chapter 5 models -------------
+
+
+class ArraySpec(Strict):
+    """One generated array: per-sample shape ([] = one value), dtype, and values in [low, high) (integers: low..high-1)."""
+
+    shape: list[PositiveInt] = Field(default_factory=list)
+    dtype: Literal["uint8", "int32", "int64", "float32"] = "float32"
+    low: float = 0.0
+    high: float = 1.0
+
+
+class RandomOptions(Strict):
+    inputs: Annotated[dict[str, ArraySpec], Field(min_length=1)]
+    targets: Annotated[dict[str, ArraySpec], Field(min_length=1)]
+    train_samples: PositiveInt = 256
+    test_samples: PositiveInt = 64
+
+
+def random_array(spec: ArraySpec, n: int, rng: np.random.Generator) -> np.ndarray:
+    shape = (n, *spec.shape)
+    if spec.dtype == "float32":
+        return rng.uniform(spec.low, spec.high, shape).astype(np.float32)
+    return rng.integers(int(spec.low), int(spec.high), shape).astype(spec.dtype)
+
+
+@register_source("random", RandomOptions)
+def load_random(options: RandomOptions, *, seed: int, **_: Any) -> NamedArrays:
+    """Random arrays for every input and target (smoke-test an architecture before its data exists)."""
+    rng = np.random.default_rng(seed)
+
+    def split(n: int) -> tuple[Named, Named]:
+        return (
+            {k: random_array(s, n, rng) for k, s in options.inputs.items()},
+            {k: random_array(s, n, rng) for k, s in options.targets.items()},
+        )
+
+    return split(options.train_samples), split(options.test_samples)
+
+
+# --- npz: the user's own file -------------------------------------------------------------
+
+
+class NpzOptions(Strict):
+    """Input/target name -> array name in the file; the file holds `<array>_train` and `<array>_test`."""
+
+    inputs: Annotated[dict[str, str], Field(min_length=1)]
+    targets: Annotated[dict[str, str], Field(min_length=1)]
+
+
+@register_source("npz", NpzOptions)
+def load_npz(options: NpzOptions, *, path: str | None, **_: Any) -> NamedArrays:
+    """Named arrays from the npz at `dataset.path`."""
+    from expkit.data.sources import read_npz
+
+    if not path:
+        raise ExpkitError("the npz source needs dataset.path: the .npz file", key="dataset.path")
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ExpkitError(f"dataset file {file} does not exist", key="dataset.path")
+    wanted = {**options.inputs, **options.targets}
+    keys = tuple(f"{a}_{split}" for a in wanted.values() for split in ("train", "test"))
+    arrays = read_npz(file, keys)
+
+    def split(which: str) -> tuple[Named, Named]:
+        return (
+            {k: arrays[f"{a}_{which}"] for k, a in options.inputs.items()},
+            {k: arrays[f"{a}_{which}"] for k, a in options.targets.items()},
+        )
+
+    return split("train"), split("test")
