@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -28,20 +29,31 @@ def loss_steps(workdir: Path, run_id: str) -> list[int]:
     return [m.step for m in client.get_metric_history(run_id, "loss")]
 
 
-def test_kill_9_then_resume_latest_finishes_the_same_run(workdir: Path) -> None:
-    crashed = run_expkit("train", "trainer.epochs=6", crash_callback(workdir, 2, signal.SIGKILL), *FAST, cwd=workdir, PYTHONPATH=str(REPO))
-    assert crashed.returncode == -signal.SIGKILL
-    (run,) = mlflow_runs(workdir, "digits_mlp")
-    assert run.info.status == "RUNNING" and loss_steps(workdir, run.info.run_id) == [0, 1]
+def kill_after_state_save(workdir: Path, epoch: int) -> str:
+    """An override adding tests.crash.KillAfterStateSave: kill -9 after epoch `epoch`'s state is saved, before MLflow logs it."""
+    return f"+callbacks.crash={{_target_: tests.crash.KillAfterStateSave, epoch: {epoch}, marker: '{workdir / 'fired-state'}'}}"
 
-    resumed = run_expkit("resume", "latest", cwd=workdir, PYTHONPATH=str(REPO))
+
+def test_kill_9_between_state_save_and_mlflow_log_then_resume_backfills_the_epoch(workdir: Path) -> None:
+    crashed = run_expkit("train", "trainer.epochs=4", kill_after_state_save(workdir, 1), *FAST, cwd=workdir, PYTHONPATH=str(REPO))
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    (run,) = mlflow_runs(workdir, "digits_mlp")
+    (run_dir,) = output_dirs(workdir)
+    state = json.loads((run_dir / "checkpoints" / "resume" / "state.json").read_text())
+    assert state["epoch"] == 1 and len(state["history"]["loss"]) == 2  # epoch 1 was saved ...
+    assert run.info.status == "RUNNING" and loss_steps(workdir, run.info.run_id) == [0]  # ... but never reached MLflow
+
+    resumed = run_expkit("resume", str(run_dir), cwd=workdir, PYTHONPATH=str(REPO))  # by folder path
     assert resumed.returncode == 0, resumed.stderr
     assert "after epoch 2" in resumed.stderr
     (run,) = mlflow_runs(workdir, "digits_mlp")
     assert run.info.status == "FINISHED"
-    assert loss_steps(workdir, run.info.run_id) == [0, 1, 2, 3, 4, 5]
-    (run_dir,) = output_dirs(workdir)
-    assert read_metrics(run_dir)["epochs_run"] == 6
+    assert loss_steps(workdir, run.info.run_id) == [0, 1, 2, 3]  # no gap: epoch 1 was backfilled from the saved state
+    client = mlflow.MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    for key in ("loss", "val_loss", "accuracy"):
+        (epoch_1,) = [m.value for m in client.get_metric_history(run.info.run_id, key) if m.step == 1]
+        assert epoch_1 == pytest.approx(state["history"][key][1])
+    assert read_metrics(run_dir)["epochs_run"] == 4
     assert len(list((run_dir / "tensorboard" / "train").glob("events.out.tfevents.*"))) == 2  # same TensorBoard dir, two sessions
 
     # Resuming again finds nothing unfinished.
