@@ -10,7 +10,7 @@ import mlflow
 import numpy as np
 import pytest
 
-from tests.conftest import expkit_env, mlflow_runs, output_dirs, read_metrics, run_expkit
+from tests.conftest import BlockedDownloads, expkit_env, mlflow_runs, output_dirs, read_metrics, run_expkit
 
 NO_HEAVY_IMPORTS = """
 import sys
@@ -142,11 +142,13 @@ def test_bad_config_fails_cleanly(workdir: Path, args: list[str], expected: list
     assert not (workdir / "mlflow.db").exists(), "config errors must fail before a run is created"
 
 
-def test_missing_dataset_offline_says_where_it_looked(workdir: Path) -> None:
+def test_missing_dataset_offline_says_where_it_looked(workdir: Path, blocked_downloads: BlockedDownloads) -> None:
+    """Holds with and without network: the download goes to a local proxy that refuses it (see tests/README.md)."""
     (workdir / "data").mkdir()
-    done = run_expkit(
-        "train", "+experiment=mnist_dense", cwd=workdir, timeout=120, EXPKIT_DATA_DIR=str(workdir / "data"), KERAS_HOME=str(workdir / "kh")
-    )
+    data, keras_home = str(workdir / "data"), str(workdir / "kh")
+    env = {"EXPKIT_DATA_DIR": data, "KERAS_HOME": keras_home, **blocked_downloads.env}
+    done = run_expkit("train", "+experiment=mnist_dense", cwd=workdir, timeout=120, **env)
+    assert blocked_downloads.requests == ["CONNECT storage.googleapis.com:443 HTTP/1.0"]
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     assert str(workdir / "data" / "mnist.npz") in done.stderr and "EXPKIT_DATA_DIR" in done.stderr
