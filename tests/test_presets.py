@@ -1,4 +1,5 @@
-"""The book presets train end to end: text presets on generated Keras-layout data, real data where it is shipped."""
+"""The book presets: their models have the books' parameter counts (composed and built in-process), and they train end to
+end through the CLI: text presets on generated Keras-layout data, real data where it is shipped."""
 
 from __future__ import annotations
 
@@ -6,10 +7,31 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import mlflow_runs, output_dirs, read_metrics, run_expkit
+from expkit.models.builder import build_model
+from expkit.training.compile import compile_model
+from tests.conftest import compose, mlflow_runs, output_dirs, read_metrics, run_expkit
 from tests.datagen import write_imdb_npz, write_reuters_npz
 
 FAST = ("trainer.verbose=0", "tracking.log_model=false")
+
+
+@pytest.mark.parametrize(
+    ("preset", "input_shape", "params"),
+    [
+        ("mnist_dense", (784,), 407_050),  # flattened 28x28
+        ("torres_mnist_dense", (784,), 7_960),
+        ("imdb_dense", (10_000,), 160_305),  # multi-hot over num_words=10000
+        ("reuters_dense", (10_000,), 647_214),
+        ("boston_final", (13,), 5_121),
+    ],
+)
+def test_preset_builds_the_books_model(tmp_path: Path, preset: str, input_shape: tuple[int, ...], params: int) -> None:
+    """The model `expkit train +experiment=PRESET` builds, from the composed config, has the book's parameter count and compiles."""
+    config = compose(f"+experiment={preset}", root=tmp_path)
+    model = build_model(config.model.layers, config.model.input_shape or input_shape, name=config.name)
+    assert model.count_params() == params
+    compile_model(model, config.optimizer.model_dump(), config.model.loss, config.model.metrics)
+    assert type(model.optimizer).__name__.lower() == config.optimizer.type.lower()
 
 
 @pytest.mark.parametrize(

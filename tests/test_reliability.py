@@ -13,7 +13,10 @@ import mlflow
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, expkit_env, mlflow_runs, output_dirs, read_metrics, run_expkit
+from expkit.data.pipeline import load_splits
+from expkit.errors import ExpkitError
+from tests.conftest import REPO, compose, expkit_env, mlflow_runs, output_dirs, read_metrics, run_expkit
+from tests.fabricate import add_run, make_store
 
 FAST = ("trainer.verbose=0", "tracking.log_model=false")
 
@@ -132,39 +135,43 @@ def bad_npz(kind: str, path: Path) -> None:
         np.savez(path, **{**good, "x_train": x})
 
 
-@pytest.mark.parametrize(
-    ("kind", "expected"),
-    [
-        ("truncated", "cannot read"),
-        ("missing_key", "has no array(s) y_test"),
-        ("length_mismatch", "y_train has 50"),
-        ("label_range", "outside 0..9"),
-        ("nan", "NaN or inf"),
-    ],
-)
-def test_bad_data_fails_cleanly_and_keeps_earlier_runs(workdir: Path, shared_data: Path, kind: str, expected: str) -> None:
+BAD_DATA = [
+    ("truncated", "cannot read"),
+    ("missing_key", "has no array(s) y_test"),
+    ("length_mismatch", "y_train has 50"),
+    ("label_range", "outside 0..9"),
+    ("nan", "NaN or inf"),
+]
+
+
+@pytest.mark.parametrize(("kind", "expected"), BAD_DATA)
+def test_bad_data_is_refused_naming_the_file(tmp_path: Path, kind: str, expected: str) -> None:
+    """What `expkit train +experiment=mnist_dense` loads, in-process: each broken file is one clear ExpkitError."""
+    data = tmp_path / "data"
+    data.mkdir()
+    bad_npz(kind, data / "mnist.npz")
+    config = compose("+experiment=mnist_dense", root=tmp_path)
+    with pytest.raises(ExpkitError) as info:
+        load_splits(config.dataset, data_dir=str(data), seed=config.seed)
+    assert expected in str(info.value)
+    if kind != "label_range":
+        assert str(data / "mnist.npz") in str(info.value)
+    else:
+        assert info.value.key == "dataset.preprocess.y.one_hot.num_classes"
+
+
+def test_bad_data_fails_the_run_cleanly_and_keeps_earlier_runs(workdir: Path) -> None:
+    earlier = add_run(make_store(workdir, "mnist_dense"), name="earlier", params={"seed": 42}, metrics={"test_accuracy": 0.97})
     data = workdir / "data"
     data.mkdir()
-    first = run_expkit(
-        "train",
-        "+experiment=mnist_dense",
-        "trainer.epochs=1",
-        "dataset.max_train_samples=2000",
-        *FAST,
-        cwd=workdir,
-        EXPKIT_DATA_DIR=str(shared_data),
-    )
-    assert first.returncode == 0, first.stderr
-    bad_npz(kind, data / "mnist.npz")
+    bad_npz("nan", data / "mnist.npz")
     failed = run_expkit("train", "+experiment=mnist_dense", "trainer.epochs=1", *FAST, cwd=workdir, EXPKIT_DATA_DIR=str(data))
     assert failed.returncode == 2, failed.stderr
-    assert "Traceback" not in failed.stderr and expected in failed.stderr
-    if kind != "label_range":
-        assert str(data / "mnist.npz") in failed.stderr
+    assert "Traceback" not in failed.stderr and "NaN or inf" in failed.stderr and str(data / "mnist.npz") in failed.stderr
     runs = sorted(mlflow_runs(workdir, "mnist_dense"), key=lambda r: r.info.start_time)
     assert [r.info.status for r in runs] == ["FINISHED", "FAILED"]
-    assert "test_accuracy" in runs[0].data.metrics  # the earlier run is intact
-    assert expected in runs[1].data.tags["failure"]
+    assert runs[0].info.run_id == earlier.info.run_id and runs[0].data.metrics == {"test_accuracy": 0.97}  # the earlier run is intact
+    assert "NaN or inf" in runs[1].data.tags["failure"]
 
 
 def test_concurrent_runs_on_a_fresh_store(workdir: Path) -> None:
