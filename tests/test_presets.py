@@ -34,6 +34,7 @@ def test_preset_builds_the_books_model(tmp_path: Path, preset: str, input_shape:
     assert type(model.optimizer).__name__.lower() == config.optimizer.type.lower()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("preset", "writer", "params", "min_accuracy", "extra"),
     [
@@ -58,6 +59,7 @@ def test_text_preset_trains_with_book_parameter_count(
     assert read_metrics(run_dir)["test"]["test_accuracy"] >= min_accuracy
 
 
+@pytest.mark.slow
 def test_boston_final_on_real_data_has_keras_split(workdir: Path, shared_data: Path) -> None:
     done = run_expkit("train", "+experiment=boston_final", "trainer.epochs=20", *FAST, cwd=workdir, EXPKIT_DATA_DIR=str(shared_data))
     assert done.returncode == 0, done.stderr

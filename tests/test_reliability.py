@@ -37,6 +37,7 @@ def kill_after_state_save(workdir: Path, epoch: int) -> str:
     return f"+callbacks.crash={{_target_: tests.crash.KillAfterStateSave, epoch: {epoch}, marker: '{workdir / 'fired-state'}'}}"
 
 
+@pytest.mark.slow
 def test_kill_9_between_state_save_and_mlflow_log_then_resume_backfills_the_epoch(workdir: Path) -> None:
     crashed = run_expkit("train", "trainer.epochs=4", kill_after_state_save(workdir, 1), *FAST, cwd=workdir, PYTHONPATH=str(REPO))
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
@@ -64,6 +65,7 @@ def test_kill_9_between_state_save_and_mlflow_log_then_resume_backfills_the_epoc
     assert again.returncode == 2 and "no unfinished run" in again.stderr
 
 
+@pytest.mark.slow
 def test_resume_matches_an_uninterrupted_run(workdir: Path) -> None:
     straight, interrupted = workdir / "straight", workdir / "interrupted"
     straight.mkdir(), interrupted.mkdir()
@@ -77,6 +79,7 @@ def test_resume_matches_an_uninterrupted_run(workdir: Path) -> None:
     assert read_metrics(b)["test"] == read_metrics(a)["test"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_stops_at_batch_boundary_marks_killed_and_resumes(workdir: Path, signum: int, code: int) -> None:
     stopped = run_expkit("train", "trainer.epochs=4", crash_callback(workdir, 2, signum), *FAST, cwd=workdir, PYTHONPATH=str(REPO))
@@ -92,6 +95,7 @@ def test_signal_stops_at_batch_boundary_marks_killed_and_resumes(workdir: Path, 
     assert run.info.status == "FINISHED" and loss_steps(workdir, run.info.run_id) == [0, 1, 2, 3]
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_changed_config_unless_forced(workdir: Path) -> None:
     presets = workdir / "conf" / "experiment"
     presets.mkdir(parents=True)
@@ -174,6 +178,7 @@ def test_bad_data_fails_the_run_cleanly_and_keeps_earlier_runs(workdir: Path) ->
     assert "NaN or inf" in runs[1].data.tags["failure"]
 
 
+@pytest.mark.slow
 def test_concurrent_runs_on_a_fresh_store(workdir: Path) -> None:
     repetitions = int(os.environ.get("EXPKIT_CONCURRENCY_REPS", "1"))
     for rep in range(repetitions):

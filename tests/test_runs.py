@@ -406,6 +406,7 @@ def test_ui_refuses_a_busy_port(recorded_store: Store) -> None:
 # ---------------------------------------------------------------- a joblib sweep
 
 
+@pytest.mark.slow
 def test_joblib_sweep_makes_a_parent_with_children(sweep_store: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
     root, done = sweep_store
     assert_ok(done)
@@ -434,6 +435,7 @@ def test_joblib_sweep_makes_a_parent_with_children(sweep_store: tuple[Path, subp
 # ---------------------------------------------------------------- a real tracking server
 
 
+@pytest.mark.slow
 def test_training_logs_to_a_tracking_server(server_run: ServerRun) -> None:
     assert_ok(server_run.train)
     url = server_run.server.url
@@ -444,7 +446,9 @@ def test_training_logs_to_a_tracking_server(server_run: ServerRun) -> None:
     assert params["optimizer.learning_rate"] == "0.01" and params["trainer.epochs"] == "2"
     assert int(params["model.num_params"]) > 0
     assert {"loss", "val_loss", "test_accuracy", "test_loss"} <= set(metrics)
-    assert 0.1 < metrics["test_accuracy"] <= 1
+    # Digits MLP, 2 epochs at Adam lr 0.01: test accuracy 0.933-0.958 over seeds 0-4 (0.953, 0.958, 0.953, 0.933, 0.953).
+    # Below 0.9 means a broken pipeline or an ignored learning rate (at the default 1e-3 even 3 epochs reach only 0.86-0.91).
+    assert 0.9 < metrics["test_accuracy"] <= 1
     history = ms.rest(url, "api/2.0/mlflow/metrics/get-history", params={"run_id": info["run_id"], "metric_key": "loss"})
     assert sorted(m["step"] for m in history["metrics"]) == [0, 1]
     # Artifacts went through the server's artifact proxy into its destination folder.
@@ -462,6 +466,7 @@ def test_training_logs_to_a_tracking_server(server_run: ServerRun) -> None:
 # ---------------------------------------------------------------- expkit ui
 
 
+@pytest.mark.slow
 def test_ui_serves_the_same_store(recorded_store: Store, ui_server: ms.ServerProcess) -> None:
     first = ui_server.output().splitlines()
     assert first[0] == f"MLflow UI for {recorded_store.uri}"
