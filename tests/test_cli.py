@@ -99,14 +99,17 @@ def test_default_train_records_everything(workdir: Path) -> None:
 
 
 @pytest.mark.slow
-def test_real_mnist_subset_trains(workdir: Path, shared_data: Path) -> None:
+def test_real_mnist_one_epoch_trains(workdir: Path, shared_data: Path) -> None:
     done = run_expkit(
-        "train", "+experiment=mnist_dense", "dataset.max_train_samples=6000", "dataset.max_test_samples=2000", "trainer.epochs=3",
-        "trainer.verbose=0", "tracking.log_model=false", cwd=workdir, EXPKIT_DATA_DIR=str(shared_data),
+        "train", "+experiment=mnist_dense", "trainer.epochs=1", "trainer.verbose=0", "tracking.log_model=false",
+        cwd=workdir, EXPKIT_DATA_DIR=str(shared_data),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     (run_dir,) = output_dirs(workdir)
-    assert read_metrics(run_dir)["test"]["test_accuracy"] > 0.88
+    # The book's network, all 60,000 training images, 1 epoch: test accuracy 0.957-0.960 over seeds 0-2 (0.9574, 0.9604, 0.9574).
+    # The same run with unscaled pixels (no /255) gets 0.919-0.935; labels out of step with the images get ~0.1.
+    # (A 6,000-image, 3-epoch subset could not tell the two apart: 0.894-0.905 against 0.872-0.883.)
+    assert read_metrics(run_dir)["test"]["test_accuracy"] > 0.945
 
 
 @pytest.mark.slow
