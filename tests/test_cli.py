@@ -159,7 +159,7 @@ def test_missing_dataset_offline_says_where_it_looked(workdir: Path, blocked_dow
     (workdir / "data").mkdir()
     data, keras_home = str(workdir / "data"), str(workdir / "kh")
     env = {"EXPKIT_DATA_DIR": data, "KERAS_HOME": keras_home, **blocked_downloads.env}
-    done = run_expkit("train", "+experiment=mnist_dense", cwd=workdir, timeout=120, **env)
+    done = run_expkit("train", "+experiment=mnist_dense", cwd=workdir, timeout=300, **env)
     assert blocked_downloads.requests == ["CONNECT storage.googleapis.com:443 HTTP/1.0"]
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr

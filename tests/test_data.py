@@ -537,7 +537,7 @@ def test_missing_dataset_offline_names_env_var_and_path(tmp_path: Path, blocked_
     keras_home.mkdir()
     env = expkit_env(KERAS_HOME=str(keras_home), **blocked_downloads.env)
     command = [sys.executable, "-c", OFFLINE_MNIST, str(data_dir)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 3, done.stdout + done.stderr
     assert "dataset 'mnist' not found locally and the download failed" in done.stdout
     assert "EXPKIT_DATA_DIR" in done.stdout

@@ -66,4 +66,5 @@ def test_boston_final_on_real_data_has_keras_split(workdir: Path, shared_data: P
     (run_dir,) = output_dirs(workdir)
     metrics = read_metrics(run_dir)
     assert metrics["epochs_run"] == 20
-    assert metrics["test"]["test_mae"] < 4.5  # 20 of the book's 80 epochs already beat a mean predictor (MAE ~6.5)
+    # 20 of the book's 80 epochs: test MAE 3.08-3.27 over seeds 0-2 (3.08, 3.27, 3.10); a mean predictor has MAE ~6.5.
+    assert metrics["test"]["test_mae"] < 4.5
