@@ -38,9 +38,11 @@ def test_preset_builds_the_books_model(tmp_path: Path, preset: str, input_shape:
 @pytest.mark.parametrize(
     ("preset", "writer", "params", "min_accuracy", "extra"),
     [
-        ("imdb_dense", lambda d: write_imdb_npz(d / "imdb.npz", n_train=1500, n_test=500, vocab=12000), 160_305, 0.8, []),
+        # Observed test accuracy over seeds 0-2: 0.948, 0.988, 0.996 (chance 0.5; sentiment words lost to OOV give ~0.5).
+        ("imdb_dense", lambda d: write_imdb_npz(d / "imdb.npz", n_train=1500, n_test=500, vocab=12000), 160_305, 0.85, []),
         # 1,000 training samples at the book's batch 512 are only 18 steps; batch 64 lets 46 topics be learned.
-        ("reuters_dense", lambda d: write_reuters_npz(d / "reuters.npz", n=2500, vocab=12000), 647_214, 0.5, ["trainer.batch_size=64"]),
+        # Observed over seeds 0-2: 0.802, 0.812, 0.830 (chance ~1/46).
+        ("reuters_dense", lambda d: write_reuters_npz(d / "reuters.npz", n=2500, vocab=12000), 647_214, 0.7, ["trainer.batch_size=64"]),
     ],
 )
 def test_text_preset_trains_with_book_parameter_count(
