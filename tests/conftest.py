@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import socketserver
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +19,40 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("EXPKIT_SHARED_DATA", REPO.parent / "shared" / "datasets"))
 # On CI (CI=true, as GitHub Actions and most CI services set it) a missing shared dataset is an error, not a skip.
 IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
-# Downloads in tests go through this proxy address, where nothing listens: `keras.datasets` (urllib) fails at once,
-# whether or not the machine has network access. See `offline_env`.
-DEAD_PROXY = "http://127.0.0.1:9"
+
+
+def offline_env(proxy: str = "http://127.0.0.1:9") -> dict[str, str]:
+    """Environment variables that send every urllib download (so `keras.datasets`' download) to `proxy`, whether or
+    not the machine has network access. With nothing listening there (port 9 by default), the download fails at once."""
+    names = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
+    return {**dict.fromkeys(names, proxy), "no_proxy": "", "NO_PROXY": ""}
+
+
+@dataclass
+class BlockedDownloads:
+    """A local proxy that refuses every request (403) and remembers them; `env` points downloads at it."""
+
+    env: dict[str, str]
+    requests: list[str]
+
+
+@pytest.fixture
+def blocked_downloads() -> Iterator[BlockedDownloads]:
+    """Downloads fail on purpose, the same way with or without network; `requests` proves one was attempted."""
+    seen: list[str] = []
+
+    class Refuse(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            seen.append(self.rfile.readline(2000).decode(errors="replace").strip())
+            self.wfile.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Refuse) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield BlockedDownloads(offline_env(f"http://127.0.0.1:{server.server_address[1]}"), seen)
+        finally:
+            server.shutdown()
 
 
 def expkit_env(**extra: str) -> dict[str, str]:
@@ -25,12 +60,6 @@ def expkit_env(**extra: str) -> dict[str, str]:
     env.update(TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
     env.update(extra)
     return env
-
-
-def offline_env() -> dict[str, str]:
-    """Environment variables that make every urllib download (Keras' dataset download) fail at once, online or not."""
-    proxies = {name: DEAD_PROXY for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")}
-    return {**proxies, "no_proxy": "", "NO_PROXY": ""}
 
 
 def run_expkit(*args: str, cwd: Path, timeout: float = 600, **env: str) -> subprocess.CompletedProcess[str]:

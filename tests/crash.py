@@ -33,3 +33,25 @@ class SignalSelf(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self.signum == signal.SIGKILL and epoch == self.epoch:
             self._fire()
+
+
+class KillAfterStateSave(keras.callbacks.Callback):
+    """SIGKILLs this process in epoch `epoch` right after its resumable state (state.json) is in place, before the
+    tracking callback logs that epoch to MLflow: the crash `TrackedRun.backfill` exists for. Once per marker file.
+
+    It wraps `expkit.training.resume.write_json_atomic`, which `EpochState` calls to replace state.json.
+    """
+
+    def __init__(self, epoch: int, marker: str) -> None:
+        super().__init__()
+        from expkit.training import resume
+
+        original, marker_path = resume.write_json_atomic, Path(marker)
+
+        def write_then_kill(path: Path, data: Any) -> None:
+            original(path, data)
+            if path.name == resume.STATE_FILE and data.get("epoch") == epoch and not marker_path.exists():
+                marker_path.write_text("fired")
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        resume.write_json_atomic = write_then_kill

@@ -18,7 +18,7 @@ from expkit.data.pipeline import fingerprint, load_splits
 from expkit.data.preprocess import apply_steps, fit_step, multi_hot, one_hot, pad_sequences
 from expkit.data.sources import get_loader, load_boston_housing, load_imdb, load_reuters
 from expkit.errors import ExpkitError
-from tests.conftest import expkit_env
+from tests.conftest import BlockedDownloads, expkit_env
 from tests.datagen import write_image_npz, write_imdb_npz, write_reuters_npz
 
 BOSTON_FIRST_TRAIN_TARGETS = [15.2, 42.3, 50.0, 21.1, 17.7]  # /work/shared/datasets/README.md
@@ -530,23 +530,21 @@ print("LOADED")
 """
 
 
-def test_missing_dataset_offline_names_env_var_and_path(tmp_path: Path) -> None:
+def test_missing_dataset_offline_names_env_var_and_path(tmp_path: Path, blocked_downloads: BlockedDownloads) -> None:
+    """Holds with and without network: the download goes to a local proxy that refuses it (see tests/README.md)."""
     data_dir, keras_home = tmp_path / "data", tmp_path / "keras_home"
     data_dir.mkdir()
     keras_home.mkdir()
-    env = expkit_env(KERAS_HOME=str(keras_home))
-    try:
-        done = subprocess.run(
-            [sys.executable, "-c", OFFLINE_MNIST, str(data_dir)], env=env, capture_output=True, text=True, timeout=40, cwd=tmp_path
-        )
-    except subprocess.TimeoutExpired:
-        pytest.skip("the failed mnist download did not return within 40 s on this machine")
+    env = expkit_env(KERAS_HOME=str(keras_home), **blocked_downloads.env)
+    command = [sys.executable, "-c", OFFLINE_MNIST, str(data_dir)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 3, done.stdout + done.stderr
     assert "dataset 'mnist' not found locally and the download failed" in done.stdout
     assert "EXPKIT_DATA_DIR" in done.stdout
     assert str(data_dir / "mnist.npz") in done.stdout
     assert not list(data_dir.iterdir())
     assert not list((keras_home / "datasets").glob("mnist*"))  # no partial download left in the cache
+    assert blocked_downloads.requests == ["CONNECT storage.googleapis.com:443 HTTP/1.0"]  # Keras tried, and we refused
 
 
 # --- scikit-learn ---------------------------------------------------------------------------

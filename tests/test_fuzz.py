@@ -6,6 +6,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
@@ -85,6 +86,7 @@ def test_random_yaml_presets_never_crash(tmp_path_factory, body: dict, overrides
 
 
 # Each example starts the real CLI (~3 s): few examples, and no shrinking, so a failure stays cheap in CI.
+@pytest.mark.slow
 @settings(
     max_examples=6,
     deadline=None,

@@ -80,6 +80,7 @@ CONVNET = (
 )
 
 
+@pytest.mark.slow
 def test_image_folder_trains_end_to_end_and_a_broken_image_fails_cleanly(workdir: Path) -> None:
     root = write_tree(workdir / "pets", {"cats": 20, "dogs": 20})
     args = ("train", "dataset=image_dir", f"dataset.path={root}", "dataset.image_size=[16,16]", "~model.units", CONVNET)

@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO, expkit_env, output_dirs
 
 
+@pytest.mark.slow
 def test_wheel_install_finds_its_configs_and_trains(tmp_path: Path) -> None:
     dist, site = tmp_path / "dist", tmp_path / "site"
     built = subprocess.run(

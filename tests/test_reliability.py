@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -12,7 +13,10 @@ import mlflow
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, expkit_env, mlflow_runs, output_dirs, read_metrics, run_expkit
+from expkit.data.pipeline import load_splits
+from expkit.errors import ExpkitError
+from tests.conftest import REPO, compose, expkit_env, mlflow_runs, output_dirs, read_metrics, run_expkit
+from tests.fabricate import add_run, make_store
 
 FAST = ("trainer.verbose=0", "tracking.log_model=false")
 
@@ -28,20 +32,32 @@ def loss_steps(workdir: Path, run_id: str) -> list[int]:
     return [m.step for m in client.get_metric_history(run_id, "loss")]
 
 
-def test_kill_9_then_resume_latest_finishes_the_same_run(workdir: Path) -> None:
-    crashed = run_expkit("train", "trainer.epochs=6", crash_callback(workdir, 2, signal.SIGKILL), *FAST, cwd=workdir, PYTHONPATH=str(REPO))
-    assert crashed.returncode == -signal.SIGKILL
-    (run,) = mlflow_runs(workdir, "digits_mlp")
-    assert run.info.status == "RUNNING" and loss_steps(workdir, run.info.run_id) == [0, 1]
+def kill_after_state_save(workdir: Path, epoch: int) -> str:
+    """An override adding tests.crash.KillAfterStateSave: kill -9 after epoch `epoch`'s state is saved, before MLflow logs it."""
+    return f"+callbacks.crash={{_target_: tests.crash.KillAfterStateSave, epoch: {epoch}, marker: '{workdir / 'fired-state'}'}}"
 
-    resumed = run_expkit("resume", "latest", cwd=workdir, PYTHONPATH=str(REPO))
+
+@pytest.mark.slow
+def test_kill_9_between_state_save_and_mlflow_log_then_resume_backfills_the_epoch(workdir: Path) -> None:
+    crashed = run_expkit("train", "trainer.epochs=4", kill_after_state_save(workdir, 1), *FAST, cwd=workdir, PYTHONPATH=str(REPO))
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    (run,) = mlflow_runs(workdir, "digits_mlp")
+    (run_dir,) = output_dirs(workdir)
+    state = json.loads((run_dir / "checkpoints" / "resume" / "state.json").read_text())
+    assert state["epoch"] == 1 and len(state["history"]["loss"]) == 2  # epoch 1 was saved ...
+    assert run.info.status == "RUNNING" and loss_steps(workdir, run.info.run_id) == [0]  # ... but never reached MLflow
+
+    resumed = run_expkit("resume", str(run_dir), cwd=workdir, PYTHONPATH=str(REPO))  # by folder path
     assert resumed.returncode == 0, resumed.stderr
     assert "after epoch 2" in resumed.stderr
     (run,) = mlflow_runs(workdir, "digits_mlp")
     assert run.info.status == "FINISHED"
-    assert loss_steps(workdir, run.info.run_id) == [0, 1, 2, 3, 4, 5]
-    (run_dir,) = output_dirs(workdir)
-    assert read_metrics(run_dir)["epochs_run"] == 6
+    assert loss_steps(workdir, run.info.run_id) == [0, 1, 2, 3]  # no gap: epoch 1 was backfilled from the saved state
+    client = mlflow.MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    for key in ("loss", "val_loss", "accuracy"):
+        (epoch_1,) = [m.value for m in client.get_metric_history(run.info.run_id, key) if m.step == 1]
+        assert epoch_1 == pytest.approx(state["history"][key][1])
+    assert read_metrics(run_dir)["epochs_run"] == 4
     assert len(list((run_dir / "tensorboard" / "train").glob("events.out.tfevents.*"))) == 2  # same TensorBoard dir, two sessions
 
     # Resuming again finds nothing unfinished.
@@ -49,6 +65,7 @@ def test_kill_9_then_resume_latest_finishes_the_same_run(workdir: Path) -> None:
     assert again.returncode == 2 and "no unfinished run" in again.stderr
 
 
+@pytest.mark.slow
 def test_resume_matches_an_uninterrupted_run(workdir: Path) -> None:
     straight, interrupted = workdir / "straight", workdir / "interrupted"
     straight.mkdir(), interrupted.mkdir()
@@ -62,6 +79,7 @@ def test_resume_matches_an_uninterrupted_run(workdir: Path) -> None:
     assert read_metrics(b)["test"] == read_metrics(a)["test"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_stops_at_batch_boundary_marks_killed_and_resumes(workdir: Path, signum: int, code: int) -> None:
     stopped = run_expkit("train", "trainer.epochs=4", crash_callback(workdir, 2, signum), *FAST, cwd=workdir, PYTHONPATH=str(REPO))
@@ -77,6 +95,7 @@ def test_signal_stops_at_batch_boundary_marks_killed_and_resumes(workdir: Path, 
     assert run.info.status == "FINISHED" and loss_steps(workdir, run.info.run_id) == [0, 1, 2, 3]
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_changed_config_unless_forced(workdir: Path) -> None:
     presets = workdir / "conf" / "experiment"
     presets.mkdir(parents=True)
@@ -120,41 +139,46 @@ def bad_npz(kind: str, path: Path) -> None:
         np.savez(path, **{**good, "x_train": x})
 
 
-@pytest.mark.parametrize(
-    ("kind", "expected"),
-    [
-        ("truncated", "cannot read"),
-        ("missing_key", "has no array(s) y_test"),
-        ("length_mismatch", "y_train has 50"),
-        ("label_range", "outside 0..9"),
-        ("nan", "NaN or inf"),
-    ],
-)
-def test_bad_data_fails_cleanly_and_keeps_earlier_runs(workdir: Path, shared_data: Path, kind: str, expected: str) -> None:
+BAD_DATA = [
+    ("truncated", "cannot read"),
+    ("missing_key", "has no array(s) y_test"),
+    ("length_mismatch", "y_train has 50"),
+    ("label_range", "outside 0..9"),
+    ("nan", "NaN or inf"),
+]
+
+
+@pytest.mark.parametrize(("kind", "expected"), BAD_DATA)
+def test_bad_data_is_refused_naming_the_file(tmp_path: Path, kind: str, expected: str) -> None:
+    """What `expkit train +experiment=mnist_dense` loads, in-process: each broken file is one clear ExpkitError."""
+    data = tmp_path / "data"
+    data.mkdir()
+    bad_npz(kind, data / "mnist.npz")
+    config = compose("+experiment=mnist_dense", root=tmp_path)
+    with pytest.raises(ExpkitError) as info:
+        load_splits(config.dataset, data_dir=str(data), seed=config.seed)
+    assert expected in str(info.value)
+    if kind != "label_range":
+        assert str(data / "mnist.npz") in str(info.value)
+    else:
+        assert info.value.key == "dataset.preprocess.y.one_hot.num_classes"
+
+
+def test_bad_data_fails_the_run_cleanly_and_keeps_earlier_runs(workdir: Path) -> None:
+    earlier = add_run(make_store(workdir, "mnist_dense"), name="earlier", params={"seed": 42}, metrics={"test_accuracy": 0.97})
     data = workdir / "data"
     data.mkdir()
-    first = run_expkit(
-        "train",
-        "+experiment=mnist_dense",
-        "trainer.epochs=1",
-        "dataset.max_train_samples=2000",
-        *FAST,
-        cwd=workdir,
-        EXPKIT_DATA_DIR=str(shared_data),
-    )
-    assert first.returncode == 0, first.stderr
-    bad_npz(kind, data / "mnist.npz")
+    bad_npz("nan", data / "mnist.npz")
     failed = run_expkit("train", "+experiment=mnist_dense", "trainer.epochs=1", *FAST, cwd=workdir, EXPKIT_DATA_DIR=str(data))
     assert failed.returncode == 2, failed.stderr
-    assert "Traceback" not in failed.stderr and expected in failed.stderr
-    if kind != "label_range":
-        assert str(data / "mnist.npz") in failed.stderr
+    assert "Traceback" not in failed.stderr and "NaN or inf" in failed.stderr and str(data / "mnist.npz") in failed.stderr
     runs = sorted(mlflow_runs(workdir, "mnist_dense"), key=lambda r: r.info.start_time)
     assert [r.info.status for r in runs] == ["FINISHED", "FAILED"]
-    assert "test_accuracy" in runs[0].data.metrics  # the earlier run is intact
-    assert expected in runs[1].data.tags["failure"]
+    assert runs[0].info.run_id == earlier.info.run_id and runs[0].data.metrics == {"test_accuracy": 0.97}  # the earlier run is intact
+    assert "NaN or inf" in runs[1].data.tags["failure"]
 
 
+@pytest.mark.slow
 def test_concurrent_runs_on_a_fresh_store(workdir: Path) -> None:
     repetitions = int(os.environ.get("EXPKIT_CONCURRENCY_REPS", "1"))
     for rep in range(repetitions):

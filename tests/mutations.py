@@ -1,0 +1,139 @@
+"""Mutation check: plant known bugs one at a time in a throwaway copy of the repo and run the tests that must catch them.
+
+    python tests/mutations.py                 # every mutation
+    python tests/mutations.py shuffle-seed-only optimizer-case-sensitive
+    python tests/mutations.py --list
+
+Each mutation replaces one exact piece of source text (it must occur exactly once, so a refactor that removes it is
+reported instead of silently testing nothing), then runs its tests in the copy with PYTHONPATH pointing there.
+A mutation is "caught" when pytest reports failing tests (exit code 1). The script exits 0 only if every mutation is caught.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+COPY_IGNORE = shutil.ignore_patterns(
+    ".git", ".ci-venv", ".venv", "venv", "outputs", "multirun", "mlruns", "mlartifacts", "mlflow.db*", "__pycache__", ".*_cache",
+    ".hypothesis",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    description: str
+    file: str
+    original: str
+    mutant: str
+    tests: tuple[str, ...]
+
+
+MUTATIONS = (
+    Mutation(
+        "ranking-flipped",
+        "`runs` ranking direction flipped (worst run first)",
+        "expkit/runs.py",
+        'reverse=mode == "max"',
+        'reverse=mode != "max"',
+        (
+            "tests/test_tracking_units.py::test_rank_orders_best_first_in_both_directions",
+            "tests/test_tracking_units.py::test_compare_and_best_print_the_best_run_first",
+        ),
+    ),
+    Mutation(
+        "standardize-own-mean",
+        "standardize centres each split on its own mean instead of the training mean",
+        "expkit/data/preprocess.py",
+        "return lambda a: ((a - mean) / std).astype(np.float32)",
+        "return lambda a: ((a - a.astype(np.float64).mean(axis=0)) / std).astype(np.float32)",
+        ("tests/test_data.py::test_standardize_uses_training_statistics_only",),
+    ),
+    Mutation(
+        "shuffle-seed-only",
+        "training/batches.py shuffles with the seed alone, dropping the epoch (the same order every epoch)",
+        "expkit/training/batches.py",
+        "np.random.default_rng([self.seed, self.epoch])",
+        "np.random.default_rng(self.seed)",
+        (
+            "tests/test_training_units.py::test_shuffle_order_changes_every_epoch_and_keeps_pairs",
+            "tests/test_training_units.py::test_fit_sees_a_new_order_every_epoch_and_a_resumed_fit_the_same_orders",
+        ),
+    ),
+    Mutation(
+        "optimizer-case-sensitive",
+        "optimizers resolved case-sensitively at run time (`optimizer.type=rmsprop` passes validation, then fails)",
+        "expkit/training/compile.py",
+        'OPTIMIZERS = Registry("optimizer", _optimizers, ignore_case=True)',
+        'OPTIMIZERS = Registry("optimizer", _optimizers)',
+        ("tests/test_training_units.py::test_optimizer_names_resolve_case_insensitively_at_run_time",),
+    ),
+    Mutation(
+        "backfill-noop",
+        "TrackedRun.backfill does nothing (epochs saved before a crash but never logged stay missing in MLflow)",
+        "expkit/tracking/run.py",
+        '"""On resume: log the saved epochs MLflow missed (a crash between state save and logging)."""\n',
+        '"""On resume: log the saved epochs MLflow missed (a crash between state save and logging)."""\n        return\n',
+        (
+            "tests/test_tracking_units.py::test_tracked_run_tags_long_params_and_backfill",
+            "tests/test_reliability.py::test_kill_9_between_state_save_and_mlflow_log_then_resume_backfills_the_epoch",
+        ),
+    ),
+)
+
+
+def run_mutation(mutation: Mutation, *, timeout: float) -> tuple[str, float, str]:
+    """('caught' | 'NOT CAUGHT' | 'error'), seconds, pytest's last lines."""
+    with tempfile.TemporaryDirectory(prefix=f"mutant-{mutation.name}-") as tmp:
+        copy = Path(tmp) / "repo"
+        shutil.copytree(REPO, copy, ignore=COPY_IGNORE)
+        target = copy / mutation.file
+        source = target.read_text()
+        if source.count(mutation.original) != 1:
+            return "error", 0.0, f"{mutation.file} holds {source.count(mutation.original)} copies of the text to mutate (expected 1)"
+        target.write_text(source.replace(mutation.original, mutation.mutant))
+        env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", *mutation.tests]
+        started = time.monotonic()
+        done = subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True, timeout=timeout)
+        seconds = time.monotonic() - started
+    lines = done.stdout.splitlines()
+    tail = "\n".join(line for line in lines if line.startswith(("FAILED", "ERROR")) or " passed" in line or " failed" in line)
+    verdict = {0: "NOT CAUGHT", 1: "caught"}.get(done.returncode, "error")
+    return verdict, seconds, tail or done.stdout[-2000:] + done.stderr[-2000:]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", help="mutations to run (default: all)")
+    parser.add_argument("--list", action="store_true", help="list the mutations and their tests")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per mutation")
+    args = parser.parse_args()
+    known = {m.name: m for m in MUTATIONS}
+    if args.list:
+        for m in MUTATIONS:
+            print(f"{m.name}: {m.description}\n  {m.file}: {m.original.strip()!r} -> {m.mutant.strip()!r}")
+            print("".join(f"  test: {t}\n" for t in m.tests), end="")
+        return 0
+    unknown = [n for n in args.names if n not in known]
+    if unknown:
+        parser.error(f"unknown mutation(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    results = []
+    for mutation in [known[n] for n in args.names] if args.names else MUTATIONS:
+        verdict, seconds, tail = run_mutation(mutation, timeout=args.timeout)
+        results.append(verdict)
+        print(f"{mutation.name}: {verdict} ({seconds:.0f} s) - {mutation.description}\n  " + tail.replace("\n", "\n  "), flush=True)
+    return 0 if all(v == "caught" for v in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,292 @@
+"""In-process tests of what a run records and how recorded runs are read back: plot data, per-epoch metrics, long params,
+git tags, backfill after a crash, the sweep's parent run, run lookup by folder or id prefix, and `runs` ranking and diffing
+on runs fabricated with MlflowClient (no training)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from expkit import runs
+from expkit.errors import ExpkitError
+from expkit.models.builder import build_model
+from expkit.outputs import find_run_dir
+from expkit.tracking import plots
+from expkit.tracking.run import MAX_PARAM_LENGTH, EpochLogger, TrackedRun, git_state
+from expkit.tracking.store import PARENT_RUN_ENV
+from expkit.tracking.sweep import SweepTrackingCallback
+from expkit.training.compile import compile_model
+from tests.fabricate import FakeStore, add_run, expkit_params, make_store, run_ids_starting_with, with_experiment
+
+# --- plot data --------------------------------------------------------------------------------
+
+
+def test_ema_smoothing() -> None:
+    assert plots.ema([], 0.9) == []
+    assert plots.ema([4.0, 0.0, 8.0], 0.5) == [4.0, 2.0, 5.0]  # 4; 0.5*4 + 0.5*0; 0.5*2 + 0.5*8
+    assert plots.ema([1.0, 3.0], 0.0) == [1.0, 3.0]
+    np.testing.assert_allclose(plots.ema([10.0, 0.0, 0.0], 0.9), [10.0, 9.0, 8.1])
+
+
+def test_confusion_matrix_counts() -> None:
+    true = np.array([0, 0, 1, 2, 2, 2])
+    pred = np.array([0, 1, 1, 2, 0, 2])
+    counts = plots.confusion_matrix(true, pred, 3)
+    np.testing.assert_array_equal(counts, [[1, 1, 0], [0, 1, 0], [1, 0, 2]])  # row = true class, column = predicted
+    assert counts.sum() == 6 and np.trace(counts) == 4
+
+
+def test_class_labels_from_softmax_one_hot_and_sigmoid_outputs() -> None:
+    softmax = np.array([[0.1, 0.7, 0.2], [0.8, 0.1, 0.1], [0.2, 0.2, 0.6]])
+    true, pred, n = plots.class_labels(np.array([1, 2, 2]), softmax)
+    assert (true.tolist(), pred.tolist(), n) == ([1, 2, 2], [1, 0, 2], 3)
+    true, pred, n = plots.class_labels(np.eye(3)[[1, 2, 2]], softmax)  # one-hot labels
+    assert (true.tolist(), pred.tolist(), n) == ([1, 2, 2], [1, 0, 2], 3)
+    true, pred, n = plots.class_labels(np.array([1.0, 0.0, 1.0]), np.array([[0.9], [0.6], [0.2]]))  # one sigmoid unit
+    assert (true.tolist(), pred.tolist(), n) == ([1, 0, 1], [1, 1, 0], 2)
+
+
+def test_learning_curves_draw_one_figure_per_metric_not_per_extra(tmp_path: Path) -> None:
+    history = {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "accuracy": [0.5, 0.8], "learning_rate": [0.1, 0.1], "epoch_time_s": [1, 1]}
+    paths = plots.learning_curves(history, tmp_path, smoothing=0.6)
+    assert sorted(p.name for p in paths) == ["accuracy.png", "loss.png"]
+
+
+# --- a real MLflow store, shared by the tests below --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> FakeStore:
+    return make_store(tmp_path_factory.mktemp("store"), "units")
+
+
+def tracked_run(store: FakeStore, root: Path) -> TrackedRun:
+    return TrackedRun(uri=store.uri, root_dir=str(root), experiment_name="units", artifact_dir=str(store.root / "mlartifacts"))
+
+
+# --- per-epoch metrics (EpochLogger) -----------------------------------------------------------
+
+
+def test_epoch_logger_records_metrics_learning_rate_and_epoch_time(store: FakeStore) -> None:
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 3)).astype(np.float32), rng.integers(0, 2, 40)
+    model = build_model([{"type": "Dense", "units": 2, "activation": "softmax"}], (3,))
+    schedule = {"type": "ExponentialDecay", "initial_learning_rate": 0.1, "decay_steps": 5, "decay_rate": 0.5}
+    compile_model(model, {"type": "SGD", "learning_rate": schedule}, "sparse_categorical_crossentropy", ["accuracy"])
+    run_id = store.client.create_run(store.experiment_id).info.run_id
+    history = model.fit(x, y, epochs=3, batch_size=10, verbose=0, callbacks=[EpochLogger(store.client, run_id)]).history
+
+    def logged(key: str) -> list[tuple[int, float]]:
+        return sorted((m.step, m.value) for m in store.client.get_metric_history(run_id, key))
+
+    assert logged("loss") == [(e, pytest.approx(v)) for e, v in enumerate(history["loss"])]
+    assert [s for s, _ in logged("accuracy")] == [0, 1, 2]
+    # 4 steps per epoch: the learning rate after epoch e is 0.1 * 0.5 ** (4 (e + 1) / 5).
+    assert logged("learning_rate") == [(e, pytest.approx(0.1 * 0.5 ** (4 * (e + 1) / 5), rel=1e-5)) for e in range(3)]
+    times = logged("epoch_time_s")
+    assert [s for s, _ in times] == [0, 1, 2] and all(0 < t < 60 for _, t in times)
+
+
+# --- TrackedRun: tags, long params, backfill ----------------------------------------------------
+
+
+def git(repo: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def test_git_state_of_a_repo_and_of_a_plain_folder(tmp_path: Path) -> None:
+    assert git_state(str(tmp_path)) == {}
+    git(tmp_path, "init", "-q")
+    (tmp_path / "train.py").write_text("print(1)\n")
+    git(tmp_path, "add", "train.py")
+    git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "first")
+    assert git_state(str(tmp_path)) == {"git.commit": git(tmp_path, "rev-parse", "HEAD"), "git.dirty": "false"}
+    (tmp_path / "train.py").write_text("print(2)\n")
+    assert git_state(str(tmp_path))["git.dirty"] == "true"
+
+
+def test_tracked_run_tags_long_params_and_backfill(store: FakeStore, tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "--allow-empty", "-m", "first")
+    run = tracked_run(store, tmp_path)
+    long_value = "x" * (MAX_PARAM_LENGTH + 1)
+    try:
+        run_id = run.start("units run", {"preset": "none"})
+        run.log_params({"model": {"units": 64, "note": long_value}}, {"model.num_params": 123})
+        # A crash after epoch 3's state was saved but before MLflow got epochs 2 and 3.
+        run.log_metrics({"loss": 0.9, "val_loss": 1.0}, step=0)
+        run.log_metrics({"loss": 0.7, "val_loss": 0.8}, step=1)
+        history = {"loss": [0.9, 0.7, 0.5, 0.4, 0.3], "val_loss": [1.0, 0.8, 0.6, 0.55, 0.5]}
+        run.backfill(history, last_epoch=3)
+    finally:
+        run.end()
+    client = store.client
+    data = client.get_run(run_id).data
+    assert data.tags["git.commit"] == git(tmp_path, "rev-parse", "HEAD") and data.tags["git.dirty"] == "false"
+    assert data.tags["preset"] == "none" and data.tags["keras.version"] == keras.__version__
+    assert data.params["model.units"] == "64" and data.params["model.num_params"] == "123"
+    assert data.params["model.note"] == "<see artifact params/model.note.txt>"
+    assert mlflow.artifacts.load_text(f"{client.get_run(run_id).info.artifact_uri}/params/model.note.txt") == long_value
+    for key in ("loss", "val_loss"):
+        logged = sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+        assert logged == [(e, pytest.approx(v)) for e, v in enumerate(history[key][:4])]  # epochs 0..3, each once
+    assert client.get_run(run_id).info.status == "FINISHED"
+
+
+# --- the sweep's parent run (tracking/sweep.py) -----------------------------------------------------
+
+
+def sweep_config(store: FakeStore) -> object:
+    return OmegaConf.create(
+        {
+            "name": "units",
+            "paths": {"root_dir": str(store.root)},
+            "tracking": {"enabled": True, "uri": store.uri, "experiment_name": "units", "artifact_dir": str(store.root / "mlartifacts")},
+            "hydra": {"overrides": {"task": ["optimizer.learning_rate=0.1,0.01,0.001"]}},
+        }
+    )
+
+
+def add_child(store: FakeStore, parent_id: str, lr: str, status: str, losses: tuple[float, float] | None) -> str:
+    metrics = {"val_loss": losses[0], "test_loss": losses[1], "test_accuracy": 1 - losses[1]} if losses else {}
+    tags = {"mlflow.parentRunId": parent_id}
+    return add_run(store, name=f"lr={lr}", params={"optimizer.learning_rate": lr}, metrics=metrics, tags=tags, status=status).info.run_id
+
+
+@pytest.mark.parametrize("failing_child", [False, True])
+def test_sweep_parent_gets_tags_best_metrics_and_status(store: FakeStore, monkeypatch: pytest.MonkeyPatch, failing_child: bool) -> None:
+    monkeypatch.delenv(PARENT_RUN_ENV, raising=False)
+    callback, config = SweepTrackingCallback(), sweep_config(store)
+    callback.on_multirun_start(config)
+    parent_id = callback.parent_id
+    assert parent_id and PARENT_RUN_ENV in os.environ and os.environ[PARENT_RUN_ENV] == parent_id
+    parent = store.client.get_run(parent_id)
+    assert parent.data.tags["expkit.sweep"] == "parent" and parent.info.status == "RUNNING"
+    assert parent.data.tags["sweep.overrides"] == "optimizer.learning_rate=0.1,0.01,0.001"
+    # The best child is best on validation and test loss alike, so the check holds whichever the sweep ranks by.
+    best = add_child(store, parent_id, "0.01", "FINISHED", (0.20, 0.25))
+    add_child(store, parent_id, "0.1", "FINISHED", (0.40, 0.45))
+    if failing_child:
+        add_child(store, parent_id, "0.001", "FAILED", None)
+    callback.on_multirun_end(config)
+
+    parent = store.client.get_run(parent_id)
+    assert parent.data.tags["sweep.num_jobs"] == ("3" if failing_child else "2")
+    assert parent.data.tags["sweep.best_run_id"] == best
+    assert parent.data.metrics["best_test_loss"] == pytest.approx(0.25) and parent.data.metrics["best_val_loss"] == pytest.approx(0.20)
+    assert parent.info.status == ("FAILED" if failing_child else "FINISHED")
+    assert PARENT_RUN_ENV not in os.environ
+
+
+def test_sweep_callback_does_nothing_without_tracking(store: FakeStore) -> None:
+    callback = SweepTrackingCallback()
+    config = sweep_config(store)
+    config.tracking.enabled = False
+    callback.on_multirun_start(config)
+    callback.on_multirun_end(config)
+    assert callback.parent_id is None
+
+
+# --- finding a run: by folder, by id prefix -------------------------------------------------------
+
+
+def run_folder(root: Path, stamp: str, run_id: str, finished: bool = False) -> Path:
+    folder = root / "outputs" / "digits_mlp" / "runs" / stamp
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text("name: digits_mlp\n")
+    (folder / "run_id").write_text(run_id + "\n")
+    if finished:
+        (folder / "metrics.json").write_text("{}\n")
+    return folder
+
+
+def test_find_run_dir_by_folder_latest_and_id_prefix(tmp_path: Path) -> None:
+    first = run_folder(tmp_path, "2026-01-01_10-00-00", "abcdef0011", finished=True)
+    second = run_folder(tmp_path, "2026-01-01_11-00-00", "abcdef0022")
+    assert find_run_dir(str(first), tmp_path) == first.resolve()  # a folder, even a finished one
+    assert find_run_dir("latest", tmp_path) == second  # the newest unfinished run
+    assert find_run_dir("abcdef002", tmp_path) == second
+    with pytest.raises(ExpkitError, match=r"2 run folders under .* for run id 'abcdef'"):
+        find_run_dir("abcdef", tmp_path)
+    with pytest.raises(ExpkitError, match="no run folder"):
+        find_run_dir("ffffff", tmp_path)
+    with pytest.raises(ExpkitError, match="is not an expkit run folder"):
+        find_run_dir(str(tmp_path), tmp_path)
+
+
+def test_find_run_rejects_an_ambiguous_prefix(store: FakeStore) -> None:
+    store = with_experiment(store, "prefixes")
+    with run_ids_starting_with("c0ffee"):
+        ids = [add_run(store, name=f"r{i}", params={}, metrics={"test_loss": 1.0}).info.run_id for i in range(2)]
+    assert all(i.startswith("c0ffee") for i in ids) and ids[0] != ids[1]
+    with pytest.raises(ExpkitError, match=r"run id prefix 'c0ffee' is ambiguous: it matches 2 runs") as info:
+        runs.find_run(store.client, store.uri, "C0FFEE")
+    assert ids[0] in str(info.value) and ids[1] in str(info.value)
+    assert runs.find_run(store.client, store.uri, ids[1][:10]).info.run_id == ids[1]
+
+
+# --- `runs` ranking and diffing on fabricated runs --------------------------------------------------
+
+# Three runs, oldest first. test_loss and test_accuracy rank them the same way, and neither follows the start order.
+FABRICATED = [
+    ("0.1", {"test_loss": 0.50, "test_accuracy": 0.85, "val_loss": 0.52}),
+    ("0.01", {"test_loss": 0.20, "test_accuracy": 0.95, "val_loss": 0.22}),
+    ("0.001", {"test_loss": 0.70, "test_accuracy": 0.80, "val_loss": 0.71}),
+]
+
+
+@pytest.fixture(scope="module")
+def ranked_store(store: FakeStore) -> tuple[FakeStore, dict[str, str]]:
+    store = with_experiment(store, "digits_mlp")
+    ids = {}
+    for i, (lr, metrics) in enumerate(FABRICATED):
+        params = expkit_params(lr, f"/runs/{i}")
+        tags = {"overrides": f"optimizer.learning_rate={lr}", "preset": "default"}
+        start = 1_700_000_000_000 + i
+        ids[lr] = add_run(store, name=f"digits_mlp lr={lr}", params=params, metrics=metrics, tags=tags, start_time=start).info.run_id
+    add_run(store, name="crashed", params=expkit_params("0.5", "/runs/x"), metrics={"test_loss": 0.01}, status="FAILED")
+    return store, ids
+
+
+def test_rank_orders_best_first_in_both_directions(ranked_store: tuple[FakeStore, dict[str, str]]) -> None:
+    store, ids = ranked_store
+    found = [store.client.get_run(ids[lr]) for lr, _ in FABRICATED]
+    by_loss = [r.info.run_id for r in runs.rank(found, "test_loss", "min")]
+    by_accuracy = [r.info.run_id for r in runs.rank(found, "test_accuracy", runs.resolve_mode("test_accuracy", "auto"))]
+    assert by_loss == by_accuracy == [ids["0.01"], ids["0.1"], ids["0.001"]]
+    assert [r.info.run_id for r in runs.rank(found, "test_loss", "max")] == [ids["0.001"], ids["0.1"], ids["0.01"]]
+    assert runs.resolve_mode("val_loss", "auto") == "min" and runs.resolve_mode("val_auc", "auto") == "max"
+    # Runs without the metric go last, in their order.
+    assert runs.rank([found[2], found[0]], "nope", "min") == [found[2], found[0]]
+
+
+def test_differing_params_ignore_run_locations(ranked_store: tuple[FakeStore, dict[str, str]]) -> None:
+    store, ids = ranked_store
+    found = [store.client.get_run(i) for i in ids.values()]
+    assert runs.differing_params(found) == ["optimizer.learning_rate"]
+    assert runs.differing_params(found[:1]) == []
+
+
+def test_compare_and_best_print_the_best_run_first(ranked_store: tuple[FakeStore, dict[str, str]], capsys: pytest.CaptureFixture) -> None:
+    store, ids = ranked_store
+    runs.compare_runs(run_ids=[ids["0.1"][:8], ids["0.001"], ids["0.01"][:7]], sweep=None, metric=None, mode="auto", uri=store.uri)
+    out = capsys.readouterr().out
+    assert out.startswith("3 runs, best first by test_loss (min); 1 param(s) differ")
+    rows = [line.split() for line in out.splitlines()[3:6]]
+    assert [row[0] for row in rows] == [ids["0.01"][:8], ids["0.1"][:8], ids["0.001"][:8]]
+    assert [row[3] for row in rows] == ["0.01", "0.1", "0.001"]  # the learning-rate column
+
+    runs.best_run(experiment="digits_mlp", metric="test_accuracy", mode="auto", uri=store.uri)
+    out = capsys.readouterr().out
+    assert out.startswith("best of 3 finished run(s) in 'digits_mlp' by test_accuracy (max):")  # the FAILED run is not a candidate
+    assert re.search(rf"^  run id +{ids['0.01']}$", out, re.M) and re.search(r"^  test_accuracy +0\.9500$", out, re.M)
+    assert re.search(r"^  overrides +optimizer\.learning_rate=0\.01$", out, re.M)
