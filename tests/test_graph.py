@@ -112,22 +112,28 @@ def raw_separable_conv() -> Any:
 def raw_batchnorm_conv() -> Any:
     bn = lambda: [L.BatchNormalization(), L.Activation("relu")]  # noqa: E731
     return keras.Sequential(
-        [keras.Input((28, 28, 1)), L.Conv2D(32, 3, use_bias=False), *bn(), L.MaxPooling2D(2), L.Conv2D(64, 3, use_bias=False), *bn()]
-        + [L.Flatten(), L.Dense(64, use_bias=False), *bn(), L.Dense(10, activation="softmax")]
+        [
+            *[keras.Input((28, 28, 1)), L.Conv2D(32, 3, use_bias=False), *bn(), L.MaxPooling2D(2), L.Conv2D(64, 3, use_bias=False), *bn()],
+            *[L.Flatten(), L.Dense(64, use_bias=False), *bn(), L.Dense(10, activation="softmax")],
+        ]
     )
 
 
 def raw_batchnorm_dense() -> Any:
     return keras.Sequential(
-        [keras.Input((64,)), L.Dense(128, activation="relu"), L.BatchNormalization(), L.Dense(64, activation="relu")]
-        + [L.BatchNormalization(), L.Dense(10, activation="softmax")]
+        [
+            *[keras.Input((64,)), L.Dense(128, activation="relu"), L.BatchNormalization(), L.Dense(64, activation="relu")],
+            *[L.BatchNormalization(), L.Dense(10, activation="softmax")],
+        ]
     )
 
 
 def raw_imdb_conv1d() -> Any:
     return keras.Sequential(
-        [keras.Input((500,)), L.Embedding(2000, 128), L.Conv1D(32, 7, activation="relu"), L.MaxPooling1D(5)]
-        + [L.Conv1D(32, 7, activation="relu"), L.GlobalMaxPooling1D(), L.Dense(1, activation="sigmoid")]
+        [
+            *[keras.Input((500,)), L.Embedding(2000, 128), L.Conv1D(32, 7, activation="relu"), L.MaxPooling1D(5)],
+            *[L.Conv1D(32, 7, activation="relu"), L.GlobalMaxPooling1D(), L.Dense(1, activation="sigmoid")],
+        ]
     )
 
 
@@ -256,7 +262,10 @@ def test_target_model_and_registered_layer_in_a_graph(tmp_path: Path) -> None:
     cfg["dataset"]["inputs"] = {"features": {"shape": [6]}}
     cfg["model"] = {
         "inputs": {"features": {}},
-        "nodes": [{"name": "twice", "type": "Doubled", "factor": 3.0}, {"name": "head", "_target_": "tests.test_graph.make_head", "units": 4}],
+        "nodes": [
+            {"name": "twice", "type": "Doubled", "factor": 3.0},
+            {"name": "head", "_target_": "tests.test_graph.make_head", "units": 4},
+        ],
         "outputs": {"label": {"type": "Dense", "units": 1, "activation": "sigmoid", "loss": "binary_crossentropy"}},
     }
     bad = copy.deepcopy(cfg)
@@ -288,15 +297,19 @@ def test_random_source_gives_named_arrays_with_given_shapes_and_ranges() -> None
         name="random",
         train_samples=50,
         test_samples=10,
-        inputs={"text": {"shape": [7], "dtype": "int32", "low": 1, "high": 5}, "image": {"shape": [4, 4, 3], "dtype": "uint8", "high": 256}},
+        inputs={
+            "text": {"shape": [7], "dtype": "int32", "low": 1, "high": 5},
+            "image": {"shape": [4, 4, 3], "dtype": "uint8", "high": 256},
+        },
         targets={"score": {"low": -1.0, "high": 1.0}},
         validation={"holdout": 10},
     )
     splits = load_splits(dataset, data_dir=None, seed=3)
-    assert splits.x_train["text"].shape == (40, 7) and splits.x_val["text"].shape == (10, 7) and splits.x_test["image"].shape == (10, 4, 4, 3)
+    assert splits.x_train["text"].shape == (40, 7) and splits.x_val["text"].shape == (10, 7)
+    assert splits.x_test["image"].shape == (10, 4, 4, 3)
     assert splits.x_train["text"].min() >= 1 and splits.x_train["text"].max() <= 4 and splits.x_train["text"].dtype == np.int32
     assert splits.x_train["image"].dtype == np.uint8 and splits.y_train["score"].shape == (40,)
-    assert -1 <= splits.y_train["score"].min() and splits.y_train["score"].max() < 1
+    assert splits.y_train["score"].min() >= -1 and splits.y_train["score"].max() < 1
     again = load_splits(dataset, data_dir=None, seed=3)
     assert again.fingerprint == splits.fingerprint and np.array_equal(again.x_train["text"], splits.x_train["text"])
 
@@ -335,7 +348,9 @@ def test_npz_source_maps_file_arrays_and_preprocesses_each_by_name(tmp_path: Pat
 def test_npz_source_options_are_validated(tmp_path: Path) -> None:
     cfg = small_image_config(tmp_path, [{"type": "Dense", "units": 1, "activation": "sigmoid"}])
     cfg["dataset"] = {"source": "npz", "name": "mine", "path": "x.npz", "inputs": {"a": "a"}, "target": {"y": "y"}}
-    message = str(pytest.raises(ExpkitError, validate_config, cfg).value)
+    with pytest.raises(ExpkitError) as info:
+        validate_config(cfg)
+    message = str(info.value)
     assert "dataset.target: unknown key (did you mean 'targets'?)" in message and "dataset.targets: required key is missing" in message
 
 
@@ -350,7 +365,7 @@ def test_preset_with_own_model_does_not_inherit_mlp_keys(tmp_path: Path) -> None
     assert config.model.layers == [] and config.model.is_graph
     assert "units" not in validate_config(compose("separable_conv", tmp_path)).model.model_extra
     # A hyperparameter the user set (not the inherited value) is still flagged when nothing uses it.
-    with pytest.raises(ExpkitError, match="model.units: unknown key"):
+    with pytest.raises(ExpkitError, match=r"model\.units: unknown key"):
         validate_config(compose("separable_conv", tmp_path, "model.units=128"))
 
 
@@ -360,9 +375,9 @@ def test_preset_with_own_model_does_not_inherit_mlp_keys(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        (["+model.nodes.1.in=text_embeding"], "model.nodes.text_encoding.in: unknown tensor 'text_embeding' (did you mean 'text_embedding'?)"),
+        (["+model.nodes.1.in=text_embeding"], "model.nodes.text_encoding.in: unknown tensor 'text_embeding' (did you mean 'text_embed"),
         (["model.nodes.0.in=text_encoding"], "model.nodes.text_embedding.in: cycle: text_embedding -> text_encoding -> text_embedding"),
-        (["~model.nodes.1.units", "+model.nodes.1.unit=32"], "model.nodes.text_encoding.unit: LSTM has no argument 'unit' (did you mean 'units'?)"),
+        (["~model.nodes.1.units", "+model.nodes.1.unit=32"], "model.nodes.text_encoding.unit: LSTM has no argument 'unit' (did you mean"),
         (["~model.outputs.answer.loss"], "model.outputs.answer.loss: every output needs a loss"),
     ],
     ids=["dangling", "cycle", "kwarg", "no-loss"],
@@ -379,7 +394,10 @@ def test_bad_graph_fails_fast_naming_the_node(workdir: Path, overrides: list[str
     [
         (["model.nodes.2.in=text"], "model.inputs.question: input is not used by any node or output"),
         (["model.nodes.4.type=Concatenat"], "model.nodes.both.type: unknown layer 'Concatenat' (did you mean 'Concatenate'?)"),
-        (["+model.nodes.1.layer=encoder", "~model.nodes.1.type", "~model.nodes.1.units"], "model.nodes.text_encoding.layer: unknown shared layer 'encoder' (known: none)"),
+        (
+            ["+model.nodes.1.layer=encoder", "~model.nodes.1.type", "~model.nodes.1.units"],
+            "model.nodes.text_encoding.layer: unknown shared layer 'encoder' (known: none)",
+        ),
         (["model.nodes.3.name=text"], "model.nodes.text.name: 'text' is already an input name"),
         (["+model.outputs.answer.loss_weight=-1"], "model.outputs.answer.loss_weight: must be a number >= 0"),
     ],
@@ -401,7 +419,7 @@ def test_block_mistakes_are_reported(tmp_path: Path) -> None:
 
 def test_loss_must_fit_each_output(tmp_path: Path) -> None:
     cfg = compose("multi_output", tmp_path, "model.outputs.gender.loss=sparse_categorical_crossentropy")
-    with pytest.raises(ExpkitError, match="model.outputs.gender.loss: sparse_categorical_crossentropy needs one output unit per class"):
+    with pytest.raises(ExpkitError, match=r"model\.outputs\.gender\.loss: sparse_categorical_crossentropy needs one output unit per class"):
         validate_config(cfg)
 
 
@@ -434,4 +452,5 @@ def test_validate_build_prints_summary_and_parameter_count(workdir: Path) -> Non
     keras.utils.clear_session()
     expected = raw_shared_lstm().count_params()
     assert f"parameters: {expected:,} ({expected:,} trainable)" in done.stdout
-    assert "encoder" in done.stdout and not (workdir / "outputs").exists() or not list((workdir / "outputs").rglob("metrics.json"))
+    assert "encoder" in done.stdout
+    assert not list(workdir.rglob("metrics.json"))  # nothing was trained
