@@ -454,3 +454,33 @@ def test_validate_build_prints_summary_and_parameter_count(workdir: Path) -> Non
     assert f"parameters: {expected:,} ({expected:,} trainable)" in done.stdout
     assert "encoder" in done.stdout
     assert not list(workdir.rglob("metrics.json"))  # nothing was trained
+
+
+def test_inline_block_twice_and_a_graph_on_uint8_trains_in_process(tmp_path: Path) -> None:
+    from expkit.data import load_splits
+    from expkit.training.runner import train_and_evaluate
+
+    cfg = small_image_config(tmp_path, [])
+    cfg["dataset"]["inputs"]["tokens"] = {"shape": [5], "dtype": "int32", "high": 20}
+    cfg["trainer"] = {"epochs": 1, "batch_size": 4, "verbose": 0}
+    cfg["model"] = {
+        "inputs": {"image": {}, "tokens": {}},
+        "blocks": {"mlp": {"params": {"units": 8}, "nodes": [{"name": "d1", "type": "Dense", "units": "$units", "activation": "relu"}]}},
+        "nodes": [
+            {"name": "flat", "in": "image", "type": "Flatten"},
+            {"name": "a", "block": "mlp"},
+            {"name": "b", "block": "mlp"},
+            {"name": "emb", "in": "tokens", "type": "Embedding", "input_dim": 20, "output_dim": 3},
+            {"name": "pooled", "type": "GlobalAveragePooling1D"},
+            {"name": "both", "in": ["b", "pooled"], "type": "Concatenate"},
+        ],
+        "outputs": {"label": {"type": "Dense", "units": 1, "activation": "sigmoid", "loss": "binary_crossentropy"}},
+    }
+    config = validate_config(cfg)
+    splits = load_splits(config.dataset, data_dir=None, seed=0)
+    assert splits.x_train["image"].dtype == np.uint8
+    outcome = train_and_evaluate(config, splits, tmp_path / "out")
+    model = outcome.model
+    assert model.get_layer("a_d1") is not model.get_layer("b_d1")
+    assert model.get_layer("a_d1").kernel.shape == (32 * 32 * 3, 8) and model.get_layer("b_d1").kernel.shape == (8, 8)
+    assert len(outcome.history["loss"]) == 1 and "test_loss" in outcome.test_metrics
