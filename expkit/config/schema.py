@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import typing
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -15,58 +17,120 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
-# --- preprocessing steps (one model per `op`) --------------------------------------
+# --- preprocessing steps: one registered class per `op`, holding its options and its transform ------------
+
+STEP_CLASSES: dict[str, type[PreprocessStep]] = {}
 
 
-class Flatten(Strict):
+class PreprocessStep(Strict):
+    """A preprocessing op. Subclass it with `op: Literal["name"]`, its options and `fit`, and decorate with @register_step."""
+
+    def fit(self, train: Any) -> Callable[[Any], Any]:
+        """The transform for every split, with any statistics taken from the training array `train`."""
+        raise NotImplementedError
+
+
+def register_step(cls: type[PreprocessStep]) -> type[PreprocessStep]:
+    """Make `cls` available as `{op: <its op name>, ...}` in dataset.preprocess lists."""
+    (name,) = typing.get_args(cls.model_fields["op"].annotation)
+    STEP_CLASSES[name] = cls
+    return cls
+
+
+# Transforms import numpy (through expkit.data.preprocess) only when a step is fitted, so validation stays light.
+
+
+@register_step
+class Flatten(PreprocessStep):
     op: Literal["flatten"]
 
+    def fit(self, train: Any) -> Callable[[Any], Any]:
+        return lambda a: a.reshape(len(a), -1)
 
-class Reshape(Strict):
+
+@register_step
+class Reshape(PreprocessStep):
     op: Literal["reshape"]
     shape: list[int]
 
+    def fit(self, train: Any) -> Callable[[Any], Any]:
+        return lambda a: a.reshape((len(a), *self.shape))
 
-class Scale(Strict):
+
+@register_step
+class Scale(PreprocessStep):
     """x / divisor."""
 
     op: Literal["scale"]
     divisor: Annotated[float, Field(gt=0)] = 1.0
 
+    def fit(self, train: Any) -> Callable[[Any], Any]:
+        import numpy as np
 
-class Standardize(Strict):
+        return lambda a: a.astype(np.float32) / np.float32(self.divisor)
+
+
+@register_step
+class Standardize(PreprocessStep):
     """(x - mean) / std with the training statistics only."""
 
     op: Literal["standardize"]
 
+    def fit(self, train: Any) -> Callable[[Any], Any]:
+        import numpy as np
 
-class MultiHot(Strict):
+        mean = train.astype(np.float64).mean(axis=0)
+        std = train.astype(np.float64).std(axis=0)
+        std[std == 0] = 1.0
+        return lambda a: ((a - mean) / std).astype(np.float32)
+
+
+@register_step
+class MultiHot(PreprocessStep):
     op: Literal["multi_hot"]
     num_words: PositiveInt
 
+    def fit(self, train: Any) -> Callable[[Any], Any]:
+        from expkit.data.preprocess import multi_hot
 
-class OneHot(Strict):
+        return lambda a: multi_hot(a, self.num_words)
+
+
+@register_step
+class OneHot(PreprocessStep):
     op: Literal["one_hot"]
     num_classes: Annotated[int, Field(ge=2)]
 
+    def fit(self, train: Any) -> Callable[[Any], Any]:
+        from expkit.data.preprocess import one_hot
 
-class PadSequences(Strict):
+        return lambda a: one_hot(a, self.num_classes)
+
+
+@register_step
+class PadSequences(PreprocessStep):
     op: Literal["pad_sequences"]
     maxlen: PositiveInt
     padding: Literal["pre", "post"] = "pre"
     truncating: Literal["pre", "post"] = "pre"
 
+    def fit(self, train: Any) -> Callable[[Any], Any]:
+        from expkit.data.preprocess import pad_sequences
 
-class Cast(Strict):
+        return lambda a: pad_sequences(a, self.maxlen, self.padding, self.truncating)
+
+
+@register_step
+class Cast(PreprocessStep):
     op: Literal["cast"]
     dtype: Literal["bool", "uint8", "int32", "int64", "float16", "float32", "float64"]
 
+    def fit(self, train: Any) -> Callable[[Any], Any]:
+        return lambda a: a.astype(self.dtype)
 
-Step = Annotated[
-    Flatten | Reshape | Scale | Standardize | MultiHot | OneHot | PadSequences | Cast,
-    Field(discriminator="op"),
-]
-STEP_OPS = ("flatten", "reshape", "scale", "standardize", "multi_hot", "one_hot", "pad_sequences", "cast")
+
+Step = Annotated[Union[tuple(STEP_CLASSES.values())], Field(discriminator="op")]  # type: ignore[misc]  # noqa: UP007
+STEP_OPS = tuple(STEP_CLASSES)
 
 
 class Preprocess(BaseModel):

@@ -5,15 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, Field
 
 from expkit.config.schema import PositiveInt, Strict
 from expkit.errors import ExpkitError
 
-Named = dict[str, np.ndarray]
+if TYPE_CHECKING:  # numpy is imported where arrays are made, so validation (which reads SOURCES) stays light
+    import numpy as np
+
+Named = dict[str, "np.ndarray"]
 NamedArrays = tuple[tuple[Named, Named], tuple[Named, Named]]
 
 
@@ -58,6 +60,8 @@ class RandomOptions(Strict):
 
 
 def random_array(spec: ArraySpec, n: int, rng: np.random.Generator) -> np.ndarray:
+    import numpy as np
+
     shape = (n, *spec.shape)
     if spec.dtype == "float32":
         return rng.uniform(spec.low, spec.high, shape).astype(np.float32)
@@ -67,6 +71,8 @@ def random_array(spec: ArraySpec, n: int, rng: np.random.Generator) -> np.ndarra
 @register_source("random", RandomOptions)
 def load_random(options: RandomOptions, *, seed: int, **_: Any) -> NamedArrays:
     """Random arrays for every input and target (smoke-test an architecture before its data exists)."""
+    import numpy as np
+
     rng = np.random.default_rng(seed)
 
     def split(n: int) -> tuple[Named, Named]:

@@ -12,7 +12,7 @@ import numpy as np
 from expkit.data.named import SOURCES as NAMED_SOURCES
 from expkit.data.preprocess import apply_steps
 from expkit.data.sources import data_origin, get_loader
-from expkit.errors import ExpkitError
+from expkit.errors import ExpkitError, suggestion
 
 # One array, or arrays keyed by model input / output name (sources such as `random` and `npz`).
 Array = np.ndarray | dict[str, np.ndarray]
@@ -157,6 +157,14 @@ def load_splits(dataset: Any, *, data_dir: str | None, seed: int) -> Splits:
         )
 
     pre = dataset.preprocess
+    names = [k for a in (x_train, y_train) if isinstance(a, dict) for k in a]
+    for key in pre.model_extra or {}:
+        if key not in names:
+            raise ExpkitError(
+                f"no array named '{key}' to preprocess",
+                key=f"dataset.preprocess.{key}",
+                hint=suggestion(key, names, noun="arrays") if names else "this source has one x and one y array: use preprocess.x / .y",
+            )
     x_train, rest_x = _preprocess(pre, "x", x_train, [x_test] + ([x_val] if x_val is not None else []))
     y_train, rest_y = _preprocess(pre, "y", y_train, [y_test] + ([y_val] if y_val is not None else []))
     splits = Splits(x_train, y_train, rest_x[0], rest_y[0], fingerprint=print_)

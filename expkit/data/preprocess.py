@@ -57,28 +57,8 @@ def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def fit_step(step: Any, train: np.ndarray) -> Transform:
-    """Return the transform for one config step, with statistics taken from `train`."""
-    op = step.op
-    if op == "flatten":
-        return lambda a: a.reshape(len(a), -1)
-    if op == "reshape":
-        return lambda a: a.reshape((len(a), *step.shape))
-    if op == "scale":
-        return lambda a: a.astype(np.float32) / np.float32(step.divisor)
-    if op == "standardize":
-        mean = train.astype(np.float64).mean(axis=0)
-        std = train.astype(np.float64).std(axis=0)
-        std[std == 0] = 1.0
-        return lambda a: ((a - mean) / std).astype(np.float32)
-    if op == "multi_hot":
-        return lambda a: multi_hot(a, step.num_words)
-    if op == "one_hot":
-        return lambda a: one_hot(a, step.num_classes)
-    if op == "pad_sequences":
-        return lambda a: pad_sequences(a, step.maxlen, step.padding, step.truncating)
-    if op == "cast":
-        return lambda a: a.astype(step.dtype)
-    raise ExpkitError(f"unknown preprocessing op '{op}'")  # the schema stops this earlier
+    """Return the transform for one config step (a registered PreprocessStep), with statistics taken from `train`."""
+    return step.fit(train)
 
 
 def apply_steps(steps: Sequence[Any], train: np.ndarray, others: list[np.ndarray], key: str) -> tuple[np.ndarray, list[np.ndarray]]:

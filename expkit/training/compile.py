@@ -58,7 +58,7 @@ def compile_model(
             n: [resolve_named(m, keras.metrics, f"model.outputs.{n}.metrics.{i}") for i, m in enumerate(ms)]
             for n, ms in metrics.items()  # type: ignore[union-attr]
         }
-        compiled: dict[str, Any] = {"loss": losses, "metrics": named_metrics, "loss_weights": loss_weights}
+        compiled: dict[str, Any] = {"loss": losses, "metrics": named_metrics or None, "loss_weights": loss_weights}
     else:
         compiled = {
             "loss": resolve_named(loss, keras.losses, "model.loss"),

@@ -156,7 +156,7 @@ def compile_configured(model: Any, config: ExperimentConfig) -> None:
         model,
         config.optimizer.model_dump(),
         {n: s["loss"] for n, s in outputs.items()},
-        {n: list(s.get("metrics", [])) for n, s in outputs.items()},
+        {n: list(s["metrics"]) for n, s in outputs.items() if s.get("metrics")},
         loss_weights={n: float(s.get("loss_weight", 1.0)) for n, s in outputs.items()},
     )
 
