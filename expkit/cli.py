@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import os
 from collections.abc import Callable
 
 import typer
@@ -32,7 +32,7 @@ def _guarded(action: Callable[[], None]) -> None:
         _fail(error)
 
 
-def _run_hydra(args: list[str], action: str) -> None:
+def _run_hydra(args: list[str], action: str, force: bool = False) -> None:
     """Call the Hydra app with `args` as its command line."""
     from expkit.config.overrides import check_overrides
 
@@ -40,20 +40,32 @@ def _run_hydra(args: list[str], action: str) -> None:
         _guarded(lambda: check_overrides(args))
     from expkit import app as hydra_app
 
-    hydra_app.ACTION = action
-    sys.argv = ["expkit", *args]
+    invocation = hydra_app.Invocation(action=action, force=force)
     try:
-        hydra_app.main()
+        hydra_app.run(args, invocation)
+    except hydra_app.SweepAborted as stop:
+        from expkit.tracking.sweep import end_parent
+
+        end_parent("FAILED", str(stop))
+        typer.echo(f"error: {stop}", err=True)
+        raise typer.Exit(1) from None
     except SystemExit as stop:
         # Hydra exits 1 on a config it could not compose: that is a user error.
-        if stop.code == 1 and not hydra_app.TASK_STARTED:
+        if stop.code == 1 and not invocation.task_started:
             raise typer.Exit(2) from None
         raise
     except Exception as exc:
-        if hydra_app.TASK_STARTED:
+        if invocation.task_started:
             raise  # a failure inside expkit's own task is a bug: keep the traceback
         # Hydra failed while setting up the run (output folder, logging) from the config it was given.
         _fail(Exception(f"Hydra could not start the run: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"))
+    finally:
+        from expkit.tracking.store import PARENT_RUN_ENV
+
+        if os.environ.get(PARENT_RUN_ENV):  # a multirun stopped without reaching its end (Ctrl+C): close its parent run
+            from expkit.tracking.sweep import end_parent
+
+            end_parent("KILLED", "the sweep was interrupted")
 
 
 @app.command(context_settings=HYDRA_ARGS)
@@ -90,10 +102,7 @@ def resume(
 
     args: list[str] = []
     _guarded(lambda: args.extend(locate()))
-    from expkit import app as hydra_app
-
-    hydra_app.FORCE = force
-    _run_hydra(args, "resume")
+    _run_hydra(args, "resume", force=force)
 
 
 @app.command("list")

@@ -58,8 +58,12 @@ def check_arrays(name: str, x: np.ndarray, y: np.ndarray) -> None:
             )
 
 
-def load_splits(dataset: Any, *, data_dir: str | None, seed: int) -> Splits:
-    """Load `dataset` (the validated config node) into model-ready Splits."""
+def load_splits(dataset: Any, *, data_dir: str | None, seed: int, fold: int | None = None) -> Splits:
+    """Load `dataset` (the validated config node) into model-ready Splits.
+
+    With `fold` (0-based) and dataset.validation.folds = K, the validation data is the fold-th of K contiguous
+    slices of the training data, and preprocessing is fitted on the other K-1 (as the books' k-fold loop does).
+    """
     loader = get_loader(dataset.source, dataset.name)
     loaded = loader(
         path=dataset.path,
@@ -84,7 +88,15 @@ def load_splits(dataset: Any, *, data_dir: str | None, seed: int) -> Splits:
 
     x_val = y_val = None
     holdout, split = dataset.validation.holdout, dataset.validation.split
-    if source_val is not None and holdout is None and split is None:
+    folds = getattr(dataset.validation, "folds", None)
+    if fold is not None and folds:
+        size = len(x_train) // folds
+        if size < 1:
+            raise ExpkitError(f"{folds} folds of {len(x_train)} training samples leave an empty fold", key="dataset.validation.folds")
+        start, stop = fold * size, (fold + 1) * size
+        x_val, y_val = x_train[start:stop], y_train[start:stop]
+        x_train, y_train = np.concatenate([x_train[:start], x_train[stop:]]), np.concatenate([y_train[:start], y_train[stop:]])
+    elif source_val is not None and holdout is None and split is None:
         x_val, y_val = np.asarray(source_val[0]), np.asarray(source_val[1])
         check_arrays(f"{origin}: validation data", x_val, y_val)
     elif holdout is not None:  # the first N (or fraction) of the training data, as the books do
