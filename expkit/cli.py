@@ -138,7 +138,7 @@ def runs_list(
 def runs_compare(
     run_ids: list[str] = typer.Argument(None, help="Run ids to compare"),
     sweep: str | None = typer.Option(None, "--sweep", help="Compare the children of this parent (sweep) run"),
-    metric: str | None = typer.Option(None, "--metric", "-k", help="Sort by this metric (default: test_loss)"),
+    metric: str | None = typer.Option(None, "--metric", "-k", help="Sort by this metric (default: objective, each run's validation score)"),
     mode: str = typer.Option("auto", help="min, max, or auto (max for accuracy-like metrics)"),
     uri: str | None = typer.Option(None, "--uri", help=URI_HELP),
 ) -> None:
@@ -150,15 +150,17 @@ def runs_compare(
 
 @runs_app.command("best")
 def runs_best(
-    experiment: str = typer.Option(..., "--experiment", "-e", help="Experiment name"),
-    metric: str = typer.Option(..., "--metric", "-k", help="Metric to rank by, e.g. test_accuracy"),
-    mode: str = typer.Option("auto", help="min, max, or auto (max for accuracy-like metrics)"),
+    experiment: str | None = typer.Option(None, "--experiment", "-e", help="Experiment name"),
+    sweep: str | None = typer.Option(None, "--sweep", help="The best child of this sweep's parent run"),
+    metric: str | None = typer.Option(None, "--metric", "-k", help="Metric to rank by (default: objective, the validation score)"),
+    mode: str = typer.Option("auto", help="min, max, or auto (the objective's recorded direction; max for accuracy-like metrics)"),
+    export: str | None = typer.Option(None, "--export", help="With --sweep: write the winner as a preset, DIR/experiment/NAME.yaml"),
     uri: str | None = typer.Option(None, "--uri", help=URI_HELP),
 ) -> None:
-    """The best finished run of an experiment by one metric."""
+    """The best finished run of an experiment or a sweep, by the objective unless --metric says otherwise."""
     from expkit import runs
 
-    _guarded(lambda: runs.best_run(experiment=experiment, metric=metric, mode=mode, uri=uri))
+    _guarded(lambda: runs.best_run(experiment=experiment, sweep=sweep, metric=metric, mode=mode, uri=uri, export=export))
 
 
 @app.command()

@@ -307,7 +307,7 @@ def test_compare_shows_only_differing_params_and_key_metrics(trained_store: Stor
     done = reads["compare"]
     assert_ok(done)
     out = done.stdout
-    assert "best first by test_loss (min)" in out
+    assert "best first by objective (min)" in out  # the validation score each run recorded, never a test metric
     rows = parse_table(out)
     assert len(rows) == 2
     fast, slow = trained_store.run_id("0.01"), trained_store.run_id("0.001")
@@ -319,14 +319,14 @@ def test_compare_shows_only_differing_params_and_key_metrics(trained_store: Stor
         for metric in ("test_accuracy", "test_loss", "val_loss"):
             assert by_id[run_id[:8]][metric] == fmt(trained_store.metric(lr, metric)), metric
     # Exactly the params that differ: the learning rate (the run folders differ by construction and are left out).
-    params = set(rows[0]) - {"run id", "name", "test_accuracy", "test_loss", "val_loss"}
+    params = set(rows[0]) - {"run id", "name", "objective", "test_accuracy", "test_loss", "val_loss"}
     assert params == {"optimizer.learning_rate"}
     for same in ("trainer.epochs", "model.units", "optimizer.type", "seed", "model.num_params"):
         assert same not in out
-    # Best first: the lower test_loss.
-    losses = [float(row["test_loss"]) for row in rows]
-    assert losses == sorted(losses)
-    best = min(("0.01", "0.001"), key=lambda lr: trained_store.metric(lr, "test_loss"))
+    # Best first: the lower objective (best val_loss).
+    scores = [float(row["objective"]) for row in rows]
+    assert scores == sorted(scores)
+    best = min(("0.01", "0.001"), key=lambda lr: trained_store.metric(lr, "objective"))
     assert rows[0]["run id"] == trained_store.run_id(best)[:8]
 
 
@@ -402,8 +402,9 @@ def test_joblib_sweep_makes_a_parent_with_children(sweep_store: tuple[Path, subp
     assert all(r.data.tags.get("mlflow.parentRunId") == parent.info.run_id for r in children)
     assert all(r.info.status == "FINISHED" for r in [parent, *children])
     assert {r.data.params["optimizer.learning_rate"] for r in children} == {"0.001", "0.01"}
-    best = min(children, key=lambda r: r.data.metrics["test_loss"])
+    best = min(children, key=lambda r: r.data.metrics["objective"])
     assert parent.data.tags["sweep.best_run_id"] == best.info.run_id
+    assert parent.data.tags["sweep.objective.metric"] == "val_loss"
 
     compared = run_expkit("runs", "compare", "--sweep", parent.info.run_id[:8], cwd=root, timeout=120)
     assert_ok(compared)
