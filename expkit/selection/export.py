@@ -41,7 +41,9 @@ def export_preset(run: Any, path: Path) -> Path:
         raise ExpkitError(f"'{path}' is not a .yaml file", key="--export", hint="give DIR/experiment/NAME.yaml")
     if path.parent.name != "experiment":
         raise ExpkitError(
-            f"'{path}' is not in an experiment/ folder", key="--export", hint="give DIR/experiment/NAME.yaml, then train with --config-dir DIR"
+            f"'{path}' is not in an experiment/ folder",
+            key="--export",
+            hint="give DIR/experiment/NAME.yaml, then train with --config-dir DIR",
         )
     tags = run.data.tags
     base = tags.get("preset", "default")
