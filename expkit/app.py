@@ -22,7 +22,7 @@ from expkit.config.locate import conf_dir
 from expkit.config.resolvers import register_resolvers
 from expkit.config.schema import ExperimentConfig
 from expkit.errors import ExpkitError
-from expkit.selection.objective import Objective, SweepAborted, TaskResult
+from expkit.selection.objective import Objective, SweepAborted, TaskResult, TrialPruned
 
 register_resolvers()
 
@@ -248,10 +248,6 @@ def record_failed_job(cfg: DictConfig, overrides: list[str], reason: str) -> Non
         tracked.end("FAILED")
     except Exception as exc:  # the store itself is broken: the failure is still reported on stderr
         print(f"warning: could not record the failed job in MLflow: {exc}", file=sys.stderr)
-
-
-class TrialPruned(Exception):
-    """A pruner stopped this trial at an epoch boundary (raised by the sweeper's per-epoch reporter)."""
 
 
 class HydraTask:

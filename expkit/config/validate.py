@@ -170,7 +170,7 @@ def _check_components(config: ExperimentConfig, problems: Problems) -> None:
 def _check_model_hparams(config: ExperimentConfig, raw_model: dict[str, Any], problems: Problems) -> None:
     """Extra keys under `model` are hyperparameters; each must be used by a `${model.KEY}` interpolation."""
     extras = set(config.model.model_extra or {}) - {"name"}
-    used = set(re.findall(r"\$\{model\.(\w+)", repr(raw_model.get("layers", ""))))
+    used = set(re.findall(r"\$\{model\.(\w+)", repr(raw_model)))
     fields = list(type(config.model).model_fields)
     for key in sorted(extras - used):
         best = did_you_mean(key, fields + sorted(used))

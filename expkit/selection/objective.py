@@ -126,3 +126,7 @@ class SweepAborted(BaseException):
 
     A BaseException, so launchers do not record it as one more failed job and carry on.
     """
+
+
+class TrialPruned(Exception):
+    """A pruner stopped this trial at an epoch boundary (raised by the per-epoch reporter of an Optuna trial)."""

@@ -1,7 +1,7 @@
 """Per-epoch reporting to an Optuna study, for pruning. Active only in a job launched by expkit's Optuna sweeper.
 
-The sweeper passes the study's storage, name and the trial number through the job's config
-(`hydra.sweeper` cannot reach the task), as the environment of a launched job is not shared by every launcher.
+The sweeper passes the study's storage, name and trial number to each job as `hydra.job.env_set.OPTUNA_TRIAL`
+("storage|study|number"), which every launcher carries into the job's Hydra config.
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from expkit.selection.objective import Objective
+from expkit.selection.objective import Objective, TrialPruned
 
-#: The job config node the sweeper adds: {storage, study, trial}.
-TRIAL_KEY = "optuna_trial"
+#: The hydra.job.env_set key the sweeper sets for each trial.
+TRIAL_KEY = "OPTUNA_TRIAL"
 
 
 def current_trial() -> dict[str, Any] | None:
@@ -22,7 +22,7 @@ def current_trial() -> dict[str, Any] | None:
 
     if not HydraConfig.initialized():
         return None
-    node = OmegaConf.select(HydraConfig.get(), f"job.env_set.{TRIAL_KEY.upper()}", default=None)
+    node = OmegaConf.select(HydraConfig.get(), f"job.env_set.{TRIAL_KEY}", default=None)
     if not node:
         return None
     storage, study, number = str(node).rsplit("|", 2)
@@ -34,54 +34,41 @@ def epoch_hooks() -> list[Any]:
     trial = current_trial()
     if trial is None:
         return []
-    return [lambda objective: PruningReporter(objective, **trial)]
+    return [lambda objective: pruning_reporter(objective, **trial)]
 
 
-class PruningReporter:
-    """A Keras callback (built lazily) reporting the objective so far after every epoch; stops training when pruned."""
-
-    def __new__(cls, objective: Objective, storage: str, study: str, trial: int) -> Any:
-        import keras
-        import optuna
-
-        from expkit.app import TrialPruned
-
-        loaded = optuna.load_study(study_name=study, storage=open_storage(storage))
-        frozen = next(t for t in loaded.get_trials(deepcopy=False) if t.number == trial)
-        live = optuna.trial.Trial(loaded, frozen._trial_id)
-
-        class Reporter(keras.callbacks.Callback):
-            def __init__(self) -> None:
-                super().__init__()
-                self.curve: list[float] = []
-                self.pruned_at: int | None = None
-
-            def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-                value = (logs or {}).get(objective.metric)
-                if value is None:
-                    return
-                self.curve.append(float(value))
-                score = objective.score({objective.metric: self.curve})
-                if not math.isfinite(score):
-                    return
-                live.report(score, epoch)
-                if live.should_prune():
-                    self.pruned_at = epoch
-                    self.model.stop_training = True
-
-            def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-                if self.pruned_at is not None and self.pruned_at + 1 < self.params.get("epochs", 0):
-                    raise TrialPruned(f"pruned after epoch {self.pruned_at + 1} ({objective.metric} {self.curve[-1]:.4f})")
-
-        return Reporter()
-
-
-def open_storage(url: str) -> Any:
-    """An Optuna storage: a journal file path (journal:PATH) or an RDB URL (sqlite:///..., postgresql://...)."""
+def pruning_reporter(objective: Objective, storage: str, study: str, trial: int) -> Any:
+    """A Keras callback reporting the objective so far to the trial after every epoch; stops training when pruned."""
+    import keras
     import optuna
 
-    if url.startswith("journal:"):
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
+    from expkit.selection.study import open_storage
 
-        return JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
-    return optuna.storages.RDBStorage(url)
+    backend = open_storage(storage)
+    trial_id = backend.get_trial_id_from_study_id_trial_number(backend.get_study_id_from_name(study), trial)
+    live = optuna.trial.Trial(optuna.load_study(study_name=study, storage=backend), trial_id)
+
+    class Reporter(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.curve: list[float] = []
+            self.pruned_at: int | None = None
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            value = (logs or {}).get(objective.metric)
+            if value is None:
+                return
+            self.curve.append(float(value))
+            score = objective.score({objective.metric: self.curve})
+            if not math.isfinite(score):
+                return
+            live.report(score, epoch)
+            if live.should_prune():
+                self.pruned_at = epoch
+                self.model.stop_training = True
+
+        def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+            if self.pruned_at is not None and self.pruned_at + 1 < self.params.get("epochs", 0):
+                raise TrialPruned(f"pruned after epoch {self.pruned_at + 1} ({objective.metric} {self.curve[-1]:.4f})")
+
+    return Reporter()
