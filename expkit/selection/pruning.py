@@ -1,7 +1,7 @@
 """Per-epoch reporting to an Optuna study, for pruning. Active only in a job launched by expkit's Optuna sweeper.
 
 The sweeper passes the study's storage, name and trial number to each job as `hydra.job.env_set.OPTUNA_TRIAL`
-("storage|study|number"), which every launcher carries into the job's Hydra config.
+("storage|study|number|pruner"), which every launcher carries into the job's Hydra config.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ def current_trial() -> dict[str, Any] | None:
     node = OmegaConf.select(HydraConfig.get(), f"job.env_set.{TRIAL_KEY}", default=None)
     if not node:
         return None
-    storage, study, number = str(node).rsplit("|", 2)
-    return {"storage": storage, "study": study, "trial": int(number)}
+    storage, study, number, pruner = str(node).rsplit("|", 3)
+    return {"storage": storage, "study": study, "trial": int(number), "pruner": pruner}
 
 
 def epoch_hooks() -> list[Any]:
@@ -37,16 +37,23 @@ def epoch_hooks() -> list[Any]:
     return [lambda objective: pruning_reporter(objective, **trial)]
 
 
-def pruning_reporter(objective: Objective, storage: str, study: str, trial: int) -> Any:
+def pruner_spec(name: str, startup_trials: int, warmup_epochs: int, max_epochs: int) -> str:
+    """The pruner as text a job can rebuild (a loaded study does not store its pruner)."""
+    return f"{name}:{startup_trials}:{warmup_epochs}:{max_epochs}"
+
+
+def pruning_reporter(objective: Objective, storage: str, study: str, trial: int, pruner: str) -> Any:
     """A Keras callback reporting the objective so far to the trial after every epoch; stops training when pruned."""
     import keras
     import optuna
 
-    from expkit.selection.study import open_storage
+    from expkit.selection.study import make_pruner, open_storage
 
+    name, startup, warmup, epochs = pruner.split(":")
+    rebuilt = make_pruner(name, startup_trials=int(startup), warmup_epochs=int(warmup), max_epochs=int(epochs))
     backend = open_storage(storage)
     trial_id = backend.get_trial_id_from_study_id_trial_number(backend.get_study_id_from_name(study), trial)
-    live = optuna.trial.Trial(optuna.load_study(study_name=study, storage=backend), trial_id)
+    live = optuna.trial.Trial(optuna.load_study(study_name=study, storage=backend, pruner=rebuilt), trial_id)
 
     class Reporter(keras.callbacks.Callback):
         def __init__(self) -> None:

@@ -140,3 +140,16 @@ def stored_parent(url: str, study_name: str) -> str | None:
         return None
     parent = study.user_attrs.get(PARENT_ATTR)
     return str(parent) if parent else None
+
+
+def previous_parent(config: Any) -> str | None:
+    """For a multirun on expkit's Optuna sweeper whose study already exists: the MLflow parent run to continue."""
+    from omegaconf import OmegaConf
+
+    from expkit.config.overrides import SEARCH_SWEEPER
+
+    sweeper = OmegaConf.select(config, "hydra.sweeper")
+    if sweeper is None or sweeper.get("_target_") != SEARCH_SWEEPER:
+        return None
+    url = storage_url(sweeper.get("storage"), str(config.hydra.sweep.dir))
+    return stored_parent(url, str(sweeper.get("study_name") or config.name))

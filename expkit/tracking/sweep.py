@@ -18,8 +18,6 @@ from expkit.tracking.store import PARENT_RUN_ENV, ensure_experiment, tracking_ur
 
 #: The parent run's tracking URI, for closing it from the CLI when a sweep stops early.
 PARENT_URI_ENV = "EXPKIT_PARENT_RUN_URI"
-#: Set by a sweeper that continues an earlier study: reuse this parent run instead of creating one.
-RESUME_PARENT_ENV = "EXPKIT_RESUME_PARENT_RUN_ID"
 
 
 def end_parent(status: str, reason: str) -> None:
@@ -94,8 +92,10 @@ class SweepTrackingCallback(Callback):
         # Creating the experiment here creates a fresh SQLite schema once, before parallel jobs race on it.
         experiment_id = ensure_experiment(self.uri, str(config.tracking.experiment_name), str(config.tracking.artifact_dir))
         client = mlflow.MlflowClient(self.uri)
-        resumed = os.environ.get(RESUME_PARENT_ENV)
-        if resumed:
+        from expkit.selection.study import previous_parent
+
+        resumed = previous_parent(config)
+        if resumed:  # a re-run of an Optuna search continues its study, and its parent run
             client.update_run(resumed, status="RUNNING")
             self.parent_id = resumed
         else:

@@ -7,6 +7,7 @@ through its shared storage, so pruners can stop them. Re-running the same comman
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from typing import Any
@@ -50,7 +51,8 @@ class OptunaSweeper(Sweeper):
         import optuna
 
         from expkit.selection.objective import Objective, SweepAborted, TaskResult
-        from expkit.selection.study import PARENT_ATTR, make_pruner, make_sampler, open_storage, search_space, storage_url
+        from expkit.selection.pruning import pruner_spec
+        from expkit.selection.study import PARENT_ATTR, grid_values, make_pruner, make_sampler, open_storage, search_space, storage_url
         from expkit.tracking.store import PARENT_RUN_ENV
 
         assert self.config is not None
@@ -80,14 +82,18 @@ class OptunaSweeper(Sweeper):
 
         launcher_jobs = OmegaConf.select(config, "hydra.launcher.n_jobs", default=None)
         batch_size = self.n_jobs or (int(launcher_jobs) if launcher_jobs and int(launcher_jobs) > 0 else 1)
+        pruner = pruner_spec(self.pruner, self.startup, self.warmup, epochs)
         fail_fast = bool(OmegaConf.select(config, "sweep.fail_fast", default=False))
-        while (remaining := self.n_trials - len(done_trials(study))) > 0:
+        n_trials = self.n_trials
+        if self.sampler == "grid":
+            n_trials = min(n_trials, math.prod(len(v) for v in grid_values(space).values()))
+        while (remaining := n_trials - len(done_trials(study))) > 0:
             trials = [study.ask(space) for _ in range(min(batch_size, remaining))]
             batch = [
                 [
                     *fixed,
                     *(f"{k}={format_value(v)}" for k, v in trial.params.items()),
-                    f"++hydra.job.env_set.OPTUNA_TRIAL='{url}|{name}|{trial.number}'",
+                    f"++hydra.job.env_set.OPTUNA_TRIAL='{url}|{name}|{trial.number}|{pruner}'",
                 ]
                 for trial in trials
             ]
@@ -95,17 +101,26 @@ class OptunaSweeper(Sweeper):
             for trial, job in zip(trials, returns, strict=True):
                 result = job.return_value if job.status == JobStatus.COMPLETED else None
                 if isinstance(result, TaskResult) and result.state == "COMPLETE" and result.score is not None:
-                    study.tell(trial, result.score)
+                    tell(study, trial, values=result.score)
                 elif isinstance(result, TaskResult) and result.state == "PRUNED":
-                    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                    tell(study, trial, state=optuna.trial.TrialState.PRUNED)
                 else:
                     reason = result.reason if isinstance(result, TaskResult) else "the job raised an exception"
                     trial.set_user_attr("failure", reason[:1000] or "failed")
-                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    tell(study, trial, state=optuna.trial.TrialState.FAIL)
                     if fail_fast:
                         raise SweepAborted(f"sweep.fail_fast: trial {trial.number} failed")
         print_summary(study, objective, os.environ.get(PARENT_RUN_ENV))
         return study
+
+
+def tell(study: Any, trial: Any, **outcome: Any) -> None:
+    """study.tell, tolerating the grid sampler's stop() once the grid is exhausted (the trial is stored either way)."""
+    try:
+        study.tell(trial, **outcome)
+    except RuntimeError as exc:
+        if "Study.stop" not in str(exc):
+            raise
 
 
 def format_value(value: Any) -> str:
