@@ -207,6 +207,12 @@ def start_tracking(config: ExperimentConfig, overrides: list[str], run_id: str |
         "objective.at": objective.at,
         "protocol": config.protocol,
     }
+    from expkit.selection.pruning import current_trial
+
+    trial = current_trial()
+    if trial is not None:
+        tags["optuna.trial"] = str(trial["trial"])
+        tags["optuna.study"] = trial["study"]
     if drift:
         tags["resume.config_drift"] = "; ".join(drift)[:5000]
     run_id = tracked.start(run_name(config.name, overrides), tags, run_id=run_id)

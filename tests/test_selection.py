@@ -170,3 +170,49 @@ def test_fail_fast_stops_the_sweep_after_the_first_failure(workdir: Path) -> Non
     (parent,) = [r for r in runs if r.data.tags.get("expkit.sweep") == "parent"]
     assert parent.info.status == "FAILED"
     assert [r.info.status for r in runs if r is not parent] == ["FAILED"]  # units=8 never ran
+
+
+# ---------------------------------------------------------------- protocols: k-fold and retrain-on-best-epoch
+
+
+def test_kfold_makes_one_child_per_fold_and_scores_the_mean(workdir: Path) -> None:
+    args = ("dataset.validation.holdout=null", "dataset.validation.folds=3", "trainer.epochs=2", "dataset.max_train_samples=150")
+    done = run_expkit("train", *args, *FAST, cwd=workdir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = mlflow.MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("digits_mlp").experiment_id])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    folds = sorted((r for r in runs if r is not parent), key=lambda r: r.data.tags["protocol.fold"])
+    assert [r.data.tags["protocol.fold"] for r in folds] == ["0", "1", "2"]
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id and r.info.status == "FINISHED" for r in folds)
+    scores = [r.data.metrics["objective"] for r in folds]
+    metrics = parent.data.metrics
+    assert metrics["objective"] == pytest.approx(sum(scores) / 3)
+    assert metrics["kfold.val_loss.mean"] == pytest.approx(sum(scores) / 3)
+    assert metrics["kfold.val_loss.std"] > 0
+    assert not any(k.startswith("test_") for k in metrics), "k-fold scores a configuration; it does not test"
+    curve = client.get_metric_history(parent.info.run_id, "kfold_mean_val_loss")
+    assert [m.step for m in sorted(curve, key=lambda m: m.step)] == [0, 1]
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "plots/kfold")}
+    assert "plots/kfold/loss.png" in artifacts
+
+
+def test_retrain_trains_the_best_epoch_count_on_train_plus_val_and_tests_once(workdir: Path) -> None:
+    record = workdir / "weights.json"
+    values = "[0.9, 0.5, 0.7, 0.8, 0.9, 0.9]"
+    fake = f"+callbacks.fake={{_target_: tests.fake_metric.FixedMetric, name: val_loss, values: {values}, record: '{record}'}}"
+    done = run_expkit(
+        "train", "protocol=retrain", "trainer.epochs=4", "dataset.max_train_samples=200", fake, *FAST, cwd=workdir, PYTHONPATH=str(REPO)
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "best epoch 2" in done.stdout
+    client = mlflow.MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("digits_mlp").experiment_id])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    phases = {r.data.tags["protocol.phase"]: r for r in runs if r is not parent}
+    assert set(phases) == {"select", "retrain"}
+    assert parent.data.metrics["objective"] == 0.5
+    assert parent.data.metrics["retrain.epochs"] == 2
+    assert "test_loss" in parent.data.metrics and "test_loss" not in phases["select"].data.metrics
+    steps = client.get_metric_history(phases["retrain"].info.run_id, "loss")
+    assert len(steps) == 2, "the fresh model trains exactly the best epoch count"
