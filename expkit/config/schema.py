@@ -86,7 +86,7 @@ class Validation(Strict):
     def _one_kind(self) -> Validation:
         if sum(v is not None for v in (self.holdout, self.split, self.folds)) > 1:
             raise ValueError(
-                "set one of holdout (first N or a fraction of training data), split (Keras validation_split) or folds (k-fold)"
+                "set one of holdout (first N or a fraction of training data), split (Keras validation_split) or folds (k-fold), not both"
             )
         return self
 
