@@ -76,6 +76,17 @@ def summarize_parent(client: Any, parent_id: str, objective: Objective) -> dict[
     return {"runs": runs, "states": states, "pruned": pruned, "best": best}
 
 
+def retire_interrupted(client: Any, parent_id: str) -> None:
+    """Children cut off by an interrupted search (not pruned, not finished): their trial runs again with the same
+    parameters, so they are closed KILLED, tagged, and soft-deleted (restorable with `mlflow runs restore`)."""
+    for run in children(client, parent_id):
+        if run.info.status in ("RUNNING", "KILLED") and run.data.tags.get("optuna.state") != "PRUNED":
+            client.set_tag(run.info.run_id, "optuna.state", "INTERRUPTED")
+            if run.info.status == "RUNNING":
+                client.set_terminated(run.info.run_id, "KILLED")
+            client.delete_run(run.info.run_id)
+
+
 class SweepTrackingCallback(Callback):
     """Creates the store and a parent run before jobs start (in the launching process), closes it after."""
 
@@ -98,6 +109,7 @@ class SweepTrackingCallback(Callback):
         if resumed:  # a re-run of an Optuna search continues its study, and its parent run
             client.update_run(resumed, status="RUNNING")
             self.parent_id = resumed
+            retire_interrupted(client, resumed)
         else:
             objective = Objective.from_config(OmegaConf.select(config, "objective"))
             overrides = list(config.hydra.overrides.task)
