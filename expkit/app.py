@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +22,23 @@ from expkit.config.locate import conf_dir
 from expkit.config.resolvers import register_resolvers
 from expkit.config.schema import ExperimentConfig
 from expkit.errors import ExpkitError
+from expkit.selection.objective import Objective, SweepAborted, TaskResult, TrialPruned
 
 register_resolvers()
 
-# What the task does with a composed config: "train", "resume" or "validate". Set by the CLI.
-ACTION = "train"
-# Resume even though the config changed (expkit resume --force).
-FORCE = False
-# expkit validate --build: also build the model and print its summary.
-BUILD = False
-# True once Hydra has composed a config and called the task (an earlier exit is a config error).
-TASK_STARTED = False
+
+@dataclass
+class Invocation:
+    """What the CLI asked for, handed explicitly to the Hydra task (no module globals)."""
+
+    # What the task does with a composed config: "train", "resume", "validate" or "show".
+    action: str = "train"
+    # Resume even though the config changed (expkit resume --force).
+    force: bool = False
+    # expkit validate --build: also build the model and print its summary.
+    build: bool = False
+    # Set once Hydra has composed a config and called the task (an earlier exit is a config error).
+    task_started: bool = False
 
 
 def report(error: ExpkitError) -> None:
@@ -103,18 +110,36 @@ def build_only(config: ExperimentConfig) -> None:
     print(f"parameters: {model.count_params():,} ({trainable:,} trainable)")
 
 
-def run_experiment(config: ExperimentConfig, resolved: dict[str, Any], overrides: list[str], *, resume: bool = False) -> float:
-    """Train, evaluate, checkpoint and track one experiment; returns the objective (lower is better)."""
-    from expkit.data import load_splits
-    from expkit.training.resume import Interrupted, StopRequest, TrainingState
-    from expkit.training.runner import train_and_evaluate
+def in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    resolved: dict[str, Any],
+    overrides: list[str],
+    invocation: Invocation,
+    *,
+    selecting: bool = False,
+    epoch_hooks: list[Any] | None = None,
+) -> TaskResult:
+    """Score the config with its protocol, test once, and track it all; returns the objective and the run id."""
+    from expkit.selection.protocols import Context, run_protocol
+    from expkit.training.resume import Interrupted, StopRequest, TrainingState
+
+    resume = invocation.action == "resume"
+    objective = Objective.from_config(config.objective)
     output_dir = Path(config.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     state, drift, run_id = None, [], None
     if resume:
+        if config.protocol != "holdout":
+            raise ExpkitError(f"resume continues holdout runs only; this run uses protocol {config.protocol}", key="protocol")
         drift = config_drift(output_dir, resolved)
-        if drift and not FORCE:
+        if drift and not invocation.force:
             raise ExpkitError(
                 "the config changed since this run started:\n    " + "\n    ".join(drift),
                 hint="undo the change, or pass --force to resume with the new config (the drift is recorded as a tag)",
@@ -129,24 +154,9 @@ def run_experiment(config: ExperimentConfig, resolved: dict[str, Any], overrides
         (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
         (output_dir / "overrides.yaml").write_text(OmegaConf.to_yaml(overrides))
 
-    tracked = None
-    if config.tracking.enabled:
-        from expkit.tracking.run import TrackedRun
-
-        t = config.tracking
-        tracked = TrackedRun(uri=t.uri, root_dir=config.paths.root_dir, experiment_name=t.experiment_name, artifact_dir=t.artifact_dir)
-        preset = next((o.split("=", 1)[1] for o in overrides if o.startswith(("+experiment=", "experiment="))), "default")
-        tags = {
-            "preset": preset,
-            "overrides": " ".join(overrides) or "(none)",
-            "output_dir": str(output_dir),
-            "tensorboard_dir": str(output_dir / "tensorboard"),
-        }
-        if drift:
-            tags["resume.config_drift"] = "; ".join(drift)[:5000]
-        run_id = tracked.start(run_name(config.name, overrides), tags, run_id=run_id)
-        (output_dir / "run_id").write_text(run_id + "\n")
-        print(f"MLflow run {run_id} in {tracked.uri}", file=sys.stderr)
+    tracked = start_tracking(config, overrides, run_id, drift, objective) if config.tracking.enabled else None
+    if tracked is not None:
+        (output_dir / "run_id").write_text(tracked.run_id + "\n")
         if state is not None:
             tracked.backfill(state.history, state.epoch)
         elif not resume:
@@ -155,34 +165,28 @@ def run_experiment(config: ExperimentConfig, resolved: dict[str, Any], overrides
     status = "FAILED"
     try:
         with StopRequest() as stop:
-            splits = load_splits(config.dataset, data_dir=config.paths.data_dir, seed=config.seed)
-            if tracked:
-                tracked.set_tags({"dataset.fingerprint": splits.fingerprint})
-            outcome = train_and_evaluate(config, splits, output_dir, [tracked.callback()] if tracked else [], stop=stop, resume_from=state)
-        from expkit.data.pipeline import take
-        from expkit.models.diagram import plot_architecture
-
-        lines: list[str] = []
-        outcome.model.summary(print_fn=lambda line, *a, **k: lines.append(line))
-        (output_dir / "model_summary.txt").write_text("\n".join(lines) + "\n")
-        diagram = plot_architecture(outcome.model, output_dir / "model.png")
-        seen = outcome.splits or splits  # named by input/output for graph models
-        if tracked:
-            tracked.log_params({}, {"model.num_params": outcome.model.count_params()})
-            tracked.log_metrics(outcome.test_metrics)
-            files = ("config.yaml", "overrides.yaml", "metrics.json", "model_summary.txt")
-            tracked.log_artifacts([output_dir / n for n in files] + ([diagram] if diagram else []))
-            tracked.log_plots(
-                outcome.history, head_losses(config), outcome.model, seen, output_dir / "plots", config.tracking.plot_smoothing
+            context = Context(
+                config,
+                output_dir,
+                objective,
+                tracked,
+                stop,
+                state,
+                selecting=selecting or in_multirun(),
+                epoch_hooks=list(epoch_hooks or []),
             )
-            if config.tracking.log_model:
-                tracked.log_model(outcome.model, take(seen.x_test, slice(5)))
+            result = run_protocol(context)
+        outcome = result.outcome
+        if tracked:
+            # Selection's figures first; test metrics are logged after the score is fixed, and never read back.
+            tracked.log_metrics({**({"objective": result.score} if result.score is not None else {}), **result.summary})
+        if outcome is not None and config.protocol != "kfold":
+            log_outcome(config, outcome, result.splits, output_dir, tracked)
         status = "FINISHED"
-        for key, value in outcome.test_metrics.items():
-            print(f"{key}: {value:.4f}")
+        if result.score is not None:
+            print(f"objective {objective.metric} ({objective.at}): {result.score:.4f}")
         print(f"outputs: {output_dir}")
-        history = outcome.history
-        return float((history.get("val_loss") or history["loss"])[-1])
+        return TaskResult(score=result.score, state="COMPLETE", run_id=tracked.run_id if tracked else None)
     except Interrupted as stopped:
         status = "KILLED"
         print(f"{stopped}; resume with: expkit resume {output_dir}", file=sys.stderr)
@@ -191,32 +195,144 @@ def run_experiment(config: ExperimentConfig, resolved: dict[str, Any], overrides
         status = "KILLED"
         print(f"aborted; resume from the last completed epoch with: expkit resume {output_dir}", file=sys.stderr)
         sys.exit(130)
-    except ExpkitError as error:
+    except TrialPruned as pruned:
+        status = "KILLED"
         if tracked:
-            tracked.set_tags({"failure": str(error)[:5000]})
+            tracked.set_tags({"optuna.state": "PRUNED", "pruned": str(pruned)[:5000]})
+        return TaskResult(score=None, state="PRUNED", run_id=tracked.run_id if tracked else None, reason=str(pruned))
+    except Exception as error:
+        if tracked:
+            tracked.set_tags(
+                {"failure": f"{error.__class__.__name__}: {error}"[:5000] if not isinstance(error, ExpkitError) else str(error)[:5000]}
+            )
         raise
     finally:
         if tracked:
             tracked.end(status)
 
 
-@hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
-def main(cfg: DictConfig) -> float | None:
-    """The Hydra task function."""
-    global TASK_STARTED
-    TASK_STARTED = True
+def start_tracking(config: ExperimentConfig, overrides: list[str], run_id: str | None, drift: list[str], objective: Objective) -> Any:
+    """Open (or reopen, on resume) this job's MLflow run, tagged with the objective it is scored by."""
+    from expkit.tracking.run import TrackedRun
+
+    t = config.tracking
+    tracked = TrackedRun(uri=t.uri, root_dir=config.paths.root_dir, experiment_name=t.experiment_name, artifact_dir=t.artifact_dir)
+    preset = next((o.split("=", 1)[1] for o in overrides if o.startswith(("+experiment=", "experiment="))), "default")
+    tags = {
+        "preset": preset,
+        "overrides": " ".join(overrides) or "(none)",
+        "output_dir": str(config.paths.output_dir),
+        "tensorboard_dir": str(Path(config.paths.output_dir) / "tensorboard"),
+        "objective.metric": objective.metric,
+        "objective.mode": objective.mode,
+        "objective.at": objective.at,
+        "protocol": config.protocol,
+    }
+    from expkit.selection.pruning import current_trial
+
+    trial = current_trial()
+    if trial is not None:
+        tags["optuna.trial"] = str(trial["trial"])
+        tags["optuna.study"] = trial["study"]
+    if drift:
+        tags["resume.config_drift"] = "; ".join(drift)[:5000]
+    run_id = tracked.start(run_name(config.name, overrides), tags, run_id=run_id)
+    print(f"MLflow run {run_id} in {tracked.uri}", file=sys.stderr)
+    return tracked
+
+
+def log_outcome(config: ExperimentConfig, outcome: Any, splits: Any, output_dir: Path, tracked: Any) -> None:
+    """Model summary, test metrics (reported, never chosen on), artifacts, plots and the model."""
+    from expkit.data.pipeline import take
+    from expkit.models.diagram import plot_architecture
+
+    lines: list[str] = []
+    outcome.model.summary(print_fn=lambda line, *a, **k: lines.append(line))
+    (output_dir / "model_summary.txt").write_text("\n".join(lines) + "\n")
+    diagram = plot_architecture(outcome.model, output_dir / "model.png")
+    seen = outcome.splits or splits  # named by input/output for graph models
+    if tracked:
+        tracked.log_params({}, {"model.num_params": outcome.model.count_params()})
+        tracked.log_metrics(outcome.test_metrics)
+        files = ("config.yaml", "overrides.yaml", "metrics.json", "model_summary.txt")
+        tracked.log_artifacts([output_dir / n for n in files] + ([diagram] if diagram else []))
+        tracked.log_plots(outcome.history, head_losses(config), outcome.model, seen, output_dir / "plots", config.tracking.plot_smoothing)
+        if config.tracking.log_model:
+            tracked.log_model(outcome.model, take(seen.x_test, slice(5)))
+    for key, value in outcome.test_metrics.items():
+        print(f"{key}: {value:.4f}")
+
+
+def record_failed_job(cfg: DictConfig, overrides: list[str], reason: str) -> None:
+    """A sweep job that failed before its run started (an invalid config): a FAILED child run that says why."""
+    if not OmegaConf.select(cfg, "tracking.enabled", default=False):
+        return
+    from expkit.tracking.run import TrackedRun
+
     try:
-        config = validate_config(cfg)
-        if ACTION == "validate":
-            print(f"config OK: {config.name}")
-            if BUILD:
-                build_only(config)
-            return None
-        resolved = OmegaConf.to_container(cfg, resolve=True)
-        if config.trainer.threads is None:
-            config.trainer.threads = threads_per_job()
+        tracked = TrackedRun(
+            uri=OmegaConf.select(cfg, "tracking.uri", default=None),
+            root_dir=str(OmegaConf.select(cfg, "paths.root_dir", default=".")),
+            experiment_name=str(OmegaConf.select(cfg, "tracking.experiment_name")),
+            artifact_dir=str(OmegaConf.select(cfg, "tracking.artifact_dir")),
+        )
+        name = str(OmegaConf.select(cfg, "name", default="job", throw_on_resolution_failure=False))
+        tracked.start(run_name(name, overrides), {"overrides": " ".join(overrides) or "(none)", "failure": reason[:5000]})
+        tracked.end("FAILED")
+    except Exception as exc:  # the store itself is broken: the failure is still reported on stderr
+        print(f"warning: could not record the failed job in MLflow: {exc}", file=sys.stderr)
+
+
+class HydraTask:
+    """The Hydra task function: compose -> validate -> run the protocol -> return the objective.
+
+    In a multirun, a failing job is recorded (FAILED child run with the reason) and the sweep goes on.
+    """
+
+    def __init__(self, invocation: Invocation) -> None:
+        self.invocation = invocation
+
+    def __call__(self, cfg: DictConfig) -> TaskResult | None:
+        self.invocation.task_started = True
+        multirun = in_multirun()
         overrides = [o for o in job_overrides() if not o.startswith("hydra.run.dir=")]
-        return run_experiment(config, resolved, overrides, resume=ACTION == "resume")  # type: ignore[arg-type]
-    except ExpkitError as error:
-        report(error)
-        sys.exit(2)
+        try:
+            config = validate_config(cfg)
+            if self.invocation.action == "validate":
+                print(f"config OK: {config.name}")
+                if self.invocation.build:
+                    build_only(config)
+                return None
+            resolved = OmegaConf.to_container(cfg, resolve=True)
+            if config.trainer.threads is None:
+                config.trainer.threads = threads_per_job()
+            from expkit.selection.pruning import epoch_hooks
+
+            return run_experiment(config, resolved, overrides, self.invocation, epoch_hooks=epoch_hooks())  # type: ignore[arg-type]
+        except ExpkitError as error:
+            report(error)
+            if not multirun:
+                sys.exit(2)
+            return self.failed(cfg, overrides, str(error), started="config" in locals())
+        except Exception as error:
+            if not multirun:
+                raise
+            import traceback
+
+            traceback.print_exc()
+            return self.failed(cfg, overrides, f"{error.__class__.__name__}: {error}", started="config" in locals())
+
+    def failed(self, cfg: DictConfig, overrides: list[str], reason: str, *, started: bool) -> TaskResult:
+        """Record a failed sweep job; stop the sweep when sweep.fail_fast is on."""
+        if not started:
+            record_failed_job(cfg, overrides, reason)
+        print(f"job failed: {' '.join(overrides)}: {reason.splitlines()[0]}", file=sys.stderr)
+        if OmegaConf.select(cfg, "sweep.fail_fast", default=False):
+            raise SweepAborted(f"sweep.fail_fast: stopping after a failed job ({' '.join(overrides)}): {reason.splitlines()[0]}")
+        return TaskResult(score=None, state="FAIL", reason=reason)
+
+
+def run(args: list[str], invocation: Invocation) -> None:
+    """Run the Hydra app with `args` as its command line."""
+    sys.argv = ["expkit", *args]
+    hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(HydraTask(invocation))()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import os
 from collections.abc import Callable
 
 import typer
@@ -32,7 +32,7 @@ def _guarded(action: Callable[[], None]) -> None:
         _fail(error)
 
 
-def _run_hydra(args: list[str], action: str) -> None:
+def _run_hydra(args: list[str], action: str, force: bool = False, build: bool = False) -> None:
     """Call the Hydra app with `args` as its command line."""
     from expkit.config.overrides import check_overrides
 
@@ -40,20 +40,32 @@ def _run_hydra(args: list[str], action: str) -> None:
         _guarded(lambda: check_overrides(args))
     from expkit import app as hydra_app
 
-    hydra_app.ACTION = action
-    sys.argv = ["expkit", *args]
+    invocation = hydra_app.Invocation(action=action, force=force, build=build)
     try:
-        hydra_app.main()
+        hydra_app.run(args, invocation)
+    except hydra_app.SweepAborted as stop:
+        from expkit.tracking.sweep import end_parent
+
+        end_parent("FAILED", str(stop))
+        typer.echo(f"error: {stop}", err=True)
+        raise typer.Exit(1) from None
     except SystemExit as stop:
         # Hydra exits 1 on a config it could not compose: that is a user error.
-        if stop.code == 1 and not hydra_app.TASK_STARTED:
+        if stop.code == 1 and not invocation.task_started:
             raise typer.Exit(2) from None
         raise
     except Exception as exc:
-        if hydra_app.TASK_STARTED:
+        if invocation.task_started:
             raise  # a failure inside expkit's own task is a bug: keep the traceback
         # Hydra failed while setting up the run (output folder, logging) from the config it was given.
         _fail(Exception(f"Hydra could not start the run: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"))
+    finally:
+        from expkit.tracking.store import PARENT_RUN_ENV
+
+        if os.environ.get(PARENT_RUN_ENV):  # a multirun stopped without reaching its end (Ctrl+C): close its parent run
+            from expkit.tracking.sweep import end_parent
+
+            end_parent("KILLED", "the sweep was interrupted")
 
 
 @app.command(context_settings=HYDRA_ARGS)
@@ -73,10 +85,7 @@ def validate(
     ctx: typer.Context, build: bool = typer.Option(False, "--build", help="Also build the model: print its summary and parameter count")
 ) -> None:
     """Check a config against the schema and Keras' signatures without training."""
-    from expkit import app as hydra_app
-
-    hydra_app.BUILD = build
-    _run_hydra(list(ctx.args), "validate")
+    _run_hydra(list(ctx.args), "validate", build=build)
 
 
 @app.command()
@@ -95,10 +104,7 @@ def resume(
 
     args: list[str] = []
     _guarded(lambda: args.extend(locate()))
-    from expkit import app as hydra_app
-
-    hydra_app.FORCE = force
-    _run_hydra(args, "resume")
+    _run_hydra(args, "resume", force=force)
 
 
 @app.command("list")
@@ -134,7 +140,7 @@ def runs_list(
 def runs_compare(
     run_ids: list[str] = typer.Argument(None, help="Run ids to compare"),
     sweep: str | None = typer.Option(None, "--sweep", help="Compare the children of this parent (sweep) run"),
-    metric: str | None = typer.Option(None, "--metric", "-k", help="Sort by this metric (default: test_loss)"),
+    metric: str | None = typer.Option(None, "--metric", "-k", help="Sort by this metric (default: objective, each run's validation score)"),
     mode: str = typer.Option("auto", help="min, max, or auto (max for accuracy-like metrics)"),
     uri: str | None = typer.Option(None, "--uri", help=URI_HELP),
 ) -> None:
@@ -146,15 +152,17 @@ def runs_compare(
 
 @runs_app.command("best")
 def runs_best(
-    experiment: str = typer.Option(..., "--experiment", "-e", help="Experiment name"),
-    metric: str = typer.Option(..., "--metric", "-k", help="Metric to rank by, e.g. test_accuracy"),
-    mode: str = typer.Option("auto", help="min, max, or auto (max for accuracy-like metrics)"),
+    experiment: str | None = typer.Option(None, "--experiment", "-e", help="Experiment name"),
+    sweep: str | None = typer.Option(None, "--sweep", help="The best child of this sweep's parent run"),
+    metric: str | None = typer.Option(None, "--metric", "-k", help="Metric to rank by (default: objective, the validation score)"),
+    mode: str = typer.Option("auto", help="min, max, or auto (the objective's recorded direction; max for accuracy-like metrics)"),
+    export: str | None = typer.Option(None, "--export", help="With --sweep: write the winner as a preset, DIR/experiment/NAME.yaml"),
     uri: str | None = typer.Option(None, "--uri", help=URI_HELP),
 ) -> None:
-    """The best finished run of an experiment by one metric."""
+    """The best finished run of an experiment or a sweep, by the objective unless --metric says otherwise."""
     from expkit import runs
 
-    _guarded(lambda: runs.best_run(experiment=experiment, metric=metric, mode=mode, uri=uri))
+    _guarded(lambda: runs.best_run(experiment=experiment, sweep=sweep, metric=metric, mode=mode, uri=uri, export=export))
 
 
 @app.command()

@@ -25,8 +25,6 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Experiment, Run
 
-#: Metric names that are better when larger (`--mode auto`).
-MAX_WORDS = ("accuracy", "auc", "precision", "recall", "f1")
 #: Shortest run id prefix accepted on the command line.
 MIN_PREFIX = 6
 #: Characters of a run id shown in tables.
@@ -106,14 +104,22 @@ def open_client(uri: str | None) -> tuple[MlflowClient, str]:
         return mlflow.MlflowClient(resolved), resolved
 
 
-def resolve_mode(metric: str, mode: str) -> str:
-    """'min' or 'max'; `auto` is max for accuracy-like metrics (accuracy, auc, precision, recall, f1)."""
-    mode = (mode or "auto").lower()
-    if mode == "auto":
-        return "max" if any(word in metric.lower() for word in MAX_WORDS) else "min"
-    if mode not in ("min", "max"):
-        raise ExpkitError(f"unknown mode '{mode}'", key="--mode", hint="one of: min, max, auto")
-    return mode
+def resolve_mode(metric: str, mode: str, runs: Sequence[Run] = ()) -> str:
+    """'min' or 'max'. `auto`: for the `objective` metric, the direction the runs recorded; else the shared rule (max for accuracy-like)."""
+    from expkit.selection.objective import direction
+
+    if (mode or "auto").lower() == "auto" and metric == OBJECTIVE:
+        recorded = {r.data.tags.get("objective.mode") for r in runs} - {None}
+        if len(recorded) == 1:
+            return str(recorded.pop())
+    try:
+        return direction(metric, mode)
+    except ExpkitError:
+        raise ExpkitError(f"unknown mode '{mode}'", key="--mode", hint="one of: min, max, auto") from None
+
+
+#: The metric every run records from its validation data: what selection ranks by unless told otherwise.
+OBJECTIVE = "objective"
 
 
 def format_value(value: Any) -> str:
@@ -304,8 +310,7 @@ def compare_runs(*, run_ids: list[str], sweep: str | None, metric: str | None, m
         raise ExpkitError("nothing to compare", hint=f"pass two or more run ids, or --sweep PARENT_RUN_ID; {LIST_HINT}")
     for ref in [*run_ids, *([sweep] if sweep else [])]:
         check_ref(ref)
-    metric = metric or "test_loss"
-    direction = resolve_mode(metric, mode)
+    metric = metric or OBJECTIVE
     client, resolved = open_client(uri)
     with store_errors(resolved):
         if sweep:
@@ -325,11 +330,14 @@ def compare_runs(*, run_ids: list[str], sweep: str | None, metric: str | None, m
     if len(runs) < 2:
         raise ExpkitError(f"need at least 2 runs to compare, got {len(runs)}", hint=LIST_HINT)
     check_metric(runs, metric, where)
+    direction = resolve_mode(metric, mode, runs)
 
     params = differing_params(runs)
     metrics = key_metrics(runs)
     if any("val_loss" in r.data.metrics for r in runs):
         metrics.append("val_loss")
+    if any(OBJECTIVE in r.data.metrics for r in runs) and metric != OBJECTIVE:
+        metrics.insert(0, OBJECTIVE)
     if metric not in metrics:
         metrics.insert(0, metric)
     ordered = rank(runs, metric, direction)
@@ -350,20 +358,46 @@ def compare_runs(*, run_ids: list[str], sweep: str | None, metric: str | None, m
         print("\n(all params are equal in these runs)")
 
 
-def best_run(*, experiment: str, metric: str, mode: str, uri: str | None) -> None:
-    """Print the best FINISHED run of `experiment` by `metric`: id, name, value, overrides and the params that vary."""
-    direction = resolve_mode(metric, mode)
+def best_run(
+    *,
+    experiment: str | None,
+    metric: str | None,
+    mode: str,
+    uri: str | None,
+    sweep: str | None = None,
+    export: str | None = None,
+) -> None:
+    """Print the best FINISHED run of `experiment` (or of the sweep `sweep`) by `metric` (default: the objective).
+
+    With `export`, write the winner as a preset: its base preset plus its overrides.
+    """
+    if (experiment is None) == (sweep is None):
+        raise ExpkitError("give --experiment or --sweep (one of them)", hint=LIST_HINT)
+    if export and not sweep:
+        raise ExpkitError("--export needs --sweep PARENT_RUN_ID", key="--export")
+    if sweep:
+        check_ref(sweep)
+    metric = metric or OBJECTIVE
     client, resolved = open_client(uri)
     with store_errors(resolved):
-        exp = find_experiment(client, resolved, experiment)
-        runs = search_all(client, [exp.experiment_id], "attributes.status = 'FINISHED'")
+        if sweep:
+            parent = find_run(client, resolved, sweep)
+            runs = search_all(
+                client, [parent.info.experiment_id], f"tags.`{PARENT_TAG}` = '{parent.info.run_id}' and attributes.status = 'FINISHED'"
+            )
+            where = f"sweep {short(parent.info.run_id)}"
+        else:
+            exp = find_experiment(client, resolved, str(experiment))
+            runs = search_all(client, [exp.experiment_id], "attributes.status = 'FINISHED'")
+            where = f"'{experiment}'"
     if not runs:
-        raise ExpkitError(f"experiment '{experiment}' has no finished runs", hint=LIST_HINT)
-    check_metric(runs, metric, f"the finished runs of '{experiment}'")
+        raise ExpkitError(f"{where} has no finished runs", hint=LIST_HINT)
+    check_metric(runs, metric, f"the finished runs of {where}")
+    direction = resolve_mode(metric, mode, runs)
     ranked = [r for r in rank(runs, metric, direction) if metric_of(r, metric) is not None]
     best = ranked[0]
     tags = best.data.tags
-    print(f"best of {len(ranked)} finished run(s) in '{experiment}' by {metric} ({direction}):")
+    print(f"best of {len(ranked)} finished run(s) in {where} by {metric} ({direction}):")
     fields: list[tuple[str, str]] = [
         ("run id", best.info.run_id),
         ("name", best.info.run_name or MISSING),
@@ -385,6 +419,11 @@ def best_run(*, experiment: str, metric: str, mode: str, uri: str | None) -> Non
         pwidth = max(len(p) for p in varied)
         for p in varied:
             print(f"    {p.ljust(pwidth)}  {best.data.params.get(p, MISSING)}")
+    if export:
+        from expkit.selection.export import export_preset
+
+        path = export_preset(best, Path(export))
+        print(f"wrote {path}: retrain it with `expkit train --config-dir {path.parent.parent} +experiment={path.stem}`")
 
 
 def port_in_use(host: str, port: int) -> bool:

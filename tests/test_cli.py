@@ -116,7 +116,8 @@ def test_real_mnist_one_epoch_trains(workdir: Path, shared_data: Path) -> None:
 def test_multirun_sweep_records_a_run_per_job(workdir: Path, shared_data: Path) -> None:
     done = run_expkit(
         "train", "-m", "+experiment=mnist_dense", "trainer.epochs=1", "optimizer.learning_rate=1e-3,1e-4",
-        "dataset.max_train_samples=2000", "dataset.max_test_samples=500", "trainer.verbose=0", "tracking.log_model=false",
+        "dataset.max_train_samples=2000", "dataset.validation.holdout=500", "dataset.max_test_samples=500", "trainer.verbose=0",
+        "tracking.log_model=false",
         cwd=workdir, EXPKIT_DATA_DIR=str(shared_data),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -125,7 +126,7 @@ def test_multirun_sweep_records_a_run_per_job(workdir: Path, shared_data: Path) 
     (parent,) = [r for r in runs if r.data.tags.get("expkit.sweep") == "parent"]
     assert len(children) == 2 and {r.data.params["optimizer.learning_rate"] for r in children} == {"0.001", "0.0001"}
     assert all(r.info.status == "FINISHED" and r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in children)
-    best = min(children, key=lambda r: r.data.metrics["test_loss"])
+    best = min(children, key=lambda r: r.data.metrics["objective"])  # selection is on validation (val_loss), never test
     assert parent.data.tags["sweep.best_run_id"] == best.info.run_id
     assert parent.info.status == "FINISHED"
 

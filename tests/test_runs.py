@@ -161,8 +161,8 @@ def finish(process: subprocess.Popen[str], timeout: float = 600) -> subprocess.C
 # Per learning rate: the metrics of the fabricated runs. 0.01 is better by test_loss and by test_accuracy, but started first,
 # so a command that kept the newest-first order of `runs list` instead of ranking would put it second.
 RECORDED = {
-    "0.01": {"test_loss": 0.1834, "test_accuracy": 0.9444, "val_loss": 0.2101, "loss": 0.1502, "accuracy": 0.9561},
-    "0.001": {"test_loss": 0.4567, "test_accuracy": 0.8861, "val_loss": 0.4712, "loss": 0.4410, "accuracy": 0.8903},
+    "0.01": {"test_loss": 0.1834, "test_accuracy": 0.9444, "val_loss": 0.2101, "loss": 0.1502, "accuracy": 0.9561, "objective": 0.2101},
+    "0.001": {"test_loss": 0.4567, "test_accuracy": 0.8861, "val_loss": 0.4712, "loss": 0.4410, "accuracy": 0.8903, "objective": 0.4712},
 }
 
 
@@ -324,7 +324,7 @@ def test_compare_shows_only_differing_params_and_key_metrics(recorded_store: Sto
     done = reads["compare"]
     assert_ok(done)
     out = done.stdout
-    assert "best first by test_loss (min)" in out
+    assert "best first by objective (min)" in out  # the validation score each run recorded, never a test metric
     rows = parse_table(out)
     assert len(rows) == 2
     fast, slow = recorded_store.run_id("0.01"), recorded_store.run_id("0.001")
@@ -336,14 +336,14 @@ def test_compare_shows_only_differing_params_and_key_metrics(recorded_store: Sto
         for metric in ("test_accuracy", "test_loss", "val_loss"):
             assert by_id[run_id[:8]][metric] == fmt(recorded_store.metric(lr, metric)), metric
     # Exactly the params that differ: the learning rate (the run folders differ by construction and are left out).
-    params = set(rows[0]) - {"run id", "name", "test_accuracy", "test_loss", "val_loss"}
+    params = set(rows[0]) - {"run id", "name", "objective", "test_accuracy", "test_loss", "val_loss"}
     assert params == {"optimizer.learning_rate"}
     for same in ("trainer.epochs", "model.units", "optimizer.type", "seed", "model.num_params"):
         assert same not in out
-    # Best first: the lower test_loss.
-    losses = [float(row["test_loss"]) for row in rows]
-    assert losses == sorted(losses)
-    best = min(("0.01", "0.001"), key=lambda lr: recorded_store.metric(lr, "test_loss"))
+    # Best first: the lower objective (best val_loss).
+    scores = [float(row["objective"]) for row in rows]
+    assert scores == sorted(scores)
+    best = min(("0.01", "0.001"), key=lambda lr: recorded_store.metric(lr, "objective"))
     assert rows[0]["run id"] == recorded_store.run_id(best)[:8]
 
 
@@ -420,8 +420,9 @@ def test_joblib_sweep_makes_a_parent_with_children(sweep_store: tuple[Path, subp
     assert all(r.data.tags.get("mlflow.parentRunId") == parent.info.run_id for r in children)
     assert all(r.info.status == "FINISHED" for r in [parent, *children])
     assert {r.data.params["optimizer.learning_rate"] for r in children} == {"0.001", "0.01"}
-    best = min(children, key=lambda r: r.data.metrics["test_loss"])
+    best = min(children, key=lambda r: r.data.metrics["objective"])
     assert parent.data.tags["sweep.best_run_id"] == best.info.run_id
+    assert parent.data.tags["sweep.objective.metric"] == "val_loss"
 
     compared = run_expkit("runs", "compare", "--sweep", parent.info.run_id[:8], cwd=root, timeout=120)
     assert_ok(compared)

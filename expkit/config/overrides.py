@@ -45,12 +45,44 @@ def split_args(args: list[str]) -> tuple[list[str], list[Path]]:
     return overrides, dirs
 
 
+#: The sweeper that understands interval(...) search spaces (expkit's Optuna sweeper plugin).
+SEARCH_SWEEPER = "hydra_plugins.expkit_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+
+
+def is_interval(override: Any) -> bool:
+    from hydra.core.override_parser.types import IntervalSweep
+
+    return override.is_sweep_override() and isinstance(override.value(), IntervalSweep)
+
+
 def first_choice(override: Any) -> str:
-    """A sweep override `a=1,2` reduced to its first value `a=1`, so it can be composed once."""
+    """A sweep override `a=1,2` reduced to its first value `a=1` (an interval to its lower end), so it can be composed once."""
     if not override.is_sweep_override():
         return str(override.input_line)
+    if is_interval(override):
+        return f"{override.get_key_element()}={override.value().start}"
     value = next(iter(override.sweep_string_iterator()))
     return f"{override.get_key_element()}={value}"
+
+
+def _check_sweeper_for_intervals(parsed: list[Any], overrides: list[str], dirs: list[Path]) -> None:
+    """interval(...) is a search space: only the Optuna sweeper (hydra/sweeper=optuna) can sample it."""
+    intervals = [o for o in parsed if is_interval(o)]
+    if not intervals:
+        return
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    hydra_choices = [o.input_line for o in parsed if o.key_or_group.startswith("hydra")]
+    extra = [f"hydra.searchpath=[{','.join('file://' + str(d) for d in dirs)}]"] if dirs else []
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=extra + hydra_choices + overrides, return_hydra_config=True)
+    if OmegaConf.select(cfg, "hydra.sweeper._target_") != SEARCH_SWEEPER:
+        raise ExpkitError(
+            f"'{intervals[0].input_line}' is a search space, which the basic sweeper cannot enumerate",
+            key=intervals[0].get_key_element(),
+            hint="add hydra/sweeper=optuna (and -m), or list values: a,b,c",
+        )
 
 
 def _compose(overrides: list[str], dirs: list[Path]) -> Any:
@@ -131,6 +163,7 @@ def check_overrides(args: list[str]) -> Any:
         ) from None
 
     _check_interpolations(cfg)
+    _check_sweeper_for_intervals(parsed, overrides, dirs)
     return cfg
 
 

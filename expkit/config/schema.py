@@ -153,11 +153,15 @@ class Validation(Strict):
 
     holdout: Annotated[int, Field(ge=1)] | Annotated[float, Field(gt=0, lt=1)] | None = None
     split: Annotated[float, Field(gt=0, lt=1)] | None = None
+    # K-fold cross-validation: K contiguous folds of the training data, each the validation data once.
+    folds: Annotated[int, Field(ge=2)] | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> Validation:
-        if self.holdout is not None and self.split is not None:
-            raise ValueError("set either holdout (first N or a fraction of training data) or split (Keras validation_split), not both")
+        if sum(v is not None for v in (self.holdout, self.split, self.folds)) > 1:
+            raise ValueError(
+                "set one of holdout (first N or a fraction of training data), split (Keras validation_split) or folds (k-fold), not both"
+            )
         return self
 
 
@@ -264,6 +268,28 @@ class Paths(Strict):
     data_dir: str | None = None
 
 
+class ObjectiveNode(Strict):
+    """What selection optimises: a validation metric, min/max (auto: max for accuracy-like), read at the best or last epoch."""
+
+    metric: Annotated[str, Field(min_length=1)] = "val_loss"
+    mode: Literal["min", "max", "auto"] = "auto"
+    at: Literal["best", "last"] = "best"
+
+    @model_validator(mode="after")
+    def _not_test(self) -> ObjectiveNode:
+        if self.metric.startswith("test_"):
+            raise ValueError(f"'{self.metric}' is a test metric: test data never chooses a model; use a val_* metric")
+        return self
+
+
+class Sweep(Strict):
+    """How a multirun treats failing jobs: by default a failure is recorded and the sweep goes on."""
+
+    fail_fast: bool = False
+    # Exit non-zero at the end when more than this fraction of the jobs failed (null: never).
+    max_failure_rate: Annotated[float, Field(ge=0, le=1)] | None = None
+
+
 class ExperimentConfig(Strict):
     name: Annotated[str, Field(min_length=1)]
     seed: int = 42
@@ -274,3 +300,18 @@ class ExperimentConfig(Strict):
     callbacks: dict[str, dict[str, Any]] = {}
     trainer: Trainer = Trainer()
     tracking: Tracking
+    objective: ObjectiveNode = ObjectiveNode()
+    # How a configuration is scored: holdout (one run), kfold (dataset.validation.folds), retrain (best epoch, then train+val).
+    protocol: Literal["holdout", "kfold", "retrain"] = "holdout"
+    sweep: Sweep = Sweep()
+
+    @model_validator(mode="after")
+    def _protocol_data(self) -> ExperimentConfig:
+        folds = self.dataset.validation.folds
+        if self.protocol == "kfold" and folds is None:
+            raise ValueError("protocol kfold needs dataset.validation.folds (e.g. 4)")
+        if folds is not None and self.protocol == "holdout":
+            self.protocol = "kfold"
+        if self.protocol == "retrain" and folds is not None:
+            raise ValueError("protocol retrain finds the best epoch on a holdout: set dataset.validation.holdout, not folds")
+        return self

@@ -115,8 +115,12 @@ def _preprocess(pre: Any, kind: str, train: Array, others: list[Array]) -> tuple
     return out_train, out_others  # type: ignore[return-value]
 
 
-def load_splits(dataset: Any, *, data_dir: str | None, seed: int) -> Splits:
-    """Load `dataset` (the validated config node) into model-ready Splits."""
+def load_splits(dataset: Any, *, data_dir: str | None, seed: int, fold: int | None = None) -> Splits:
+    """Load `dataset` (the validated config node) into model-ready Splits.
+
+    With `fold` (0-based) and dataset.validation.folds = K, the validation data is the fold-th of K contiguous
+    slices of the training data, and preprocessing is fitted on the other K-1 (as the books' k-fold loop does).
+    """
     loaded = _load(dataset, data_dir, seed)
     (x_train, y_train), (x_test, y_test) = loaded[0], loaded[1]
     source_val = loaded[2] if len(loaded) > 2 else None  # a source with its own validation split (image_dir's validation/)
@@ -132,7 +136,16 @@ def load_splits(dataset: Any, *, data_dir: str | None, seed: int) -> Splits:
     x_val = y_val = None
     holdout, split = dataset.validation.holdout, dataset.validation.split
     n_train = num_samples(x_train)
-    if source_val is not None and holdout is None and split is None:
+    folds = getattr(dataset.validation, "folds", None)
+    if fold is not None and folds:
+        size = n_train // folds
+        if size < 1:
+            raise ExpkitError(f"{folds} folds of {n_train} training samples leave an empty fold", key="dataset.validation.folds")
+        start, stop = fold * size, (fold + 1) * size
+        rest = np.r_[0:start, stop:n_train]
+        x_val, y_val = take(x_train, slice(start, stop)), take(y_train, slice(start, stop))
+        x_train, y_train = take(x_train, rest), take(y_train, rest)
+    elif source_val is not None and holdout is None and split is None:
         x_val, y_val = source_val
         check_arrays(f"{origin}: validation data", x_val, y_val)
     elif holdout is not None:  # the first N (or fraction) of the training data, as the books do

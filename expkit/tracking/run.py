@@ -197,3 +197,26 @@ class TrackedRun:
             mlflow.end_run(status=status)
             if RunStatus.from_string(status) != RunStatus.FINISHED:
                 self.client.set_terminated(self.run_id, status=status)
+
+
+class ChildRun:
+    """A run nested under a started TrackedRun (a k-fold fold, a retrain phase), logged through the client only."""
+
+    def __init__(self, client: mlflow.MlflowClient, run_id: str) -> None:
+        self.client, self.run_id = client, run_id
+
+    @classmethod
+    def start(cls, parent: TrackedRun, run_name: str, tags: dict[str, str]) -> ChildRun:
+        experiment_id = parent.client.get_run(parent.run_id).info.experiment_id
+        run = parent.client.create_run(experiment_id, run_name=run_name, tags={**tags, "mlflow.parentRunId": parent.run_id})
+        return cls(parent.client, run.info.run_id)
+
+    def callback(self) -> keras.callbacks.Callback:
+        return EpochLogger(self.client, self.run_id)
+
+    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+    def end(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.run_id, status=status)

@@ -1,14 +1,90 @@
-"""A Hydra callback that makes a multirun one MLflow run tree: a parent run, one child per job."""
+"""A Hydra callback that makes a multirun one MLflow run tree: a parent run, one child per job.
+
+The parent's best child is chosen by each child's `objective` metric (validation only), in the direction the
+objective defines; test metrics are copied for reading, never compared. The parent always ends.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from expkit.selection.objective import Objective, SweepAborted
 from expkit.tracking.store import PARENT_RUN_ENV, ensure_experiment, tracking_uri
+
+#: The parent run's tracking URI, for closing it from the CLI when a sweep stops early.
+PARENT_URI_ENV = "EXPKIT_PARENT_RUN_URI"
+
+
+def end_parent(status: str, reason: str) -> None:
+    """Close the running sweep's parent run (if it is still open) with `status`, tagged with the reason."""
+    parent_id, uri = os.environ.pop(PARENT_RUN_ENV, None), os.environ.pop(PARENT_URI_ENV, None)
+    if not parent_id or not uri:
+        return
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    if client.get_run(parent_id).info.status == "RUNNING":
+        client.set_tag(parent_id, "sweep.stopped", reason[:5000])
+        client.set_terminated(parent_id, status)
+
+
+def children(client: Any, parent_id: str) -> list[Any]:
+    experiment_id = client.get_run(parent_id).info.experiment_id
+    return client.search_runs([experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'", max_results=5000)
+
+
+def best_child(runs: list[Any], objective: Objective) -> Any | None:
+    """The FINISHED child with the best `objective` metric; test metrics play no part."""
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    ranked = objective.rank([(r, r.data.metrics.get("objective")) for r in finished])
+    return ranked[0] if ranked and "objective" in ranked[0].data.metrics else None
+
+
+def summarize_parent(client: Any, parent_id: str, objective: Objective) -> dict[str, Any]:
+    """Tag the parent with the objective, its job counts by state and the best child; returns those figures."""
+    runs = children(client, parent_id)
+    states = {"FINISHED": 0, "FAILED": 0, "KILLED": 0, "RUNNING": 0}
+    pruned = 0
+    for r in runs:
+        if r.data.tags.get("optuna.state") == "PRUNED":
+            pruned += 1
+        else:
+            states[r.info.status] = states.get(r.info.status, 0) + 1
+    tags = {
+        "sweep.num_jobs": str(len(runs)),
+        "sweep.objective.metric": objective.metric,
+        "sweep.objective.mode": objective.mode,
+        "sweep.objective.at": objective.at,
+        **{f"sweep.num_{k.lower()}": str(v) for k, v in states.items() if k != "RUNNING"},
+        "sweep.num_pruned": str(pruned),
+    }
+    best = best_child(runs, objective)
+    if best is not None:
+        tags["sweep.best_run_id"] = best.info.run_id
+        tags["sweep.best_overrides"] = best.data.tags.get("overrides", "")
+        client.log_metric(parent_id, "best_objective", best.data.metrics["objective"])
+        for key, value in best.data.metrics.items():
+            if key.startswith(("test_", "val_")):  # reported for reading; the choice above used `objective` only
+                client.log_metric(parent_id, f"best_{key}", value)
+    for key, value in tags.items():
+        client.set_tag(parent_id, key, value)
+    return {"runs": runs, "states": states, "pruned": pruned, "best": best}
+
+
+def retire_interrupted(client: Any, parent_id: str) -> None:
+    """Children cut off by an interrupted search (not pruned, not finished): their trial runs again with the same
+    parameters, so they are closed KILLED, tagged, and soft-deleted (restorable with `mlflow runs restore`)."""
+    for run in children(client, parent_id):
+        if run.info.status in ("RUNNING", "KILLED") and run.data.tags.get("optuna.state") != "PRUNED":
+            client.set_tag(run.info.run_id, "optuna.state", "INTERRUPTED")
+            if run.info.status == "RUNNING":
+                client.set_terminated(run.info.run_id, "KILLED")
+            client.delete_run(run.info.run_id)
 
 
 class SweepTrackingCallback(Callback):
@@ -26,12 +102,32 @@ class SweepTrackingCallback(Callback):
         self.uri = tracking_uri(OmegaConf.select(config, "tracking.uri"), str(config.paths.root_dir))
         # Creating the experiment here creates a fresh SQLite schema once, before parallel jobs race on it.
         experiment_id = ensure_experiment(self.uri, str(config.tracking.experiment_name), str(config.tracking.artifact_dir))
-        overrides = list(config.hydra.overrides.task)
-        run = mlflow.MlflowClient(self.uri).create_run(
-            experiment_id, run_name=f"{config.name} sweep", tags={"expkit.sweep": "parent", "sweep.overrides": " ".join(overrides)}
-        )
-        self.parent_id = run.info.run_id
+        client = mlflow.MlflowClient(self.uri)
+        from expkit.selection.study import previous_parent
+
+        resumed = previous_parent(config)
+        if resumed:  # a re-run of an Optuna search continues its study, and its parent run
+            client.update_run(resumed, status="RUNNING")
+            self.parent_id = resumed
+            retire_interrupted(client, resumed)
+        else:
+            objective = Objective.from_config(OmegaConf.select(config, "objective"))
+            overrides = list(config.hydra.overrides.task)
+            run = client.create_run(
+                experiment_id,
+                run_name=f"{config.name} sweep",
+                tags={
+                    "expkit.sweep": "parent",
+                    "sweep.overrides": " ".join(overrides),
+                    "sweep.dir": str(config.hydra.sweep.dir),
+                    "sweep.objective.metric": objective.metric,
+                    "sweep.objective.mode": objective.mode,
+                },
+            )
+            self.parent_id = run.info.run_id
         os.environ[PARENT_RUN_ENV] = self.parent_id
+        os.environ[PARENT_URI_ENV] = self.uri
+        print(f"sweep parent run {self.parent_id} in {self.uri}", file=sys.stderr)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if not self.parent_id:
@@ -39,15 +135,20 @@ class SweepTrackingCallback(Callback):
         import mlflow
 
         client = mlflow.MlflowClient(self.uri)
-        children = client.search_runs(
-            [client.get_run(self.parent_id).info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{self.parent_id}'"
-        )
-        client.set_tag(self.parent_id, "sweep.num_jobs", str(len(children)))
-        finished = [r for r in children if r.info.status == "FINISHED" and "test_loss" in r.data.metrics]
-        if finished:
-            best = min(finished, key=lambda r: r.data.metrics["test_loss"])
-            client.set_tag(self.parent_id, "sweep.best_run_id", best.info.run_id)
-            for key, value in best.data.metrics.items():
-                client.log_metric(self.parent_id, f"best_{key}", value)
-        client.set_terminated(self.parent_id, "FINISHED" if len(finished) == len(children) else "FAILED")
+        objective = Objective.from_config(OmegaConf.select(config, "objective"))
+        figures = summarize_parent(client, self.parent_id, objective)
+        runs, failed = figures["runs"], figures["states"]["FAILED"]
+        limit = OmegaConf.select(config, "sweep.max_failure_rate", default=None)
+        too_many = limit is not None and runs and failed / len(runs) > float(limit)
+        client.set_terminated(self.parent_id, "FAILED" if too_many or (runs and failed == len(runs)) else "FINISHED")
         os.environ.pop(PARENT_RUN_ENV, None)
+        os.environ.pop(PARENT_URI_ENV, None)
+        best = figures["best"]
+        print(
+            f"sweep {self.parent_id}: {len(runs)} job(s), {figures['states']['FINISHED']} finished, {failed} failed, "
+            f"{figures['pruned']} pruned; best by {objective.metric} ({objective.mode}): "
+            + (f"{best.data.metrics['objective']:.4f} ({best.data.tags.get('overrides', '')})" if best else "none"),
+            file=sys.stderr,
+        )
+        if too_many:
+            raise SweepAborted(f"{failed} of {len(runs)} jobs failed, more than sweep.max_failure_rate={limit}")

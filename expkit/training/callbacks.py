@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from expkit.registry import Registry, build_component
+from expkit.selection.objective import Objective, direction
 
 
 def _keras_callbacks() -> list[Any]:
@@ -26,6 +27,18 @@ def resolve_paths(spec: dict[str, Any], output_dir: Path) -> dict[str, Any]:
     return spec
 
 
-def make_callbacks(specs: dict[str, dict[str, Any]], output_dir: Path) -> list[Any]:
+def with_direction(spec: dict[str, Any], objective: Objective | None) -> dict[str, Any]:
+    """A callback that monitors a metric (EarlyStopping, ReduceLROnPlateau, ...) gets the objective's direction unless given."""
+    if "type" not in spec or "monitor" not in spec or spec.get("mode") not in (None, "auto"):
+        return spec
+    monitor = str(spec["monitor"])
+    mode = objective.mode if objective is not None and monitor == objective.metric else direction(monitor)
+    return {**spec, "mode": mode}
+
+
+def make_callbacks(specs: dict[str, dict[str, Any]], output_dir: Path, objective: Objective | None = None) -> list[Any]:
     """Build each named callback from `{type: Name, **kwargs}` or `{_target_: ..., **kwargs}`."""
-    return [build_component(resolve_paths(spec, output_dir), CALLBACKS, key=f"callbacks.{name}") for name, spec in specs.items()]
+    return [
+        build_component(with_direction(resolve_paths(spec, output_dir), objective), CALLBACKS, key=f"callbacks.{name}")
+        for name, spec in specs.items()
+    ]

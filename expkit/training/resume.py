@@ -18,6 +18,8 @@ from typing import Any
 
 import keras
 
+from expkit.selection.objective import Mode, is_better
+
 STATE_FILE = "state.json"
 
 
@@ -55,11 +57,12 @@ class TrainingState:
 class EpochState(keras.callbacks.Callback):
     """Saves a resumable state (weights + optimizer + epoch + logs) at the end of every epoch."""
 
-    def __init__(self, state_dir: Path, history: dict[str, list[float]], monitor: str, best: float | None) -> None:
+    def __init__(self, state_dir: Path, history: dict[str, list[float]], monitor: str, best: float | None, mode: Mode = "min") -> None:
         super().__init__()
         self.state_dir = state_dir
         self.history = {k: list(v) for k, v in history.items()}
         self.monitor = monitor
+        self.mode = mode
         self.best = best
         state_dir.mkdir(parents=True, exist_ok=True)
 
@@ -67,7 +70,7 @@ class EpochState(keras.callbacks.Callback):
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(float(value))
         current = (logs or {}).get(self.monitor)
-        if current is not None and (self.best is None or float(current) < self.best):
+        if current is not None and is_better(float(current), self.best, self.mode):
             self.best = float(current)
         name = f"epoch-{epoch:05d}.weights.h5"
         tmp = self.state_dir / f".tmp-{name}"

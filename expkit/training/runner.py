@@ -14,6 +14,7 @@ from expkit.config.schema import ExperimentConfig
 from expkit.data.pipeline import Splits
 from expkit.errors import ExpkitError, suggestion
 from expkit.models.builder import build_model
+from expkit.selection.objective import Objective, direction
 from expkit.training.batches import COMPACT, ArrayBatches
 from expkit.training.callbacks import make_callbacks
 from expkit.training.compile import compile_model
@@ -186,11 +187,16 @@ def train_and_evaluate(
     *,
     stop: StopRequest | None = None,
     resume_from: TrainingState | None = None,
+    objective: Objective | None = None,
+    test: bool = True,
+    epochs: int | None = None,
 ) -> Outcome:
-    """Build, fit, checkpoint and test the model described by `config` on `splits`.
+    """Build, fit, checkpoint and (with `test`) test the model described by `config` on `splits`.
 
     `epoch_callbacks` see only complete epochs, after the resumable state for that epoch is saved.
     With `resume_from`, weights, optimizer state and epoch count continue from that state.
+    The best checkpoint follows `objective` (default: the config's), or trainer.checkpoint_monitor.
+    Protocols pass test=False, choose on the history, and call `evaluate_test` afterwards.
     """
     import keras
 
@@ -204,7 +210,9 @@ def train_and_evaluate(
 
     ckpt_dir = output_dir / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    monitor = trainer.checkpoint_monitor or ("val_loss" if splits.x_val is not None else "loss")
+    objective = objective or Objective.from_config(getattr(config, "objective", None))
+    monitor = trainer.checkpoint_monitor or (objective.metric if splits.x_val is not None else "loss")
+    mode = objective.mode if monitor == objective.metric else direction(monitor)
     checkpoints = {"best": ckpt_dir / "best.keras", "final": ckpt_dir / "final.keras"}
     initial_epoch, history, best = 0, {}, None
     if resume_from is not None:
@@ -212,12 +220,12 @@ def train_and_evaluate(
         model.load_weights(resume_from.weights)
         initial_epoch, history, best = resume_from.epoch + 1, resume_from.history, resume_from.best
 
-    epoch_state = EpochState(ckpt_dir / "resume", history, monitor, best)
+    epoch_state = EpochState(ckpt_dir / "resume", history, monitor, best, mode=mode)
     best_checkpoint = keras.callbacks.ModelCheckpoint(
-        str(checkpoints["best"]), monitor=monitor, save_best_only=True, initial_value_threshold=best
+        str(checkpoints["best"]), monitor=monitor, mode=mode, save_best_only=True, initial_value_threshold=best
     )
     recorders = [best_checkpoint, epoch_state, *(epoch_callbacks or [])]
-    callbacks = [*make_callbacks(config.callbacks, output_dir), StopOnRequest(stop), CompleteEpochsOnly(stop, recorders)]
+    callbacks = [*make_callbacks(config.callbacks, output_dir, objective), StopOnRequest(stop), CompleteEpochsOnly(stop, recorders)]
     tb = config.tracking.tensorboard
     if tb.enabled:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(output_dir / "tensorboard"), histogram_freq=tb.histogram_freq))
@@ -225,10 +233,11 @@ def train_and_evaluate(
     batch = trainer.batch_size
     train_batches = ArrayBatches(splits.x_train, splits.y_train, batch, shuffle=trainer.shuffle, seed=config.seed, epoch=initial_epoch)
     validation = ArrayBatches(splits.x_val, splits.y_val, batch) if splits.x_val is not None else None
-    if initial_epoch < trainer.epochs:
+    total_epochs = epochs or trainer.epochs
+    if initial_epoch < total_epochs:
         model.fit(
             train_batches,
-            epochs=trainer.epochs,
+            epochs=total_epochs,
             initial_epoch=initial_epoch,
             verbose=trainer.verbose,
             validation_data=validation,
@@ -246,13 +255,23 @@ def train_and_evaluate(
     if stop.signum is not None:
         raise Interrupted(stop.signum)
     model.save(checkpoints["final"])
-    test = model.evaluate(ArrayBatches(splits.x_test, splits.y_test, batch), verbose=0, return_dict=True)
-    test_metrics = {f"test_{k}": float(v) for k, v in test.items()}
-    summary = {
-        "test": test_metrics,
+    outcome = Outcome(model, history, {}, checkpoints, splits)
+    if test:
+        evaluate_test(outcome, splits, output_dir, batch, monitor=monitor)
+    return outcome
+
+
+def evaluate_test(outcome: Outcome, splits: Splits, output_dir: Path, batch_size: int, **summary: Any) -> dict[str, float]:
+    """Evaluate the trained model on test data once, after selection; writes metrics.json and fills outcome.test_metrics."""
+    history = outcome.history
+    splits = outcome.splits or splits  # as the model saw them (named by input/output for graph models)
+    test = outcome.model.evaluate(ArrayBatches(splits.x_test, splits.y_test, batch_size), verbose=0, return_dict=True)
+    outcome.test_metrics = {f"test_{k}": float(v) for k, v in test.items()}
+    record = {
+        "test": outcome.test_metrics,
         "epochs_run": len(history.get("loss", [])),
         "final": {k: v[-1] for k, v in history.items()},
-        "monitor": monitor,
+        **summary,
     }
-    (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return Outcome(model, history, test_metrics, checkpoints, splits)
+    (output_dir / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
+    return outcome.test_metrics

@@ -1,0 +1,213 @@
+"""Protocols: how one configuration is scored on validation data, between the Hydra task and `train_and_evaluate`.
+
+- holdout: one training run on the configured validation split (today's behaviour), then test once.
+- kfold:   K training runs, fold k validating on the k-th slice of the training data; the score is the mean.
+- retrain: a validation run finds the best epoch; a fresh model trains that many epochs on train+val, then test once.
+
+Each protocol returns the objective computed from training histories only. Test data is evaluated after
+the score is fixed, by `evaluate_test`, and its metrics are logged, never returned.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from expkit.config.schema import ExperimentConfig
+from expkit.errors import ExpkitError
+from expkit.selection.objective import Objective
+
+NO_VALIDATION_HINT = "set dataset.validation.holdout (e.g. 0.2), dataset.validation.split or dataset.validation.folds"
+
+
+@dataclass
+class Context:
+    """What a protocol needs: the checked config, where to write, the tracked run (or None), and per-epoch hooks."""
+
+    config: ExperimentConfig
+    output_dir: Path
+    objective: Objective
+    tracked: Any = None
+    stop: Any = None
+    resume_from: Any = None
+    # Needs a validation score (a sweep, or a protocol that selects): no validation data is then an error.
+    selecting: bool = False
+    # Extra per-epoch Keras callbacks built from the objective (e.g. a pruning reporter): called with the Objective.
+    epoch_hooks: list[Callable[[Objective], Any]] = field(default_factory=list)
+
+    def callbacks(self, tracked: Any = None) -> list[Any]:
+        tracked = tracked if tracked is not None else self.tracked
+        return [*([tracked.callback()] if tracked else []), *(hook(self.objective) for hook in self.epoch_hooks)]
+
+
+@dataclass
+class Result:
+    """A protocol's result: the objective (validation only; None without validation data) and what was trained."""
+
+    score: float | None
+    outcome: Any = None
+    splits: Any = None
+    summary: dict[str, float] = field(default_factory=dict)
+
+
+def load(config: ExperimentConfig, *, fold: int | None = None, dataset: Any = None) -> Any:
+    from expkit.data import load_splits
+
+    return load_splits(
+        dataset or config.dataset, data_dir=config.paths.data_dir, seed=config.seed, **({"fold": fold} if fold is not None else {})
+    )
+
+
+def require_validation(splits: Any, ctx: Context) -> None:
+    if ctx.selecting and splits.x_val is None:
+        raise ExpkitError(
+            f"choosing by the objective {ctx.objective.metric} needs validation data, and this config has none",
+            key="dataset.validation",
+            hint=NO_VALIDATION_HINT + "; test data never chooses",
+        )
+
+
+def holdout(ctx: Context) -> Result:
+    """One fit on the training split, scored on the validation split, then tested once."""
+    from expkit.training.runner import evaluate_test, train_and_evaluate
+
+    config = ctx.config
+    splits = load(config)
+    require_validation(splits, ctx)
+    if ctx.tracked:
+        ctx.tracked.set_tags({"dataset.fingerprint": splits.fingerprint})
+    outcome = train_and_evaluate(
+        config, splits, ctx.output_dir, ctx.callbacks(), stop=ctx.stop, resume_from=ctx.resume_from, objective=ctx.objective, test=False
+    )
+    score = ctx.objective.score(outcome.history) if splits.x_val is not None else None
+    evaluate_test(outcome, splits, ctx.output_dir, config.trainer.batch_size, objective=score, objective_metric=ctx.objective.metric)
+    return Result(score, outcome, splits)
+
+
+def retrain(ctx: Context) -> Result:
+    """Find the best epoch on validation, then train a fresh model that many epochs on train+val and test it once."""
+    from expkit.training.runner import evaluate_test, train_and_evaluate
+
+    config = ctx.config
+    ctx.selecting = True
+    splits = load(config)
+    require_validation(splits, ctx)
+    select_dir = ctx.output_dir / "select"
+    child = start_child(ctx, "select", {"protocol.phase": "select"})
+    try:
+        outcome = train_and_evaluate(config, splits, select_dir, ctx.callbacks(child), stop=ctx.stop, objective=ctx.objective, test=False)
+        end_child(child, "FINISHED")
+    except BaseException:
+        end_child(child, "FAILED")
+        raise
+    score = ctx.objective.score(outcome.history)
+    curve = outcome.history.get(ctx.objective.metric, [])
+    best_epochs = (ctx.objective.best_epoch(curve) if ctx.objective.at == "best" else len(curve) - 1) or 0
+    best_epochs += 1
+    print(f"retrain: best epoch {best_epochs} by {ctx.objective.metric} = {score:.4f}; training on train+val for {best_epochs} epochs")
+
+    full = load(config, dataset=config.dataset.model_copy(update={"validation": type(config.dataset.validation)()}))
+    child = start_child(ctx, "retrain", {"protocol.phase": "retrain"})
+    try:
+        final = train_and_evaluate(
+            config, full, ctx.output_dir, ctx.callbacks(child), stop=ctx.stop, objective=ctx.objective, test=False, epochs=best_epochs
+        )
+        evaluate_test(final, full, ctx.output_dir, config.trainer.batch_size, objective=score, best_epoch=best_epochs)
+        if child:
+            child.log_metrics(final.test_metrics)
+        end_child(child, "FINISHED")
+    except BaseException:
+        end_child(child, "FAILED")
+        raise
+    return Result(score, final, full, {"retrain.epochs": float(best_epochs)})
+
+
+def kfold(ctx: Context) -> Result:
+    """K fits, fold k validating on the k-th slice; the score is the mean fold score (std logged too). No test evaluation."""
+    from expkit.training.runner import train_and_evaluate
+
+    config = ctx.config
+    ctx.selecting = True
+    folds = int(config.dataset.validation.folds or 0)
+    scores: list[float] = []
+    histories: list[dict[str, list[float]]] = []
+    outcome = splits = None
+    for k in range(folds):
+        splits = load(config, fold=k)
+        print(f"fold {k + 1}/{folds}: {len(splits.x_train)} training, {len(splits.x_val)} validation samples", file=sys.stderr)
+        child = start_child(ctx, f"fold {k}", {"protocol.fold": str(k)})
+        try:
+            outcome = train_and_evaluate(
+                config, splits, ctx.output_dir / f"fold-{k}", ctx.callbacks(child), stop=ctx.stop, objective=ctx.objective, test=False
+            )
+            score = ctx.objective.score(outcome.history)
+            if child:
+                child.log_metrics({"objective": score})
+            end_child(child, "FINISHED")
+        except BaseException:
+            end_child(child, "FAILED")
+            raise
+        scores.append(score)
+        histories.append(outcome.history)
+        print(f"fold {k + 1}/{folds}: {ctx.objective.metric} = {score:.4f}", file=sys.stderr)
+    mean, std = float(np.mean(scores)), float(np.std(scores))
+    summary = {f"kfold.{ctx.objective.metric}.mean": mean, f"kfold.{ctx.objective.metric}.std": std}
+    summary.update({f"kfold.{ctx.objective.metric}.fold{k}": s for k, s in enumerate(scores)})
+    averaged = average_histories(histories)
+    if ctx.tracked:
+        ctx.tracked.log_metrics(summary)
+        for name, curve in averaged.items():
+            ctx.tracked.client.log_batch(ctx.tracked.run_id, metrics=curve_metrics(f"kfold_mean_{name}", curve))
+        from expkit.tracking import plots
+
+        paths = plots.learning_curves(averaged, ctx.output_dir / "plots" / "kfold", config.tracking.plot_smoothing)
+        ctx.tracked.log_artifacts(paths, artifact_path="plots/kfold")
+    print(f"kfold: {ctx.objective.metric} = {mean:.4f} ± {std:.4f} over {folds} folds ({', '.join(f'{s:.3f}' for s in scores)})")
+    return Result(mean, outcome, splits, summary)
+
+
+def average_histories(histories: list[dict[str, list[float]]]) -> dict[str, list[float]]:
+    """Per-epoch mean over folds of every metric all folds recorded (up to the shortest fold)."""
+    keys = set.intersection(*(set(h) for h in histories)) if histories else set()
+    averaged = {}
+    for key in sorted(keys):
+        length = min(len(h[key]) for h in histories)
+        averaged[key] = [float(np.mean([h[key][e] for h in histories])) for e in range(length)]
+    return averaged
+
+
+def curve_metrics(name: str, values: list[float]) -> list[Any]:
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    return [Metric(name, v, now, e) for e, v in enumerate(values) if math.isfinite(v)]
+
+
+def start_child(ctx: Context, label: str, tags: dict[str, str]) -> Any:
+    """A nested MLflow run under the job's run (a fold or a phase), or None without tracking."""
+    if not ctx.tracked:
+        return None
+    from expkit.tracking.run import ChildRun
+
+    return ChildRun.start(ctx.tracked, f"{ctx.config.name} {label}", tags)
+
+
+def end_child(child: Any, status: str) -> None:
+    if child is not None:
+        child.end(status)
+
+
+PROTOCOLS: dict[str, Callable[[Context], Result]] = {"holdout": holdout, "kfold": kfold, "retrain": retrain}
+
+
+def run_protocol(ctx: Context) -> Result:
+    """Score the configuration with the protocol the config names."""
+    return PROTOCOLS[ctx.config.protocol](ctx)

@@ -1,0 +1,1 @@
+"""expkit's Hydra sweeper on Optuna 4 (`hydra/sweeper=optuna`)."""
