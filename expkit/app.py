@@ -58,15 +58,30 @@ def threads_per_job() -> int | None:
     return max(1, cores // jobs)
 
 
-def run_name(name: str, overrides: list[str]) -> str:
-    """The preset name plus a short summary of the overrides, e.g. 'mnist_dense lr=1e-3'."""
-    shown = []
+def run_name(name: str, overrides: list[str], swept: set[str] | None = None) -> str:
+    """The preset name plus a short summary of the overrides, e.g. 'mnist_dense lr=1e-3'.
+
+    In a sweep, the values the sweep varies come first (`swept`: the overrides that differ between jobs),
+    so the UI's narrow name column shows what tells the children apart.
+    """
+    first, rest = [], []
     for override in overrides:
         key, _, value = override.partition("=")
         if not override.startswith(("+experiment=", "hydra", "experiment=")):
-            shown.append(f"{key.lstrip('+~').split('.')[-1]}={value}" if value else key)
-    text = " ".join([name, *shown]).strip()
+            short = f"{key.lstrip('+~').split('.')[-1]}={value}" if value else key
+            (first if swept and override in swept else rest).append(short)
+    text = " ".join([*first, name, *rest]).strip()
     return text if len(text) <= 100 else text[:97] + "..."
+
+
+def swept_overrides(overrides: list[str]) -> set[str]:
+    """In a sweep job: the overrides not given to the whole sweep on the command line (the swept values)."""
+    from expkit.tracking.store import SWEEP_OVERRIDES_ENV
+
+    common = os.environ.get(SWEEP_OVERRIDES_ENV)
+    if common is None:
+        return set()
+    return set(overrides) - set(common.split("\n"))
 
 
 def config_drift(run_dir: Path, resolved: dict[str, Any]) -> list[str]:
@@ -123,7 +138,8 @@ def run_experiment(config: ExperimentConfig, resolved: dict[str, Any], overrides
         }
         if drift:
             tags["resume.config_drift"] = "; ".join(drift)[:5000]
-        run_id = tracked.start(run_name(config.name, overrides), tags, run_id=run_id)
+        name = run_name(config.name, overrides, swept_overrides(overrides))
+        run_id = tracked.start(name, tags, run_id=run_id)
         (output_dir / "run_id").write_text(run_id + "\n")
         print(f"MLflow run {run_id} in {tracked.uri}", file=sys.stderr)
         if state is not None:
@@ -136,24 +152,20 @@ def run_experiment(config: ExperimentConfig, resolved: dict[str, Any], overrides
         with StopRequest() as stop:
             splits = load_splits(config.dataset, data_dir=config.paths.data_dir, seed=config.seed)
             if tracked:
+                from expkit.data.sources import data_origin
+
                 tracked.set_tags({"dataset.fingerprint": splits.fingerprint})
+                d = config.dataset
+                origin = data_origin(d.source, d.name, d.path, config.paths.data_dir)
+                tracked.log_dataset(d.name, origin, splits.fingerprint, splits.sizes, splits.raw_x_example)
             outcome = train_and_evaluate(config, splits, output_dir, [tracked.callback()] if tracked else [], stop=stop, resume_from=state)
         lines: list[str] = []
         outcome.model.summary(print_fn=lambda line, *a, **k: lines.append(line))
         (output_dir / "model_summary.txt").write_text("\n".join(lines) + "\n")
         if tracked:
-            tracked.log_params({}, {"model.num_params": outcome.model.count_params()})
-            tracked.log_metrics(outcome.test_metrics)
-            tracked.log_artifacts([output_dir / n for n in ("config.yaml", "overrides.yaml", "metrics.json", "model_summary.txt")])
-            tracked.log_plots(
-                outcome.history, config.model.loss, outcome.model, splits, output_dir / "plots", config.tracking.plot_smoothing
-            )
-            if config.tracking.log_model:
-                tracked.log_model(outcome.model, splits.x_test[:5])
+            tracked.log_results(config, outcome, splits, output_dir, name, overrides)
         status = "FINISHED"
-        for key, value in outcome.test_metrics.items():
-            print(f"{key}: {value:.4f}")
-        print(f"outputs: {output_dir}")
+        print(final_summary(outcome, output_dir, tracked))
         history = outcome.history
         return float((history.get("val_loss") or history["loss"])[-1])
     except Interrupted as stopped:
@@ -171,6 +183,19 @@ def run_experiment(config: ExperimentConfig, resolved: dict[str, Any], overrides
     finally:
         if tracked:
             tracked.end(status)
+
+
+def final_summary(outcome: Any, output_dir: Path, tracked: Any) -> str:
+    """The lines a finished run ends with: test metrics, final epoch metrics, run id, folder, where to look."""
+    lines = [f"{key}: {value:.4f}" for key, value in outcome.test_metrics.items()]
+    final = {k: v[-1] for k, v in outcome.history.items() if v and k not in ("learning_rate", "epoch_time_s")}
+    if final:
+        lines.append("final epoch: " + ", ".join(f"{k} {v:.4f}" for k, v in final.items()))
+    if tracked:
+        lines.append(f"MLflow run: {tracked.run_id}")
+        lines.append(f"view: {tracked.ui_link()}")
+    lines.append(f"outputs: {output_dir}")
+    return "\n".join(lines)
 
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,11 @@ class Splits:
     x_val: np.ndarray | None = None
     y_val: np.ndarray | None = None
     fingerprint: str = ""
+    # For the inference model: a few raw test samples (the dataset's own form) and each x step's fitted statistics.
+    raw_x_example: np.ndarray | None = None
+    x_fitted: list[dict[str, Any]] = field(default_factory=list)
+    # Samples per split before preprocessing: {"train": n, "validation": n, "test": n}.
+    sizes: dict[str, int] = field(default_factory=dict)
 
 
 def fingerprint(*arrays: np.ndarray) -> str:
@@ -99,9 +104,12 @@ def load_splits(dataset: Any, *, data_dir: str | None, seed: int) -> Splits:
         x_val, y_val, x_train, y_train = x_train[cut:], y_train[cut:], x_train[:cut], y_train[:cut]
 
     pre = dataset.preprocess
-    x_train, rest_x = apply_steps(pre.x, x_train, [x_test] + ([x_val] if x_val is not None else []), "dataset.preprocess.x")
+    raw_example = x_test[:5].copy()
+    sizes = {"train": len(x_train), **({"validation": len(x_val)} if x_val is not None else {}), "test": len(x_test)}
+    fitted: list[dict[str, Any]] = []
+    x_train, rest_x = apply_steps(pre.x, x_train, [x_test] + ([x_val] if x_val is not None else []), "dataset.preprocess.x", fitted)
     y_train, rest_y = apply_steps(pre.y, y_train, [y_test] + ([y_val] if y_val is not None else []), "dataset.preprocess.y")
-    splits = Splits(x_train, y_train, rest_x[0], rest_y[0], fingerprint=print_)
+    splits = Splits(x_train, y_train, rest_x[0], rest_y[0], fingerprint=print_, raw_x_example=raw_example, x_fitted=fitted, sizes=sizes)
     if x_val is not None:
         splits.x_val, splits.y_val = rest_x[1], rest_y[1]
     return splits

@@ -56,9 +56,24 @@ def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return out
 
 
-def fit_step(step: Any, train: np.ndarray) -> Transform:
-    """Return the transform for one config step, with statistics taken from `train`."""
+def standardize_stats(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std of `train` (std 0 becomes 1), as `standardize` applies them."""
+    mean = train.astype(np.float64).mean(axis=0)
+    std = train.astype(np.float64).std(axis=0)
+    std[std == 0] = 1.0
+    return mean, std
+
+
+def fit_step(step: Any, train: np.ndarray, fitted: list[dict[str, Any]] | None = None) -> Transform:
+    """Return the transform for one config step, with statistics taken from `train`.
+
+    If `fitted` is given, the step's fitted statistics are appended to it ({} for a step without any),
+    so that an inference model can carry them.
+    """
     op = step.op
+    state: dict[str, Any] = {}
+    if fitted is not None:
+        fitted.append(state)
     if op == "flatten":
         return lambda a: a.reshape(len(a), -1)
     if op == "reshape":
@@ -66,9 +81,8 @@ def fit_step(step: Any, train: np.ndarray) -> Transform:
     if op == "scale":
         return lambda a: a.astype(np.float32) / np.float32(step.divisor)
     if op == "standardize":
-        mean = train.astype(np.float64).mean(axis=0)
-        std = train.astype(np.float64).std(axis=0)
-        std[std == 0] = 1.0
+        mean, std = standardize_stats(train)
+        state.update(mean=mean, std=std)
         return lambda a: ((a - mean) / std).astype(np.float32)
     if op == "multi_hot":
         return lambda a: multi_hot(a, step.num_words)
@@ -81,11 +95,13 @@ def fit_step(step: Any, train: np.ndarray) -> Transform:
     raise ExpkitError(f"unknown preprocessing op '{op}'")  # the schema stops this earlier
 
 
-def apply_steps(steps: Sequence[Any], train: np.ndarray, others: list[np.ndarray], key: str) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Fit each step on `train` and apply it to `train` and every array in `others`."""
+def apply_steps(
+    steps: Sequence[Any], train: np.ndarray, others: list[np.ndarray], key: str, fitted: list[dict[str, Any]] | None = None
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Fit each step on `train` and apply it to `train` and every array in `others` (fitted statistics go to `fitted`)."""
     for i, step in enumerate(steps):
         try:
-            transform = fit_step(step, train)
+            transform = fit_step(step, train, fitted)
             train, others = transform(train), [transform(a) for a in others]
         except ExpkitError:
             raise

@@ -11,6 +11,8 @@ from typing import Any
 from expkit.errors import ExpkitError
 
 PARENT_RUN_ENV = "EXPKIT_PARENT_RUN_ID"
+#: The overrides given to a whole sweep (newline-separated), so a job can tell its swept values apart.
+SWEEP_OVERRIDES_ENV = "EXPKIT_SWEEP_OVERRIDES"
 
 
 def tracking_uri(uri: str | None, root_dir: str) -> str:

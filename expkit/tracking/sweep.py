@@ -8,7 +8,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from expkit.tracking.store import PARENT_RUN_ENV, ensure_experiment, tracking_uri
+from expkit.tracking.store import PARENT_RUN_ENV, SWEEP_OVERRIDES_ENV, ensure_experiment, tracking_uri
 
 
 class SweepTrackingCallback(Callback):
@@ -32,6 +32,7 @@ class SweepTrackingCallback(Callback):
         )
         self.parent_id = run.info.run_id
         os.environ[PARENT_RUN_ENV] = self.parent_id
+        os.environ[SWEEP_OVERRIDES_ENV] = "\n".join(overrides)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if not self.parent_id:
@@ -48,6 +49,7 @@ class SweepTrackingCallback(Callback):
             best = min(finished, key=lambda r: r.data.metrics["test_loss"])
             client.set_tag(self.parent_id, "sweep.best_run_id", best.info.run_id)
             for key, value in best.data.metrics.items():
-                client.log_metric(self.parent_id, f"best_{key}", value)
+                client.log_metric(self.parent_id, f"best/{key}", value)  # a section of its own in the chart view
         client.set_terminated(self.parent_id, "FINISHED" if len(finished) == len(children) else "FAILED")
         os.environ.pop(PARENT_RUN_ENV, None)
+        os.environ.pop(SWEEP_OVERRIDES_ENV, None)
