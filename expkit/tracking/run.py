@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import platform
 import subprocess
@@ -210,6 +211,7 @@ class TrackedRun:
         from expkit.serving.inference import pyfunc_class
 
         raw = np.asarray(raw_example)
+        logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)  # its notes on cloudpickle and example validation
         params = ParamSchema([ParamSpec("output", "string", "classes")])
         ragged = raw.dtype == object
         inputs = None if ragged else Schema([TensorSpec(raw.dtype, (-1, *raw.shape[1:]))])
