@@ -74,6 +74,18 @@ def run_name(name: str, overrides: list[str], swept: set[str] | None = None) -> 
     return text if len(text) <= 100 else text[:97] + "..."
 
 
+def sweep_job_label(overrides: list[str]) -> str:
+    """'job 1: seed=2' in a multirun job (its number and swept overrides), '' in a single run."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return ""
+    swept = swept_overrides(overrides)
+    shown = [o for o in overrides if o in swept] if swept else overrides
+    return f"job {HydraConfig.get().job.num}" + (f": {' '.join(shown)}" if shown else "")
+
+
 def swept_overrides(overrides: list[str]) -> set[str]:
     """In a sweep job: the overrides not given to the whole sweep on the command line (the swept values)."""
     from expkit.tracking.store import SWEEP_OVERRIDES_ENV
@@ -100,6 +112,8 @@ def config_drift(run_dir: Path, resolved: dict[str, Any]) -> list[str]:
 def run_experiment(config: ExperimentConfig, resolved: dict[str, Any], overrides: list[str], *, resume: bool = False) -> float:
     """Train, evaluate, checkpoint and track one experiment; returns the objective (lower is better)."""
     from expkit.data import load_splits
+    from expkit.tracking.tensorboard import run_folder, write_hparams
+    from expkit.training.progress import epoch_lines, resolve_verbose
     from expkit.training.resume import Interrupted, StopRequest, TrainingState
     from expkit.training.runner import train_and_evaluate
 
@@ -158,14 +172,28 @@ def run_experiment(config: ExperimentConfig, resolved: dict[str, Any], overrides
                 d = config.dataset
                 origin = data_origin(d.source, d.name, d.path, config.paths.data_dir)
                 tracked.log_dataset(d.name, origin, splits.fingerprint, splits.sizes, splits.raw_x_example)
-            outcome = train_and_evaluate(config, splits, output_dir, [tracked.callback()] if tracked else [], stop=stop, resume_from=state)
+            callbacks = [tracked.callback()] if tracked else []
+            job = sweep_job_label(overrides)
+            verbose = config.trainer.verbose
+            config.trainer.verbose = resolve_verbose(verbose, bool(job))  # type: ignore[assignment]
+            if job and verbose == "auto":
+                callbacks.append(epoch_lines(job, config.trainer.epochs))
+            tb_dir = run_folder(output_dir / "tensorboard", name, run_id) if tracked and run_id else None
+            outcome = train_and_evaluate(config, splits, output_dir, callbacks, stop=stop, resume_from=state, tensorboard_dir=tb_dir)
         lines: list[str] = []
         outcome.model.summary(print_fn=lambda line, *a, **k: lines.append(line))
         (output_dir / "model_summary.txt").write_text("\n".join(lines) + "\n")
         if tracked:
             tracked.log_results(config, outcome, splits, output_dir, name, overrides)
+            if tb_dir is not None:
+                from expkit.tracking.run import experiment_params
+
+                final = {f"final/{k}": v[-1] for k, v in outcome.history.items() if v}
+                last = max(len(outcome.history.get("loss", [])) - 1, 0)
+                write_hparams(tb_dir, experiment_params(resolved), {**final, **outcome.test_metrics}, last, name, tracked.run_id)
         status = "FINISHED"
-        print(final_summary(outcome, output_dir, tracked))
+        summary = final_summary(outcome, output_dir, tracked)
+        print("\n".join(f"[{job}] {line}" for line in summary.splitlines()) if job else summary, flush=True)
         history = outcome.history
         return float((history.get("val_loss") or history["loss"])[-1])
     except Interrupted as stopped:

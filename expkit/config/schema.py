@@ -129,7 +129,7 @@ class Optimizer(BaseModel):
 class Trainer(Strict):
     epochs: PositiveInt = 10
     batch_size: PositiveInt = 32
-    verbose: Literal[0, 1, 2] = 1
+    verbose: Literal[0, 1, 2, "auto"] = "auto"
     shuffle: bool = True
     deterministic: bool = False
     checkpoint_monitor: str | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 
 @dataclass
@@ -33,7 +34,7 @@ def train_command(overrides: list[str]) -> str:
 
 
 def render(facts: CardFacts) -> str:
-    """The card as Markdown (plots are linked relative to the run's artifact root)."""
+    """The card as Markdown. Plots link through the MLflow UI's artifact route, so they show in the run's description."""
     lines = [f"# {facts.run_name}", "", f"Run `{facts.run_id}`, preset **{facts.preset}**, {facts.epochs_run} epoch(s)."]
     if facts.dataset:
         lines.append(f"Dataset: {facts.dataset}.")
@@ -46,7 +47,7 @@ def render(facts: CardFacts) -> str:
     lines += table(rows, ("metric", "value"))
     if facts.plots:
         lines += ["", "## Plots", ""]
-        lines += [f"![{p}]({p})" for p in facts.plots]
+        lines += [f"![{p}](get-artifact?path={quote(p)}&run_uuid={facts.run_id})" for p in facts.plots]
     lines += ["", "## Commands", "", "```bash", f"# reproduce\n{train_command(facts.overrides)}"]
     lines += [f"# resume (if stopped)\nexpkit resume {shlex.quote(facts.output_dir)}"]
     lines += [f"# predict on raw inputs\nexpkit predict {facts.run_id} --input FILE --output preds.csv", "```"]

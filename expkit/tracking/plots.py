@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,42 +23,49 @@ def curve_groups(history: dict[str, list[float]]) -> list[str]:
     return [k for k in history if not k.startswith("val_") and k not in NOT_CURVES]
 
 
+def draw_curve(ax: Any, history: dict[str, list[float]], name: str, smoothing: float = 0.0, run_name: str = "") -> str:
+    """Draw metric `name` (training, and validation if recorded) by epoch on `ax`; returns the title it set."""
+    from matplotlib.ticker import MaxNLocator
+
+    drawn = []
+    for key, label, style in ((name, "training", "o-"), (f"val_{name}", "validation", "s-")):
+        values = history.get(key)
+        if not values:
+            continue
+        drawn.append(label)
+        epochs = np.arange(1, len(values) + 1)
+        if smoothing > 0:
+            ax.plot(epochs, values, style, alpha=0.25, markersize=3)
+            ax.plot(epochs, ema(values, smoothing), style[1:], label=f"{label} (EMA {smoothing})")
+        else:
+            ax.plot(epochs, values, style, label=label, markersize=4)
+    title = f"{name}: {' and '.join(drawn)}" + (f"\n{run_name}" if run_name else "")
+    ax.set(xlabel="epoch", ylabel=name, title=title)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return title
+
+
 def learning_curves(history: dict[str, list[float]], out_dir: Path, smoothing: float = 0.0, run_name: str = "") -> list[Path]:
     """One PNG per metric (loss, accuracy, and per output head of a multi-output model): training [and validation] by epoch.
 
-    Epoch ticks are integers; the title names the run and says only what is plotted. EMA-smoothed if smoothing > 0.
+    Epoch ticks are integers; the title names the run and says only what is plotted (also stored as the PNG's Title).
+    EMA-smoothed if smoothing > 0.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name in curve_groups(history):
         fig, ax = plt.subplots(figsize=(6, 4))
-        drawn = []
-        for key, label, style in ((name, "training", "o-"), (f"val_{name}", "validation", "s-")):
-            values = history.get(key)
-            if not values:
-                continue
-            drawn.append(label)
-            epochs = np.arange(1, len(values) + 1)
-            if smoothing > 0:
-                ax.plot(epochs, values, style, alpha=0.25, markersize=3)
-                ax.plot(epochs, ema(values, smoothing), style[1:], label=f"{label} (EMA {smoothing})")
-            else:
-                ax.plot(epochs, values, style, label=label, markersize=4)
-        what = " and ".join(drawn)
-        title = f"{name}: {what}" + (f"\n{run_name}" if run_name else "")
-        ax.set(xlabel="epoch", ylabel=name, title=title)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend()
-        ax.grid(alpha=0.3)
+        title = draw_curve(ax, history, name, smoothing, run_name)
         path = out_dir / f"{name}.png"
         fig.tight_layout()
-        fig.savefig(path, dpi=100)
+        fig.savefig(path, dpi=100, metadata={"Title": title})
         plt.close(fig)
         written.append(path)
     return written

@@ -8,6 +8,7 @@ import os
 import platform
 import subprocess
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +181,9 @@ class TrackedRun:
         example = np.asarray(raw_example)
         if example.dtype == object:  # ragged sequences: describe them by their length only
             example = np.zeros((len(example), 1), dtype=np.int64)
-        dataset = mlflow.data.from_numpy(example, source=origin, name=name, digest=digest)._to_mlflow_entity()
+        with warnings.catch_warnings():  # MLflow notes that a local path could be several kinds of source
+            warnings.simplefilter("ignore")
+            dataset = mlflow.data.from_numpy(example, source=origin, name=name, digest=digest)._to_mlflow_entity()
         dataset._profile = json.dumps({f"{split}_samples": n for split, n in sizes.items()})
         tags = [InputTag(MLFLOW_DATASET_CONTEXT, "training"), *(InputTag(f"{split}_samples", str(n)) for split, n in sizes.items())]
         self.client.log_inputs(self.run_id, datasets=[DatasetInput(dataset, tags)])
@@ -215,9 +218,12 @@ class TrackedRun:
         params = ParamSchema([ParamSpec("output", "string", "classes")])
         ragged = raw.dtype == object
         inputs = None if ragged else Schema([TensorSpec(raw.dtype, (-1, *raw.shape[1:]))])
+        with warnings.catch_warnings():  # MLflow asks for type hints on predict; the signature is given explicitly instead
+            warnings.simplefilter("ignore")
+            wrapper = pyfunc_class()()
         info = mlflow.pyfunc.log_model(
             name="inference",
-            python_model=pyfunc_class()(),
+            python_model=wrapper,
             artifacts={"inference": str(folder)},
             signature=ModelSignature(inputs=inputs, params=params) if inputs is not None else None,
             input_example=None if ragged else raw[:2],

@@ -11,6 +11,26 @@ from omegaconf import DictConfig, OmegaConf
 from expkit.tracking.store import PARENT_RUN_ENV, SWEEP_OVERRIDES_ENV, ensure_experiment, tracking_uri
 
 
+def summary_table(children: list[Any], parent_id: str, best_id: str | None) -> str:
+    """One row per job (name, status, final val_loss, test metrics, run id), then the parent run id."""
+    from expkit.runs import format_value, key_metrics, metric_of, render_table
+
+    metrics = [m for m in ("val_loss",) if any(m in r.data.metrics for r in children)] + key_metrics(children)
+    ordered = sorted(children, key=lambda r: r.info.start_time or 0)
+    rows = [
+        [
+            ("* " if r.info.run_id == best_id else "  ") + (r.info.run_name or "")[:60],
+            r.info.status,
+            *(format_value(metric_of(r, m)) for m in metrics),
+            r.info.run_id,
+        ]
+        for r in ordered
+    ]
+    table = render_table(["run", "status", *metrics, "run id"], rows, [False, False, *([True] * len(metrics)), False])
+    best = "  (* = sweep.best_run_id)" if best_id else ""
+    return f"\nsweep summary: {len(children)} job(s), parent run {parent_id}{best}\n{table}"
+
+
 class SweepTrackingCallback(Callback):
     """Creates the store and a parent run before jobs start (in the launching process), closes it after."""
 
@@ -51,5 +71,6 @@ class SweepTrackingCallback(Callback):
             for key, value in best.data.metrics.items():
                 client.log_metric(self.parent_id, f"best/{key}", value)  # a section of its own in the chart view
         client.set_terminated(self.parent_id, "FINISHED" if len(finished) == len(children) else "FAILED")
+        print(summary_table(children, self.parent_id, client.get_run(self.parent_id).data.tags.get("sweep.best_run_id")), flush=True)
         os.environ.pop(PARENT_RUN_ENV, None)
         os.environ.pop(SWEEP_OVERRIDES_ENV, None)

@@ -89,11 +89,13 @@ def train_and_evaluate(
     *,
     stop: StopRequest | None = None,
     resume_from: TrainingState | None = None,
+    tensorboard_dir: Path | None = None,
 ) -> Outcome:
     """Build, fit, checkpoint and test the model described by `config` on `splits`.
 
     `epoch_callbacks` see only complete epochs, after the resumable state for that epoch is saved.
     With `resume_from`, weights, optimizer state and epoch count continue from that state.
+    TensorBoard logs go to `tensorboard_dir` (default: <output_dir>/tensorboard).
     """
     import keras
 
@@ -123,7 +125,8 @@ def train_and_evaluate(
     callbacks = [*make_callbacks(config.callbacks, output_dir), StopOnRequest(stop), CompleteEpochsOnly(stop, recorders)]
     tb = config.tracking.tensorboard
     if tb.enabled:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(output_dir / "tensorboard"), histogram_freq=tb.histogram_freq))
+        log_dir = tensorboard_dir or output_dir / "tensorboard"
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=tb.histogram_freq))
 
     batch = trainer.batch_size
     train_batches = ArrayBatches(splits.x_train, splits.y_train, batch, shuffle=trainer.shuffle, seed=config.seed, epoch=initial_epoch)
@@ -133,7 +136,7 @@ def train_and_evaluate(
             train_batches,
             epochs=trainer.epochs,
             initial_epoch=initial_epoch,
-            verbose=trainer.verbose,
+            verbose=1 if trainer.verbose == "auto" else trainer.verbose,  # the app resolves auto for its terminal
             validation_data=validation,
             shuffle=False,  # ArrayBatches shuffles samples itself, reproducibly per epoch
             callbacks=callbacks,
