@@ -42,7 +42,8 @@ def test_kill_9_then_resume_latest_finishes_the_same_run(workdir: Path) -> None:
     assert loss_steps(workdir, run.info.run_id) == [0, 1, 2, 3, 4, 5]
     (run_dir,) = output_dirs(workdir)
     assert read_metrics(run_dir)["epochs_run"] == 6
-    assert len(list((run_dir / "tensorboard" / "train").glob("events.out.tfevents.*"))) == 2  # same TensorBoard dir, two sessions
+    # Same TensorBoard dir (named after the MLflow run), two sessions.
+    assert len(list((run_dir / "tensorboard").glob(f"*_{run.info.run_id[:8]}/train/events.out.tfevents.*"))) == 2
 
     # Resuming again finds nothing unfinished.
     again = run_expkit("resume", "latest", cwd=workdir)

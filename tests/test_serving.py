@@ -286,3 +286,48 @@ def test_ensemble_rejects_bad_members_with_one_message(sweep: Sweep) -> None:
         check_compatible(members, [base, {**base, "model": {**base["model"], "loss": "mse"}}])
     # Through the CLI: one line, exit code 2.
     assert_clean_error(run_expkit("ensemble", first, cwd=sweep.root, timeout=120), "at least 2 runs")
+
+
+# ---------------------------------------------------------------- the inference model for other preprocessing (in process)
+
+
+def build_and_compare(steps: list[dict], train_raw: np.ndarray, raw: np.ndarray, loss: str, units: int, tmp_path: Path) -> None:
+    """Fit `steps` on train_raw as training does, build the inference model, and check it against the training model."""
+    import keras
+    from pydantic import TypeAdapter
+
+    from expkit.config.schema import Step
+    from expkit.data.preprocess import apply_steps
+    from expkit.serving.inference import InferenceModel, write_inference
+
+    parsed = [TypeAdapter(Step).validate_python(s) for s in steps]
+    fitted: list[dict] = []
+    train, (test,) = apply_steps(parsed, train_raw, [raw], "x", fitted)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input(train.shape[1:]), keras.layers.Dense(units, activation="softmax" if units > 1 else None)])
+    write_inference(model, parsed, fitted, raw, loss, tmp_path / "inference")
+    inference = InferenceModel(tmp_path / "inference")
+    expected = np.asarray(model.predict(test.astype(np.float32), verbose=0))
+    np.testing.assert_allclose(inference.predict(raw, output="probabilities"), expected, rtol=1e-5, atol=1e-5)
+    if units > 1:
+        assert list(inference.predict(raw)) == [str(c) for c in expected.argmax(axis=1)]
+
+
+def test_inference_model_standardizes_with_the_training_statistics(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    train = rng.normal(50, 10, size=(200, 13))
+    train[:, 3] = 1.0  # a constant column: std 0 becomes 1, as in training
+    raw = rng.normal(50, 10, size=(7, 13))
+    build_and_compare([{"op": "standardize"}], train, raw, "mse", 1, tmp_path)
+
+
+def test_inference_model_multi_hot_encodes_raw_word_indices(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+
+    def sequences(n: int) -> np.ndarray:
+        out = np.empty(n, dtype=object)
+        for i in range(n):
+            out[i] = list(rng.integers(1, 120, size=rng.integers(0, 30)))  # some indices beyond num_words, one may be empty
+        return out
+
+    build_and_compare([{"op": "multi_hot", "num_words": 100}], sequences(50), sequences(6), "categorical_crossentropy", 3, tmp_path)

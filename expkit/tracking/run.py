@@ -269,7 +269,8 @@ class TrackedRun:
         card = render(facts)
         (output_dir / "run_card.md").write_text(card)
         mlflow.log_text(card, "run_card.md")
-        self.set_tags({"mlflow.note.content": card})  # the run page's description
+        description = card if len(card) < 7000 else card[:7000] + "\n\n(cut short: see run_card.md)"  # MLflow's tag value limit
+        self.set_tags({"mlflow.note.content": description})  # the run page's description
 
     def ui_link(self) -> str:
         """Where to see this run: the server's page, or the `expkit ui` command and the page it serves."""
