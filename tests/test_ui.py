@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,7 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def ui(chromium: str, shared_data: Path) -> tuple[Sweep, str]:
+def ui(chromium: str, shared_data: Path) -> Iterator[tuple[Sweep, str, str]]:
     sweep = mnist_sweep(shared_data)
     assert sweep.returncode == 0, sweep.stderr[-3000:]
     port = ms.free_port()
@@ -40,14 +41,15 @@ def ui(chromium: str, shared_data: Path) -> tuple[Sweep, str]:
     server = ms.start_process(command, url=f"http://127.0.0.1:{port}", log=sweep.root / "ui.log", cwd=sweep.root, env=expkit_env())
     try:
         ms.wait_healthy(server, timeout=180)
-        yield sweep, server.url
+        yield sweep, server.url, server.output()
     finally:
         ms.stop(server)
 
 
-def test_runs_table_shows_the_sweep_tree_and_a_run_page_its_metrics_and_plots(ui: tuple[Sweep, str], tmp_path: Path) -> None:
-    sweep, url = ui
+def test_runs_table_shows_the_sweep_tree_and_a_run_page_its_metrics_and_plots(ui: tuple[Sweep, str, str], tmp_path: Path) -> None:
+    sweep, url, server_output = ui
     parent, children = sweep.parent(), sweep.children()
+    parent_experiment = sweep.client().get_experiment(parent.info.experiment_id).name
     child = children[0]
 
     async def script(page: Page) -> dict[str, str]:
@@ -68,6 +70,11 @@ def test_runs_table_shows_the_sweep_tree_and_a_run_page_its_metrics_and_plots(ui
         await page.screenshot(tmp_path / "run.png")
         await page.open(f"{url}/#/experiments/{child.info.experiment_id}/runs/{child.info.run_id}/artifacts")
         seen["artifacts"] = await page.wait_for("plots", "run_card.md", "config.yaml")
+        # The link `expkit ui` prints opens expkit's view of the table: metric and swept-param columns shown.
+        link = next(line.split(": ", 1)[1] for line in server_output.splitlines() if line.startswith(f"  {parent_experiment} ("))
+        assert link.endswith("?viewStateShareKey=expkit"), link
+        await page.open(link)
+        seen["table_view"] = await page.wait_for(parent.info.run_name, "test_accuracy", "test_loss")
         return seen
 
     seen = run_in_browser(tmp_path / "profile", script)

@@ -17,7 +17,7 @@ import mlflow
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 
 from expkit import __version__
-from expkit.tracking.store import PARENT_RUN_ENV, ensure_experiment, flatten, tracking_uri
+from expkit.tracking.store import PARENT_RUN_ENV, TABLE_VIEW_TAG, ensure_experiment, flatten, table_view, tracking_uri
 
 MAX_PARAM_LENGTH = 6000
 BATCH = 100
@@ -269,8 +269,18 @@ class TrackedRun:
         card = render(facts)
         (output_dir / "run_card.md").write_text(card)
         mlflow.log_text(card, "run_card.md")
+        shown_params = [o.partition("=")[0].lstrip("+~") for o in overrides if not o.startswith(("+experiment=", "experiment=", "hydra"))]
+        self.show_in_table(sorted(outcome.test_metrics) + [k for k in ("val_loss",) if k in history], shown_params)
         description = card if len(card) < 7000 else card[:7000] + "\n\n(cut short: see run_card.md)"  # MLflow's tag value limit
         self.set_tags({"mlflow.note.content": description})  # the run page's description
+
+    def show_in_table(self, metrics: list[str], params: list[str]) -> None:
+        """Add these columns to expkit's view of the experiment's runs table (the UI hides all metric columns by default)."""
+        run = self.client.get_run(self.run_id)
+        experiment_id = run.info.experiment_id
+        current = self.client.get_experiment(experiment_id).tags.get(TABLE_VIEW_TAG)
+        params = [p for p in params if p in run.data.params]
+        self.client.set_experiment_tag(experiment_id, TABLE_VIEW_TAG, table_view(current, metrics, params))
 
     def ui_link(self) -> str:
         """Where to see this run: the server's page, or the `expkit ui` command and the page it serves."""
