@@ -64,7 +64,8 @@ def run_name(name: str, overrides: list[str], swept: set[str] | None = None) -> 
     In a sweep, the values the sweep varies come first (`swept`: the overrides that differ between jobs),
     so the UI's narrow name column shows what tells the children apart.
     """
-    first, rest = [], []
+    first: list[str] = []
+    rest: list[str] = []
     for override in overrides:
         key, _, value = override.partition("=")
         if not override.startswith(("+experiment=", "hydra", "experiment=")):
@@ -112,7 +113,7 @@ def config_drift(run_dir: Path, resolved: dict[str, Any]) -> list[str]:
 def run_experiment(config: ExperimentConfig, resolved: dict[str, Any], overrides: list[str], *, resume: bool = False) -> float:
     """Train, evaluate, checkpoint and track one experiment; returns the objective (lower is better)."""
     from expkit.data import load_splits
-    from expkit.tracking.tensorboard import run_folder, write_hparams
+    from expkit.tracking.tensorboard import run_folder
     from expkit.training.progress import epoch_lines, resolve_verbose
     from expkit.training.resume import Interrupted, StopRequest, TrainingState
     from expkit.training.runner import train_and_evaluate
@@ -137,7 +138,7 @@ def run_experiment(config: ExperimentConfig, resolved: dict[str, Any], overrides
         (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
         (output_dir / "overrides.yaml").write_text(OmegaConf.to_yaml(overrides))
 
-    tracked = None
+    tracked, tb_dir = None, None
     if config.tracking.enabled:
         from expkit.tracking.run import TrackedRun
 
@@ -148,12 +149,13 @@ def run_experiment(config: ExperimentConfig, resolved: dict[str, Any], overrides
             "preset": preset,
             "overrides": " ".join(overrides) or "(none)",
             "output_dir": str(output_dir),
-            "tensorboard_dir": str(output_dir / "tensorboard"),
         }
         if drift:
             tags["resume.config_drift"] = "; ".join(drift)[:5000]
         name = run_name(config.name, overrides, swept_overrides(overrides))
         run_id = tracked.start(name, tags, run_id=run_id)
+        tb_dir = run_folder(output_dir / "tensorboard", name, run_id)  # TensorBoard lists it by the MLflow run's name and id
+        tracked.set_tags({"tensorboard_dir": str(tb_dir)})
         (output_dir / "run_id").write_text(run_id + "\n")
         print(f"MLflow run {run_id} in {tracked.uri}", file=sys.stderr)
         if state is not None:
@@ -178,19 +180,14 @@ def run_experiment(config: ExperimentConfig, resolved: dict[str, Any], overrides
             config.trainer.verbose = resolve_verbose(verbose, bool(job))  # type: ignore[assignment]
             if job and verbose == "auto":
                 callbacks.append(epoch_lines(job, config.trainer.epochs))
-            tb_dir = run_folder(output_dir / "tensorboard", name, run_id) if tracked and run_id else None
             outcome = train_and_evaluate(config, splits, output_dir, callbacks, stop=stop, resume_from=state, tensorboard_dir=tb_dir)
         lines: list[str] = []
         outcome.model.summary(print_fn=lambda line, *a, **k: lines.append(line))
         (output_dir / "model_summary.txt").write_text("\n".join(lines) + "\n")
         if tracked:
             tracked.log_results(config, outcome, splits, output_dir, name, overrides)
-            if tb_dir is not None:
-                from expkit.tracking.run import experiment_params
-
-                final = {f"final/{k}": v[-1] for k, v in outcome.history.items() if v}
-                last = max(len(outcome.history.get("loss", [])) - 1, 0)
-                write_hparams(tb_dir, experiment_params(resolved), {**final, **outcome.test_metrics}, last, name, tracked.run_id)
+            if tb_dir is not None and config.tracking.tensorboard.enabled:
+                tracked.log_hparams(tb_dir, resolved, outcome, name)
         status = "FINISHED"
         summary = final_summary(outcome, output_dir, tracked)
         print("\n".join(f"[{job}] {line}" for line in summary.splitlines()) if job else summary, flush=True)

@@ -93,7 +93,7 @@ def ensemble(refs: list[str], *, weights: str | None, fit: bool, uri: str | None
         raise ExpkitError("an ensemble needs at least 2 runs", hint="expkit ensemble RUN_ID RUN_ID ...")
     if weights is not None and fit:
         raise ExpkitError("give --weights or --fit-weights, not both")
-    members = []
+    members: list[StoredRun] = []
     for ref in refs:
         member = open_run(ref, uri)
         if member.run_id in {m.run_id for m in members}:

@@ -274,6 +274,14 @@ class TrackedRun:
         description = card if len(card) < 7000 else card[:7000] + "\n\n(cut short: see run_card.md)"  # MLflow's tag value limit
         self.set_tags({"mlflow.note.content": description})  # the run page's description
 
+    def log_hparams(self, tb_dir: Path, resolved: dict[str, Any], outcome: Any, run_name: str) -> None:
+        """TensorBoard's HParams for this run: its experiment params, final epoch metrics and test metrics."""
+        from expkit.tracking.tensorboard import write_hparams
+
+        final = {f"final/{k}": v[-1] for k, v in outcome.history.items() if v}
+        last = max(len(outcome.history.get("loss", [])) - 1, 0)
+        write_hparams(tb_dir, experiment_params(resolved), {**final, **outcome.test_metrics}, last, run_name, self.run_id)
+
     def show_in_table(self, metrics: list[str], params: list[str]) -> None:
         """Add these columns to expkit's view of the experiment's runs table (the UI hides all metric columns by default)."""
         run = self.client.get_run(self.run_id)
