@@ -220,15 +220,21 @@ def test_mlflow_models_serve_answers_raw_json(sweep: Sweep, raw_test: tuple[np.n
 
 
 def test_evaluate_logs_to_the_same_run_under_its_own_name(sweep: Sweep) -> None:
+    from expkit.serving.evaluate import evaluate
+
     run = sweep.children()[0]
-    done = run_expkit("evaluate", run.info.run_id, "--split", "validation", "--name", "holdout", cwd=sweep.root, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    label, metrics = evaluate(run.info.run_id, [], split="validation", name="holdout", uri=sweep.uri)
+    assert label == "holdout" and set(metrics) == {"eval/holdout/accuracy", "eval/holdout/loss"}
     after = sweep.client().get_run(run.info.run_id)
     assert after.data.metrics["eval/holdout/accuracy"] == pytest.approx(run.data.metrics["val_accuracy"], abs=1e-6)
     assert after.data.metrics["test_accuracy"] == run.data.metrics["test_accuracy"]  # nothing overwritten
-    other = run_expkit("evaluate", run.info.run_id, "dataset.max_test_samples=100", cwd=sweep.root, timeout=300)
-    assert other.returncode == 0, other.stderr[-3000:]
-    assert "eval/mnist_test/accuracy" in sweep.client().get_run(run.info.run_id).data.metrics
+    # Another dataset config: the first 100 test samples.
+    label, metrics = evaluate(run.info.run_id, ["dataset.max_test_samples=100"], split="test", name=None, uri=sweep.uri)
+    assert label == "mnist_test"
+    assert sweep.client().get_run(run.info.run_id).data.metrics["eval/mnist_test/accuracy"] == metrics["eval/mnist_test/accuracy"]
+    assert after.data.tags.get("eval.mnist_test.overrides") is None
+    assert sweep.client().get_run(run.info.run_id).data.tags["eval.mnist_test.overrides"] == "dataset.max_test_samples=100"
+    # Through the CLI: one line, exit code 2.
     bad = run_expkit("evaluate", run.info.run_id, "model.units=3", cwd=sweep.root, timeout=120)
     assert_clean_error(bad, "not a dataset override")
 

@@ -18,9 +18,16 @@ from tests.chromium import CHROMIUM, Page, run_in_browser
 from tests.conftest import expkit_env
 from tests.mnist_sweep import Sweep, mnist_sweep
 
+# Click the expander of the first row with children (the sweep parent) in the runs table.
 EXPAND = (
     "(() => { const b = document.querySelector('button[data-component-id*=\"runnamecellrenderer\"]'); if (b) b.click(); return !!b; })()"
 )
+# The run names of the table's rows, top to bottom (AG Grid's DOM order is not the visual order).
+ROW_NAMES = """Array.from(document.querySelectorAll('[role="row"][aria-rowindex]'))
+  .map(row => [Number(row.getAttribute('aria-rowindex')), row.querySelector('[col-id*="Run Name"]')])
+  .filter(([, cell]) => cell)
+  .sort((a, b) => a[0] - b[0])
+  .map(([, cell]) => cell.innerText.trim())"""
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +65,7 @@ def test_runs_table_shows_the_sweep_tree_and_a_run_page_its_metrics_and_plots(ui
         await page.wait_for(parent.info.run_name)
         assert await page.evaluate(EXPAND), "the sweep parent has no expand button"
         seen["runs"] = await page.wait_for(*(c.info.run_name[:12] for c in children))
+        seen["rows"] = "\n".join(await page.evaluate(ROW_NAMES))
         await page.screenshot(tmp_path / "runs.png")
         await page.open(f"{url}/#/experiments/{child.info.experiment_id}/runs/{child.info.run_id}")
         seen["run"] = await page.wait_for("test_accuracy", "Key metrics", "expkit resume")
@@ -78,11 +86,12 @@ def test_runs_table_shows_the_sweep_tree_and_a_run_page_its_metrics_and_plots(ui
         return seen
 
     seen = run_in_browser(tmp_path / "profile", script)
-    runs = seen["runs"]
-    # The parent first, its children below it; swept values lead the child names.
-    assert runs.index(parent.info.run_name) < min(runs.index(c.info.run_name[:12]) for c in children)
+    # The parent first, its two children below it (newest first); swept values lead the child names.
+    rows = seen["rows"].splitlines()
+    assert rows[0] == parent.info.run_name, rows
+    assert sorted(rows[1:3]) == sorted(c.info.run_name for c in children), rows
     assert [c.info.run_name[:6] for c in children] == ["seed=1", "seed=2"]
-    assert "mnist (" in runs  # the Dataset column
+    assert "mnist (" in seen["runs"]  # the Dataset column
     run_page = seen["run"]
     assert f"{child.data.metrics['test_accuracy']:.4f}" in run_page  # in the run card
     assert "test_loss" in run_page and "val_loss" in run_page
