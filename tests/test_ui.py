@@ -24,10 +24,10 @@ EXPAND = (
 )
 # The run names of the table's rows, top to bottom (AG Grid's DOM order is not the visual order).
 ROW_NAMES = """Array.from(document.querySelectorAll('[role="row"][aria-rowindex]'))
-  .map(row => [Number(row.getAttribute('aria-rowindex')), row.querySelector('[col-id*="Run Name"]')])
-  .filter(([, cell]) => cell)
+  .map(row => [Number(row.getAttribute('aria-rowindex')), row.querySelector('[col-id*="Run Name"] a[href*="/runs/"]')])
+  .filter(([, link]) => link)
   .sort((a, b) => a[0] - b[0])
-  .map(([, cell]) => cell.innerText.trim())"""
+  .map(([, link]) => link.innerText.trim())"""
 
 
 @pytest.fixture(scope="module")
