@@ -67,15 +67,43 @@ def threads_per_job() -> int | None:
     return max(1, cores // jobs)
 
 
-def run_name(name: str, overrides: list[str]) -> str:
-    """The preset name plus a short summary of the overrides, e.g. 'mnist_dense lr=1e-3'."""
-    shown = []
+def run_name(name: str, overrides: list[str], swept: set[str] | None = None) -> str:
+    """The preset name plus a short summary of the overrides, e.g. 'mnist_dense lr=1e-3'.
+
+    In a sweep, the values the sweep varies come first (`swept`: the overrides that differ between jobs),
+    so the UI's narrow name column shows what tells the children apart.
+    """
+    first: list[str] = []
+    rest: list[str] = []
     for override in overrides:
         key, _, value = override.partition("=")
         if not override.startswith(("+experiment=", "hydra", "experiment=")):
-            shown.append(f"{key.lstrip('+~').split('.')[-1]}={value}" if value else key)
-    text = " ".join([name, *shown]).strip()
+            short = f"{key.lstrip('+~').split('.')[-1]}={value}" if value else key
+            (first if swept and override in swept else rest).append(short)
+    text = " ".join([*first, name, *rest]).strip()
     return text if len(text) <= 100 else text[:97] + "..."
+
+
+def sweep_job_label(overrides: list[str]) -> str:
+    """'job 1: seed=2' in a multirun job (its number and swept overrides), '' in a single run."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return ""
+    swept = swept_overrides(overrides)
+    shown = [o for o in overrides if o in swept] if swept else overrides
+    return f"job {HydraConfig.get().job.num}" + (f": {' '.join(shown)}" if shown else "")
+
+
+def swept_overrides(overrides: list[str]) -> set[str]:
+    """In a sweep job: the overrides not given to the whole sweep on the command line (the swept values)."""
+    from expkit.tracking.store import SWEEP_OVERRIDES_ENV
+
+    common = os.environ.get(SWEEP_OVERRIDES_ENV)
+    if common is None:
+        return set()
+    return set(overrides) - set(common.split("\n"))
 
 
 def config_drift(run_dir: Path, resolved: dict[str, Any]) -> list[str]:
@@ -89,13 +117,6 @@ def config_drift(run_dir: Path, resolved: dict[str, Any]) -> list[str]:
         for k in sorted(set(stored) | set(now))
         if stored.get(k) != now.get(k)
     ]
-
-
-def head_losses(config: ExperimentConfig) -> dict[str, Any]:
-    """{output name: loss}; a sequential model has one unnamed head ("")."""
-    if config.model.is_graph:
-        return {name: spec["loss"] for name, spec in (config.model.outputs or {}).items()}
-    return {"": config.model.loss}
 
 
 def build_only(config: ExperimentConfig) -> None:
@@ -128,6 +149,7 @@ def run_experiment(
 ) -> TaskResult:
     """Score the config with its protocol, test once, and track it all; returns the objective and the run id."""
     from expkit.selection.protocols import Context, run_protocol
+    from expkit.training.progress import epoch_lines, resolve_verbose
     from expkit.training.resume import Interrupted, StopRequest, TrainingState
 
     resume = invocation.action == "resume"
@@ -154,9 +176,15 @@ def run_experiment(
         (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
         (output_dir / "overrides.yaml").write_text(OmegaConf.to_yaml(overrides))
 
-    tracked = start_tracking(config, overrides, run_id, drift, objective) if config.tracking.enabled else None
+    name = run_name(config.name, overrides, swept_overrides(overrides))
+    tracked = start_tracking(config, name, overrides, run_id, drift, objective) if config.tracking.enabled else None
+    tb_dir = None
     if tracked is not None:
+        from expkit.tracking.tensorboard import run_folder
+
         (output_dir / "run_id").write_text(tracked.run_id + "\n")
+        tb_dir = run_folder(output_dir / "tensorboard", name, tracked.run_id)  # TensorBoard lists it by the MLflow run's name and id
+        tracked.set_tags({"tensorboard_dir": str(tb_dir)})
         if state is not None:
             tracked.backfill(state.history, state.epoch)
         elif not resume:
@@ -164,6 +192,12 @@ def run_experiment(
 
     status = "FAILED"
     try:
+        job = sweep_job_label(overrides)
+        verbose = config.trainer.verbose
+        config.trainer.verbose = resolve_verbose(verbose, bool(job))  # type: ignore[assignment]
+        hooks = list(epoch_hooks or [])
+        if job and verbose == "auto":
+            hooks.append(lambda _objective: epoch_lines(job, config.trainer.epochs))
         with StopRequest() as stop:
             context = Context(
                 config,
@@ -173,7 +207,8 @@ def run_experiment(
                 stop,
                 state,
                 selecting=selecting or in_multirun(),
-                epoch_hooks=list(epoch_hooks or []),
+                epoch_hooks=hooks,
+                tensorboard_dir=tb_dir,
             )
             result = run_protocol(context)
         outcome = result.outcome
@@ -181,11 +216,12 @@ def run_experiment(
             # Selection's figures first; test metrics are logged after the score is fixed, and never read back.
             tracked.log_metrics({**({"objective": result.score} if result.score is not None else {}), **result.summary})
         if outcome is not None and config.protocol != "kfold":
-            log_outcome(config, outcome, result.splits, output_dir, tracked)
+            log_outcome(config, outcome, result.splits, output_dir, tracked, name, overrides, resolved, tb_dir)
         status = "FINISHED"
+        summary = final_summary(outcome if config.protocol != "kfold" else None, output_dir, tracked)
         if result.score is not None:
-            print(f"objective {objective.metric} ({objective.at}): {result.score:.4f}")
-        print(f"outputs: {output_dir}")
+            summary = f"objective {objective.metric} ({objective.at}): {result.score:.4f}\n{summary}"
+        print("\n".join(f"[{job}] {line}" for line in summary.splitlines()) if job else summary, flush=True)
         return TaskResult(score=result.score, state="COMPLETE", run_id=tracked.run_id if tracked else None)
     except Interrupted as stopped:
         status = "KILLED"
@@ -211,7 +247,9 @@ def run_experiment(
             tracked.end(status)
 
 
-def start_tracking(config: ExperimentConfig, overrides: list[str], run_id: str | None, drift: list[str], objective: Objective) -> Any:
+def start_tracking(
+    config: ExperimentConfig, name: str, overrides: list[str], run_id: str | None, drift: list[str], objective: Objective
+) -> Any:
     """Open (or reopen, on resume) this job's MLflow run, tagged with the objective it is scored by."""
     from expkit.tracking.run import TrackedRun
 
@@ -222,7 +260,6 @@ def start_tracking(config: ExperimentConfig, overrides: list[str], run_id: str |
         "preset": preset,
         "overrides": " ".join(overrides) or "(none)",
         "output_dir": str(config.paths.output_dir),
-        "tensorboard_dir": str(Path(config.paths.output_dir) / "tensorboard"),
         "objective.metric": objective.metric,
         "objective.mode": objective.mode,
         "objective.at": objective.at,
@@ -236,31 +273,55 @@ def start_tracking(config: ExperimentConfig, overrides: list[str], run_id: str |
         tags["optuna.study"] = trial["study"]
     if drift:
         tags["resume.config_drift"] = "; ".join(drift)[:5000]
-    run_id = tracked.start(run_name(config.name, overrides), tags, run_id=run_id)
+    run_id = tracked.start(name, tags, run_id=run_id)
     print(f"MLflow run {run_id} in {tracked.uri}", file=sys.stderr)
     return tracked
 
 
-def log_outcome(config: ExperimentConfig, outcome: Any, splits: Any, output_dir: Path, tracked: Any) -> None:
-    """Model summary, test metrics (reported, never chosen on), artifacts, plots and the model."""
-    from expkit.data.pipeline import take
+def log_outcome(
+    config: ExperimentConfig,
+    outcome: Any,
+    splits: Any,
+    output_dir: Path,
+    tracked: Any,
+    name: str,
+    overrides: list[str],
+    resolved: dict[str, Any],
+    tb_dir: Path | None,
+) -> None:
+    """Model summary and diagram, then (tracked) the dataset, test metrics (reported, never chosen on), plots, models, run card."""
     from expkit.models.diagram import plot_architecture
 
     lines: list[str] = []
     outcome.model.summary(print_fn=lambda line, *a, **k: lines.append(line))
     (output_dir / "model_summary.txt").write_text("\n".join(lines) + "\n")
     diagram = plot_architecture(outcome.model, output_dir / "model.png")
+    if not tracked:
+        return
+    from expkit.data.sources import data_origin
+
     seen = outcome.splits or splits  # named by input/output for graph models
+    d = config.dataset
+    origin = data_origin(d.source, d.name, d.path, config.paths.data_dir) if d.name else d.source
+    tracked.log_dataset(d.name or d.source, origin, splits.fingerprint, splits.sizes, splits.raw_x_example)
+    tracked.log_results(config, outcome, seen, output_dir, name, overrides)
+    if diagram:
+        tracked.log_artifacts([diagram])
+    if tb_dir is not None and config.tracking.tensorboard.enabled:
+        tracked.log_hparams(tb_dir, resolved, outcome, name)
+
+
+def final_summary(outcome: Any, output_dir: Path, tracked: Any) -> str:
+    """The lines a finished run ends with: test metrics, final epoch metrics, run id, folder, where to look."""
+    lines = [f"{key}: {value:.4f}" for key, value in outcome.test_metrics.items()] if outcome else []
+    final = {k: v[-1] for k, v in outcome.history.items() if v and k not in ("learning_rate", "epoch_time_s")} if outcome else {}
+    if final:
+        lines.append("final epoch: " + ", ".join(f"{k} {v:.4f}" for k, v in final.items()))
     if tracked:
-        tracked.log_params({}, {"model.num_params": outcome.model.count_params()})
-        tracked.log_metrics(outcome.test_metrics)
-        files = ("config.yaml", "overrides.yaml", "metrics.json", "model_summary.txt")
-        tracked.log_artifacts([output_dir / n for n in files] + ([diagram] if diagram else []))
-        tracked.log_plots(outcome.history, head_losses(config), outcome.model, seen, output_dir / "plots", config.tracking.plot_smoothing)
-        if config.tracking.log_model:
-            tracked.log_model(outcome.model, take(seen.x_test, slice(5)))
-    for key, value in outcome.test_metrics.items():
-        print(f"{key}: {value:.4f}")
+        lines.append(f"MLflow run: {tracked.run_id}")
+        lines.append(f"view: {tracked.ui_link()}")
+    lines.append(f"outputs: {output_dir}")
+    return "\n".join(lines)
 
 
 def record_failed_job(cfg: DictConfig, overrides: list[str], reason: str) -> None:

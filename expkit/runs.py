@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from expkit.errors import ExpkitError, suggestion
-from expkit.tracking.store import tracking_uri
+from expkit.tracking.store import TABLE_VIEW_KEY, TABLE_VIEW_TAG, tracking_uri
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -449,21 +449,25 @@ def ui_command(uri: str, host: str, port: int) -> list[str]:
     return command
 
 
-def experiment_pages(uri: str, most: int = 10) -> list[tuple[str, str, int]]:
-    """(id, name, number of runs) of the active experiments with runs in a SQLite store, read without MLflow; [] if unreadable."""
+def experiment_pages(uri: str, most: int = 10) -> list[tuple[str, str, int, bool]]:
+    """(id, name, number of runs, has expkit's table view) of the active experiments with runs in a SQLite store,
+    read without MLflow; [] if unreadable."""
     import sqlite3
 
     path = local_store_path(uri)
     if not uri.startswith("sqlite:") or path is None or not path.is_file():
         return []
     query = (
-        "SELECT e.experiment_id, e.name, COUNT(r.run_uuid) FROM experiments e JOIN runs r ON r.experiment_id = e.experiment_id"
+        "SELECT e.experiment_id, e.name, COUNT(r.run_uuid),"
+        " EXISTS (SELECT 1 FROM experiment_tags t WHERE t.experiment_id = e.experiment_id AND t.key = ?)"
+        " FROM experiments e JOIN runs r ON r.experiment_id = e.experiment_id"
         " WHERE e.lifecycle_stage = 'active' AND r.lifecycle_stage = 'active' GROUP BY e.experiment_id, e.name"
         " ORDER BY MAX(r.start_time) DESC LIMIT ?"
     )
     try:
         with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
-            return [(str(i), str(n), int(c)) for i, n, c in db.execute(query, (most,)).fetchall()]
+            rows = db.execute(query, (TABLE_VIEW_TAG, most)).fetchall()
+            return [(str(i), str(n), int(c), bool(v)) for i, n, c, v in rows]
     except sqlite3.Error:
         return []
 
@@ -482,8 +486,9 @@ def serve_ui(*, host: str, port: int, uri: str | None) -> None:
     base = f"http://{shown}:{port}"
     print(f"MLflow UI for {resolved}")
     print(f"  open {base}  (it takes a few seconds to start; Ctrl+C stops it)")
-    for experiment_id, name, count in experiment_pages(resolved):
-        print(f"  {name} ({count} runs): {base}/#/experiments/{experiment_id}/runs")
+    for experiment_id, name, count, has_view in experiment_pages(resolved):
+        view = f"?viewStateShareKey={TABLE_VIEW_KEY}" if has_view else ""  # the table with its metric columns shown
+        print(f"  {name} ({count} runs): {base}/#/experiments/{experiment_id}/runs{view}")
     sys.stdout.flush()
     command = ui_command(resolved, host, port)
     # The server's job runner (for GenAI evaluation jobs) is not needed to browse runs, and slows start-up.

@@ -58,7 +58,8 @@ def test_kill_9_between_state_save_and_mlflow_log_then_resume_backfills_the_epoc
         (epoch_1,) = [m.value for m in client.get_metric_history(run.info.run_id, key) if m.step == 1]
         assert epoch_1 == pytest.approx(state["history"][key][1])
     assert read_metrics(run_dir)["epochs_run"] == 4
-    assert len(list((run_dir / "tensorboard" / "train").glob("events.out.tfevents.*"))) == 2  # same TensorBoard dir, two sessions
+    # Same TensorBoard dir (named after the MLflow run), two sessions.
+    assert len(list((run_dir / "tensorboard").glob(f"*_{run.info.run_id[:8]}/train/events.out.tfevents.*"))) == 2
 
     # Resuming again finds nothing unfinished.
     again = run_expkit("resume", "latest", cwd=workdir)

@@ -82,7 +82,12 @@ class Standardize(PreprocessStep):
         mean = train.astype(np.float64).mean(axis=0)
         std = train.astype(np.float64).std(axis=0)
         std[std == 0] = 1.0
-        return lambda a: ((a - mean) / std).astype(np.float32)
+
+        def transform(a: Any) -> Any:
+            return ((a - mean) / std).astype(np.float32)
+
+        transform.state = {"mean": mean, "std": std}  # type: ignore[attr-defined]  # carried by the inference model
+        return transform
 
 
 @register_step
@@ -225,6 +230,12 @@ class Model(BaseModel):
     def is_graph(self) -> bool:
         return self.outputs is not None
 
+    def head_losses(self) -> dict[str, Any]:
+        """{output name: loss}; a sequential model has one unnamed head ("")."""
+        if self.outputs is not None:
+            return {name: spec["loss"] for name, spec in self.outputs.items()}
+        return {"": self.loss}
+
 
 class Optimizer(BaseModel):
     """A Keras optimizer by class name; other keys are its constructor kwargs."""
@@ -238,7 +249,7 @@ class Optimizer(BaseModel):
 class Trainer(Strict):
     epochs: PositiveInt = 10
     batch_size: PositiveInt = 32
-    verbose: Literal[0, 1, 2] = 1
+    verbose: Literal[0, 1, 2, "auto"] = "auto"
     shuffle: bool = True
     deterministic: bool = False
     checkpoint_monitor: str | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,11 @@ class Splits:
     x_val: Array | None = None
     y_val: Array | None = None
     fingerprint: str = ""
+    # For the inference model: a few raw test samples (the dataset's own form) and each x step's fitted statistics.
+    raw_x_example: np.ndarray | None = None
+    x_fitted: list[dict[str, Any]] = field(default_factory=list)
+    # Samples per split before preprocessing: {"train": n, "validation": n, "test": n}.
+    sizes: dict[str, int] = field(default_factory=dict)
 
 
 def arrays_of(a: Array) -> list[np.ndarray]:
@@ -100,10 +105,15 @@ def _load(dataset: Any, data_dir: str | None, seed: int) -> tuple[Any, ...]:
     return tuple((np.asarray(x), np.asarray(y)) for x, y in loaded)
 
 
-def _preprocess(pre: Any, kind: str, train: Array, others: list[Array]) -> tuple[Array, list[Array]]:
-    """Fit each array's steps on its training part; a named array uses `preprocess.<name>` if given, else `preprocess.<kind>`."""
+def _preprocess(
+    pre: Any, kind: str, train: Array, others: list[Array], fitted: list[dict[str, Any]] | None = None
+) -> tuple[Array, list[Array]]:
+    """Fit each array's steps on its training part; a named array uses `preprocess.<name>` if given, else `preprocess.<kind>`.
+
+    For a single array, each step's fitted statistics go to `fitted` (for the inference model).
+    """
     if not isinstance(train, dict):
-        return apply_steps(getattr(pre, kind), train, others, f"dataset.preprocess.{kind}")
+        return apply_steps(getattr(pre, kind), train, others, f"dataset.preprocess.{kind}", fitted)
     out_train, out_others = {}, [{} for _ in others]
     for name, array in train.items():
         own = name in (pre.model_extra or {})
@@ -178,9 +188,17 @@ def load_splits(dataset: Any, *, data_dir: str | None, seed: int, fold: int | No
                 key=f"dataset.preprocess.{key}",
                 hint=suggestion(key, names, noun="arrays") if names else "this source has one x and one y array: use preprocess.x / .y",
             )
-    x_train, rest_x = _preprocess(pre, "x", x_train, [x_test] + ([x_val] if x_val is not None else []))
+    # The inference model carries single-input preprocessing: a few raw test samples and each x step's fitted statistics.
+    raw_example = None if isinstance(x_test, dict) else x_test[:5].copy()
+    sizes = {
+        "train": num_samples(x_train),
+        **({"validation": num_samples(x_val)} if x_val is not None else {}),
+        "test": num_samples(x_test),
+    }
+    fitted: list[dict[str, Any]] = []
+    x_train, rest_x = _preprocess(pre, "x", x_train, [x_test] + ([x_val] if x_val is not None else []), fitted)
     y_train, rest_y = _preprocess(pre, "y", y_train, [y_test] + ([y_val] if y_val is not None else []))
-    splits = Splits(x_train, y_train, rest_x[0], rest_y[0], fingerprint=print_)
+    splits = Splits(x_train, y_train, rest_x[0], rest_y[0], fingerprint=print_, raw_x_example=raw_example, x_fitted=fitted, sizes=sizes)
     if x_val is not None:
         splits.x_val, splits.y_val = rest_x[1], rest_y[1]
     return splits

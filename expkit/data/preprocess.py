@@ -56,16 +56,25 @@ def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return out
 
 
-def fit_step(step: Any, train: np.ndarray) -> Transform:
-    """Return the transform for one config step (a registered PreprocessStep), with statistics taken from `train`."""
-    return step.fit(train)
+def fit_step(step: Any, train: np.ndarray, fitted: list[dict[str, Any]] | None = None) -> Transform:
+    """Return the transform for one config step (a registered PreprocessStep), with statistics taken from `train`.
+
+    If `fitted` is given, the step's fitted statistics (a transform's `state`, {} for a step without any) are
+    appended to it, so that an inference model can carry them.
+    """
+    transform = step.fit(train)
+    if fitted is not None:
+        fitted.append(dict(getattr(transform, "state", {})))
+    return transform
 
 
-def apply_steps(steps: Sequence[Any], train: np.ndarray, others: list[np.ndarray], key: str) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Fit each step on `train` and apply it to `train` and every array in `others`."""
+def apply_steps(
+    steps: Sequence[Any], train: np.ndarray, others: list[np.ndarray], key: str, fitted: list[dict[str, Any]] | None = None
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Fit each step on `train` and apply it to `train` and every array in `others` (fitted statistics go to `fitted`)."""
     for i, step in enumerate(steps):
         try:
-            transform = fit_step(step, train)
+            transform = fit_step(step, train, fitted)
             train, others = transform(train), [transform(a) for a in others]
         except ExpkitError:
             raise

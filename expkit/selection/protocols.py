@@ -40,6 +40,8 @@ class Context:
     selecting: bool = False
     # Extra per-epoch Keras callbacks built from the objective (e.g. a pruning reporter): called with the Objective.
     epoch_hooks: list[Callable[[Objective], Any]] = field(default_factory=list)
+    # Where the job's TensorBoard logs go (named after its MLflow run); None: <output_dir>/tensorboard.
+    tensorboard_dir: Path | None = None
 
     def callbacks(self, tracked: Any = None) -> list[Any]:
         tracked = tracked if tracked is not None else self.tracked
@@ -83,7 +85,15 @@ def holdout(ctx: Context) -> Result:
     if ctx.tracked:
         ctx.tracked.set_tags({"dataset.fingerprint": splits.fingerprint})
     outcome = train_and_evaluate(
-        config, splits, ctx.output_dir, ctx.callbacks(), stop=ctx.stop, resume_from=ctx.resume_from, objective=ctx.objective, test=False
+        config,
+        splits,
+        ctx.output_dir,
+        ctx.callbacks(),
+        stop=ctx.stop,
+        resume_from=ctx.resume_from,
+        objective=ctx.objective,
+        test=False,
+        tensorboard_dir=ctx.tensorboard_dir,
     )
     score = ctx.objective.score(outcome.history) if splits.x_val is not None else None
     evaluate_test(outcome, splits, ctx.output_dir, config.trainer.batch_size, objective=score, objective_metric=ctx.objective.metric)

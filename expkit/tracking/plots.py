@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -17,8 +18,41 @@ def ema(values: list[float], factor: float) -> list[float]:
     return out
 
 
-def learning_curves(history: dict[str, list[float]], out_dir: Path, smoothing: float = 0.0) -> list[Path]:
-    """One PNG per metric (loss, accuracy, ...): training vs validation by epoch; EMA-smoothed if smoothing > 0."""
+def curve_groups(history: dict[str, list[float]]) -> list[str]:
+    """The training-side metric names to plot (each with its val_ twin if present): loss, accuracy, <head>_loss, ..."""
+    return [k for k in history if not k.startswith("val_") and k not in NOT_CURVES]
+
+
+def draw_curve(ax: Any, history: dict[str, list[float]], name: str, smoothing: float = 0.0, run_name: str = "") -> str:
+    """Draw metric `name` (training, and validation if recorded) by epoch on `ax`; returns the title it set."""
+    from matplotlib.ticker import MaxNLocator
+
+    drawn = []
+    for key, label, style in ((name, "training", "o-"), (f"val_{name}", "validation", "s-")):
+        values = history.get(key)
+        if not values:
+            continue
+        drawn.append(label)
+        epochs = np.arange(1, len(values) + 1)
+        if smoothing > 0:
+            ax.plot(epochs, values, style, alpha=0.25, markersize=3)
+            ax.plot(epochs, ema(values, smoothing), style[1:], label=f"{label} (EMA {smoothing})")
+        else:
+            ax.plot(epochs, values, style, label=label, markersize=4)
+    title = f"{name}: {' and '.join(drawn)}" + (f"\n{run_name}" if run_name else "")
+    ax.set(xlabel="epoch", ylabel=name, title=title)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return title
+
+
+def learning_curves(history: dict[str, list[float]], out_dir: Path, smoothing: float = 0.0, run_name: str = "") -> list[Path]:
+    """One PNG per metric (loss, accuracy, and per output head of a multi-output model): training [and validation] by epoch.
+
+    Epoch ticks are integers; the title names the run and says only what is plotted (also stored as the PNG's Title).
+    EMA-smoothed if smoothing > 0.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -26,24 +60,12 @@ def learning_curves(history: dict[str, list[float]], out_dir: Path, smoothing: f
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for name in [k for k in history if not k.startswith("val_") and k not in NOT_CURVES]:
+    for name in curve_groups(history):
         fig, ax = plt.subplots(figsize=(6, 4))
-        for key, label, style in ((name, "training", "o-"), (f"val_{name}", "validation", "s-")):
-            values = history.get(key)
-            if not values:
-                continue
-            epochs = np.arange(1, len(values) + 1)
-            if smoothing > 0:
-                ax.plot(epochs, values, style, alpha=0.25, markersize=3)
-                ax.plot(epochs, ema(values, smoothing), style[1:], label=f"{label} (EMA {smoothing})")
-            else:
-                ax.plot(epochs, values, style, label=label, markersize=4)
-        ax.set(xlabel="epoch", ylabel=name, title=f"{name}: training and validation")
-        ax.legend()
-        ax.grid(alpha=0.3)
+        title = draw_curve(ax, history, name, smoothing, run_name)
         path = out_dir / f"{name}.png"
         fig.tight_layout()
-        fig.savefig(path, dpi=100)
+        fig.savefig(path, dpi=100, metadata={"Title": title})
         plt.close(fig)
         written.append(path)
     return written
@@ -64,7 +86,7 @@ def class_labels(y: np.ndarray, outputs: np.ndarray) -> tuple[np.ndarray, np.nda
     return (y.reshape(-1) > 0.5).astype(int), (outputs.reshape(-1) > 0.5).astype(int), 2
 
 
-def confusion_matrix_png(y: np.ndarray, outputs: np.ndarray, path: Path) -> Path:
+def confusion_matrix_png(y: np.ndarray, outputs: np.ndarray, path: Path, run_name: str = "") -> Path:
     """Plot the test-set confusion matrix of a classifier."""
     import matplotlib
 
@@ -92,7 +114,8 @@ def confusion_matrix_png(y: np.ndarray, outputs: np.ndarray, path: Path) -> Path
         ax.set_xticks(range(n))
         ax.set_yticks(range(n))
     accuracy = np.trace(counts) / max(counts.sum(), 1)
-    ax.set(xlabel="predicted", ylabel="true", title=f"test confusion matrix (accuracy {accuracy:.4f})")
+    title = f"test confusion matrix (accuracy {accuracy:.4f})" + (f"\n{run_name}" if run_name else "")
+    ax.set(xlabel="predicted", ylabel="true", title=title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import platform
 import subprocess
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +17,25 @@ import mlflow
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 
 from expkit import __version__
-from expkit.tracking.store import PARENT_RUN_ENV, ensure_experiment, flatten, tracking_uri
+from expkit.tracking.store import PARENT_RUN_ENV, TABLE_VIEW_TAG, ensure_experiment, flatten, table_view, tracking_uri
 
 MAX_PARAM_LENGTH = 6000
 BATCH = 100
+#: Config keys that are bookkeeping, not the experiment: where files go, how it is tracked, how chatty it is.
+NOT_PARAMS = ("paths.", "tracking.", "trainer.verbose", "trainer.threads", "hydra.")
+
+
+def experiment_params(config: dict[str, Any]) -> dict[str, Any]:
+    """The flattened config minus nulls and bookkeeping keys: what describes the experiment."""
+    return {k: v for k, v in flatten(config).items() if v is not None and not k.startswith(NOT_PARAMS)}
+
+
+def requirements() -> list[str]:
+    """Pinned pip requirements of a logged model (passed explicitly: inferring them takes seconds)."""
+    import numpy as np
+    import tensorflow as tf
+
+    return [f"keras=={keras.__version__}", f"tensorflow=={tf.__version__}", f"mlflow=={mlflow.__version__}", f"numpy=={np.__version__}"]
 
 
 def git_state(path: str) -> dict[str, str]:
@@ -96,9 +113,9 @@ class TrackedRun:
         return EpochLogger(self.client, self.run_id)
 
     def log_params(self, config: dict[str, Any], extra: dict[str, Any]) -> None:
-        """The flattened config as params. A value over MLflow's length limit goes in as an artifact."""
+        """The experiment's config keys as params (see `experiment_params`). A value over MLflow's length limit goes in as an artifact."""
         params: dict[str, str] = {}
-        for key, value in {**flatten(config), **extra}.items():
+        for key, value in {**experiment_params(config), **extra}.items():
             text = str(value)
             if len(text) > MAX_PARAM_LENGTH:
                 name = f"params/{key}.txt"
@@ -131,15 +148,22 @@ class TrackedRun:
             self.client.log_batch(self.run_id, metrics=missing[i : i + 1000])
 
     def log_plots(
-        self, history: dict[str, list[float]], losses: dict[str, Any], model: Any, splits: Any, out_dir: Path, smoothing: float
-    ) -> None:
-        """Learning curves, and a test confusion matrix for each classification head.
+        self,
+        history: dict[str, list[float]],
+        losses: dict[str, Any],
+        model: Any,
+        splits: Any,
+        out_dir: Path,
+        smoothing: float,
+        run_name: str = "",
+    ) -> list[Path]:
+        """Learning curves, and a test confusion matrix for each classification head; returns the PNGs.
 
         `losses` is {output name: loss}, with the name "" for a single-output model.
         """
         from expkit.tracking import plots
 
-        paths = plots.learning_curves(history, out_dir, smoothing)
+        paths = plots.learning_curves(history, out_dir, smoothing, run_name)
         classifiers = [
             head
             for head, loss in losses.items()
@@ -152,8 +176,10 @@ class TrackedRun:
             for head in classifiers:
                 predicted, labels = (outputs[head], splits.y_test[head]) if head else (outputs, splits.y_test)
                 name = f"confusion_matrix_{head}.png" if head else "confusion_matrix.png"
-                paths.append(plots.confusion_matrix_png(labels, predicted, out_dir / name))
+                title = f"{run_name} ({head})" if head and run_name else (run_name or head)
+                paths.append(plots.confusion_matrix_png(labels, predicted, out_dir / name, title))
         self.log_artifacts(paths, artifact_path="plots")
+        return paths
 
     def log_artifacts(self, paths: list[Path], artifact_path: str | None = None) -> None:
         for path in paths:
@@ -162,14 +188,32 @@ class TrackedRun:
             elif path.exists():
                 mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
-    def log_model(self, model: Any, input_example: Any) -> str:
-        """Log with MLflow's Keras flavor and a tensor signature inferred from `input_example`; returns the model URI.
+    def log_dataset(self, name: str, origin: str, digest: str, sizes: dict[str, int], raw_example: Any) -> None:
+        """The dataset as an MLflow dataset input (the runs table's Dataset column): name, source, digest, split sizes."""
+        import json
 
+        import numpy as np
+        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        example = np.asarray(raw_example)
+        if example.dtype == object:  # ragged sequences: describe them by their length only
+            example = np.zeros((len(example), 1), dtype=np.int64)
+        with warnings.catch_warnings():  # MLflow notes that a local path could be several kinds of source
+            warnings.simplefilter("ignore")
+            dataset = mlflow.data.from_numpy(example, source=origin, name=name, digest=digest)._to_mlflow_entity()
+        dataset._profile = json.dumps({f"{split}_samples": n for split, n in sizes.items()})
+        tags = [InputTag(MLFLOW_DATASET_CONTEXT, "training"), *(InputTag(f"{split}_samples", str(n)) for split, n in sizes.items())]
+        self.client.log_inputs(self.run_id, datasets=[DatasetInput(dataset, tags)])
+
+    def log_model(self, model: Any, input_example: Any, step: int = 0) -> str:
+        """Log the training model with MLflow's Keras flavor and a tensor signature; returns the model URI.
+
+        `step` is the last epoch: the logged model is linked to the metrics of that step (the final ones).
         The example itself is stored beside the model as `model_input_example.json`: mlflow 3.17's Keras
         flavor fails when given `input_example` (it writes the example before creating the model folder).
         """
         import numpy as np
-        import tensorflow as tf
         from mlflow.models import infer_signature
 
         if isinstance(input_example, dict):  # a graph model's named inputs and outputs
@@ -180,12 +224,106 @@ class TrackedRun:
         else:
             example = np.asarray(input_example).astype(np.float32)
             signature = infer_signature(example, np.asarray(model.predict(example, verbose=0)))
-        requirements = [f"keras=={keras.__version__}", f"tensorflow=={tf.__version__}", f"mlflow=={mlflow.__version__}"]
-        info = mlflow.keras.log_model(model, name="model", signature=signature, pip_requirements=requirements)
+        info = mlflow.keras.log_model(model, name="model", signature=signature, pip_requirements=requirements(), step=step)
         listed = {k: v.tolist() for k, v in example.items()} if isinstance(example, dict) else example.tolist()
         mlflow.log_dict({"inputs": listed}, "model_input_example.json")
         self.set_tags({"model_uri": info.model_uri})
         return str(info.model_uri)
+
+    def log_inference_model(self, folder: Path, raw_example: Any, step: int = 0) -> str:
+        """Log the raw-input inference model (see expkit.serving.inference) as an MLflow pyfunc model; returns its URI."""
+        import numpy as np
+        from mlflow.models import ModelSignature
+        from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
+
+        from expkit.serving.inference import pyfunc_class
+
+        raw = np.asarray(raw_example)
+        logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)  # its notes on cloudpickle and example validation
+        params = ParamSchema([ParamSpec("output", "string", "classes")])
+        ragged = raw.dtype == object
+        inputs = None if ragged else Schema([TensorSpec(raw.dtype, (-1, *raw.shape[1:]))])
+        with warnings.catch_warnings():  # MLflow asks for type hints on predict; the signature is given explicitly instead
+            warnings.simplefilter("ignore")
+            wrapper = pyfunc_class()()
+        info = mlflow.pyfunc.log_model(
+            name="inference",
+            python_model=wrapper,
+            artifacts={"inference": str(folder)},
+            signature=ModelSignature(inputs=inputs, params=params) if inputs is not None else None,
+            input_example=None if ragged else raw[:2],
+            pip_requirements=requirements(),
+            step=step,
+        )
+        self.set_tags({"inference_model_uri": info.model_uri})
+        return str(info.model_uri)
+
+    def log_results(self, config: Any, outcome: Any, splits: Any, output_dir: Path, run_name: str, overrides: list[str]) -> None:
+        """Everything a finished training leaves in MLflow: test metrics, files, plots, models and the run card."""
+        from expkit.tracking.card import CardFacts, render
+
+        history = outcome.history
+        last = max(len(history.get("loss", [])) - 1, 0)
+        self.log_params({}, {"model.num_params": outcome.model.count_params()})
+        self.log_metrics(outcome.test_metrics, step=last)  # the step the logged models are linked to
+        self.log_artifacts([output_dir / n for n in ("config.yaml", "overrides.yaml", "metrics.json", "model_summary.txt")])
+        t = config.tracking
+        plots = self.log_plots(history, config.model.head_losses(), outcome.model, splits, output_dir / "plots", t.plot_smoothing, run_name)
+        models: dict[str, str] = {}
+        if t.log_model:
+            from expkit.data.pipeline import take
+
+            models["training model"] = self.log_model(outcome.model, take(splits.x_test, slice(5)), step=last)
+            if splits.raw_x_example is not None:
+                from expkit.serving.inference import write_inference
+
+                steps, raw = config.dataset.preprocess.x, splits.raw_x_example
+                folder = write_inference(outcome.model, steps, splits.x_fitted, raw, config.model.loss, output_dir / "inference")
+                models["inference model (raw inputs)"] = self.log_inference_model(folder, splits.raw_x_example, step=last)
+        facts = CardFacts(
+            run_name=run_name,
+            run_id=self.run_id,
+            preset=next((o.split("=", 1)[1] for o in overrides if o.startswith(("+experiment=", "experiment="))), "default"),
+            overrides=overrides,
+            output_dir=str(output_dir),
+            test_metrics=outcome.test_metrics,
+            final_metrics={k: v[-1] for k, v in history.items() if v},
+            epochs_run=len(history.get("loss", [])),
+            dataset=f"{config.dataset.name} ({splits.fingerprint})",
+            plots=[f"plots/{p.name}" for p in plots],
+            models=models,
+        )
+        card = render(facts)
+        (output_dir / "run_card.md").write_text(card)
+        mlflow.log_text(card, "run_card.md")
+        shown_params = [o.partition("=")[0].lstrip("+~") for o in overrides if not o.startswith(("+experiment=", "experiment=", "hydra"))]
+        self.show_in_table(sorted(outcome.test_metrics) + [k for k in ("val_loss",) if k in history], shown_params)
+        description = card if len(card) < 7000 else card[:7000] + "\n\n(cut short: see run_card.md)"  # MLflow's tag value limit
+        self.set_tags({"mlflow.note.content": description})  # the run page's description
+
+    def log_hparams(self, tb_dir: Path, resolved: dict[str, Any], outcome: Any, run_name: str) -> None:
+        """TensorBoard's HParams for this run: its experiment params, final epoch metrics and test metrics."""
+        from expkit.tracking.tensorboard import write_hparams
+
+        final = {f"final/{k}": v[-1] for k, v in outcome.history.items() if v}
+        last = max(len(outcome.history.get("loss", [])) - 1, 0)
+        write_hparams(tb_dir, experiment_params(resolved), {**final, **outcome.test_metrics}, last, run_name, self.run_id)
+
+    def show_in_table(self, metrics: list[str], params: list[str]) -> None:
+        """Add these columns to expkit's view of the experiment's runs table (the UI hides all metric columns by default)."""
+        run = self.client.get_run(self.run_id)
+        experiment_id = run.info.experiment_id
+        current = self.client.get_experiment(experiment_id).tags.get(TABLE_VIEW_TAG)
+        params = [p for p in params if p in run.data.params]
+        self.client.set_experiment_tag(experiment_id, TABLE_VIEW_TAG, table_view(current, metrics, params))
+
+    def ui_link(self) -> str:
+        """Where to see this run: the server's page, or the `expkit ui` command and the page it serves."""
+        experiment_id = self.client.get_run(self.run_id).info.experiment_id
+        page = f"#/experiments/{experiment_id}/runs/{self.run_id}"
+        if self.uri.startswith(("http://", "https://")):
+            return f"{self.uri.rstrip('/')}/{page}"
+        return f"run `expkit ui --uri {self.uri}`, then open http://127.0.0.1:5000/{page}"
 
     def end(self, status: str = "FINISHED") -> None:
         """Flush async logging and close the run as FINISHED, FAILED or KILLED."""

@@ -11,6 +11,8 @@ from typing import Any
 from expkit.errors import ExpkitError
 
 PARENT_RUN_ENV = "EXPKIT_PARENT_RUN_ID"
+#: The overrides given to a whole sweep (newline-separated), so a job can tell its swept values apart.
+SWEEP_OVERRIDES_ENV = "EXPKIT_SWEEP_OVERRIDES"
 
 
 def tracking_uri(uri: str | None, root_dir: str) -> str:
@@ -73,6 +75,27 @@ def _ensure_experiment(uri: str, name: str, artifact_dir: str) -> str:
         raise ExpkitError(
             f"cannot reach the MLflow store {uri}: {exc}", key="tracking.uri", hint="start the server, or unset tracking.uri"
         ) from None
+
+
+#: The experiment tag holding expkit's runs-table view (MLflow UI's shared view state), opened with ?viewStateShareKey=expkit.
+TABLE_VIEW_KEY = "expkit"
+TABLE_VIEW_TAG = f"mlflow.sharedViewState.{TABLE_VIEW_KEY}"
+DEFAULT_COLUMNS = ["attributes.`Dataset`", "attributes.`Models`"]
+
+
+def table_view(current: str | None, metrics: list[str], params: list[str]) -> str:
+    """The view state JSON with these metric and param columns added to the columns already shown."""
+    import json
+
+    try:
+        state = json.loads(current) if current else {}
+    except ValueError:
+        state = {}
+    columns = list(state.get("selectedColumns") or DEFAULT_COLUMNS)
+    for column in [*(f"metrics.`{m}`" for m in metrics), *(f"params.`{p}`" for p in params)]:
+        if column not in columns:
+            columns.append(column)
+    return json.dumps({**state, "selectedColumns": columns})
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:

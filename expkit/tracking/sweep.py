@@ -14,7 +14,28 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from expkit.selection.objective import Objective, SweepAborted
-from expkit.tracking.store import PARENT_RUN_ENV, ensure_experiment, tracking_uri
+from expkit.tracking.store import PARENT_RUN_ENV, SWEEP_OVERRIDES_ENV, ensure_experiment, tracking_uri
+
+
+def summary_table(children: list[Any], parent_id: str, best_id: str | None) -> str:
+    """One row per job (name, status, final val_loss, test metrics, run id), then the parent run id."""
+    from expkit.runs import format_value, key_metrics, metric_of, render_table
+
+    metrics = [m for m in ("objective", "val_loss") if any(m in r.data.metrics for r in children)] + key_metrics(children)
+    ordered = sorted(children, key=lambda r: r.info.start_time or 0)
+    rows = [
+        [
+            ("* " if r.info.run_id == best_id else "  ") + (r.info.run_name or "")[:60],
+            r.info.status,
+            *(format_value(metric_of(r, m)) for m in metrics),
+            r.info.run_id,
+        ]
+        for r in ordered
+    ]
+    table = render_table(["run", "status", *metrics, "run id"], rows, [False, False, *([True] * len(metrics)), False])
+    best = "  (* = sweep.best_run_id)" if best_id else ""
+    return f"\nsweep summary: {len(children)} job(s), parent run {parent_id}{best}\n{table}"
+
 
 #: The parent run's tracking URI, for closing it from the CLI when a sweep stops early.
 PARENT_URI_ENV = "EXPKIT_PARENT_RUN_URI"
@@ -67,10 +88,10 @@ def summarize_parent(client: Any, parent_id: str, objective: Objective) -> dict[
     if best is not None:
         tags["sweep.best_run_id"] = best.info.run_id
         tags["sweep.best_overrides"] = best.data.tags.get("overrides", "")
-        client.log_metric(parent_id, "best_objective", best.data.metrics["objective"])
+        client.log_metric(parent_id, "best/objective", best.data.metrics["objective"])  # a chart section of its own
         for key, value in best.data.metrics.items():
             if key.startswith(("test_", "val_")):  # reported for reading; the choice above used `objective` only
-                client.log_metric(parent_id, f"best_{key}", value)
+                client.log_metric(parent_id, f"best/{key}", value)
     for key, value in tags.items():
         client.set_tag(parent_id, key, value)
     return {"runs": runs, "states": states, "pruned": pruned, "best": best}
@@ -127,6 +148,7 @@ class SweepTrackingCallback(Callback):
             self.parent_id = run.info.run_id
         os.environ[PARENT_RUN_ENV] = self.parent_id
         os.environ[PARENT_URI_ENV] = self.uri
+        os.environ[SWEEP_OVERRIDES_ENV] = "\n".join(config.hydra.overrides.task)
         print(f"sweep parent run {self.parent_id} in {self.uri}", file=sys.stderr)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -143,6 +165,7 @@ class SweepTrackingCallback(Callback):
         client.set_terminated(self.parent_id, "FAILED" if too_many or (runs and failed == len(runs)) else "FINISHED")
         os.environ.pop(PARENT_RUN_ENV, None)
         os.environ.pop(PARENT_URI_ENV, None)
+        os.environ.pop(SWEEP_OVERRIDES_ENV, None)
         best = figures["best"]
         print(
             f"sweep {self.parent_id}: {len(runs)} job(s), {figures['states']['FINISHED']} finished, {failed} failed, "
@@ -150,5 +173,6 @@ class SweepTrackingCallback(Callback):
             + (f"{best.data.metrics['objective']:.4f} ({best.data.tags.get('overrides', '')})" if best else "none"),
             file=sys.stderr,
         )
+        print(summary_table(runs, self.parent_id, best.info.run_id if best else None), flush=True)
         if too_many:
             raise SweepAborted(f"{failed} of {len(runs)} jobs failed, more than sweep.max_failure_rate={limit}")

@@ -190,6 +190,7 @@ def train_and_evaluate(
     objective: Objective | None = None,
     test: bool = True,
     epochs: int | None = None,
+    tensorboard_dir: Path | None = None,
 ) -> Outcome:
     """Build, fit, checkpoint and (with `test`) test the model described by `config` on `splits`.
 
@@ -197,6 +198,7 @@ def train_and_evaluate(
     With `resume_from`, weights, optimizer state and epoch count continue from that state.
     The best checkpoint follows `objective` (default: the config's), or trainer.checkpoint_monitor.
     Protocols pass test=False, choose on the history, and call `evaluate_test` afterwards.
+    TensorBoard logs go to `tensorboard_dir` (default: <output_dir>/tensorboard).
     """
     import keras
 
@@ -228,7 +230,8 @@ def train_and_evaluate(
     callbacks = [*make_callbacks(config.callbacks, output_dir, objective), StopOnRequest(stop), CompleteEpochsOnly(stop, recorders)]
     tb = config.tracking.tensorboard
     if tb.enabled:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(output_dir / "tensorboard"), histogram_freq=tb.histogram_freq))
+        log_dir = tensorboard_dir or output_dir / "tensorboard"
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=tb.histogram_freq))
 
     batch = trainer.batch_size
     train_batches = ArrayBatches(splits.x_train, splits.y_train, batch, shuffle=trainer.shuffle, seed=config.seed, epoch=initial_epoch)
@@ -239,7 +242,7 @@ def train_and_evaluate(
             train_batches,
             epochs=total_epochs,
             initial_epoch=initial_epoch,
-            verbose=trainer.verbose,
+            verbose=1 if trainer.verbose == "auto" else trainer.verbose,  # the app resolves auto for its terminal
             validation_data=validation,
             shuffle=False,  # ArrayBatches shuffles samples itself, reproducibly per epoch
             callbacks=callbacks,
