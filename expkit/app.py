@@ -144,10 +144,16 @@ def run_experiment(config: ExperimentConfig, resolved: dict[str, Any], overrides
         if tracked:
             tracked.log_params({}, {"model.num_params": outcome.model.count_params()})
             tracked.log_metrics(outcome.test_metrics)
-            tracked.log_artifacts([output_dir / n for n in ("config.yaml", "overrides.yaml", "metrics.json", "model_summary.txt")])
+            tracked.log_artifacts(
+                [output_dir / n for n in ("config.yaml", "overrides.yaml", "metrics.json", "model_summary.txt", "activations")]
+            )
             tracked.log_plots(
                 outcome.history, config.model.loss, outcome.model, splits, output_dir / "plots", config.tracking.plot_smoothing
             )
+            if config.dataset.source == "playground":
+                tracked.log_decision_boundary(
+                    outcome.model, config.dataset, config.seed, output_dir / "plots", outcome.test_metrics.get("test_accuracy")
+                )
             if config.tracking.log_model:
                 tracked.log_model(outcome.model, splits.x_test[:5])
         status = "FINISHED"

@@ -69,6 +69,7 @@ def load_splits(dataset: Any, *, data_dir: str | None, seed: int) -> Splits:
         seed=seed,
         image_size=dataset.image_size,
         color_mode=dataset.color_mode,
+        playground=dataset.playground,
     )
     (x_train, y_train), (x_test, y_test) = loaded[0], loaded[1]
     x_train, y_train, x_test, y_test = (np.asarray(a) for a in (x_train, y_train, x_test, y_test))

@@ -11,6 +11,8 @@ from expkit.registry import Registry, build_component
 def _keras_callbacks() -> list[Any]:
     import keras
 
+    import expkit.training.activations  # noqa: F401  (registers expkit's own callbacks)
+
     return [keras.callbacks]
 
 
@@ -29,3 +31,10 @@ def resolve_paths(spec: dict[str, Any], output_dir: Path) -> dict[str, Any]:
 def make_callbacks(specs: dict[str, dict[str, Any]], output_dir: Path) -> list[Any]:
     """Build each named callback from `{type: Name, **kwargs}` or `{_target_: ..., **kwargs}`."""
     return [build_component(resolve_paths(spec, output_dir), CALLBACKS, key=f"callbacks.{name}") for name, spec in specs.items()]
+
+
+def attach_data(callbacks: list[Any], splits: Any, output_dir: Path) -> None:
+    """Hand the run's data and folder to callbacks that ask for them (a `use_run(splits, output_dir)` method), e.g. ActivationLogger."""
+    for callback in callbacks:
+        if hasattr(callback, "use_run"):
+            callback.use_run(splits, output_dir)

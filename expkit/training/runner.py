@@ -14,8 +14,9 @@ from expkit.config.schema import ExperimentConfig
 from expkit.data.pipeline import Splits
 from expkit.errors import ExpkitError
 from expkit.models.builder import build_model
+from expkit.training.baseline import is_classification, random_baseline
 from expkit.training.batches import ArrayBatches
-from expkit.training.callbacks import make_callbacks
+from expkit.training.callbacks import attach_data, make_callbacks
 from expkit.training.compile import compile_model
 from expkit.training.resume import CompleteEpochsOnly, EpochState, Interrupted, StopOnRequest, StopRequest, TrainingState
 
@@ -121,6 +122,7 @@ def train_and_evaluate(
     )
     recorders = [best_checkpoint, epoch_state, *(epoch_callbacks or [])]
     callbacks = [*make_callbacks(config.callbacks, output_dir), StopOnRequest(stop), CompleteEpochsOnly(stop, recorders)]
+    attach_data(callbacks, splits, output_dir)
     tb = config.tracking.tensorboard
     if tb.enabled:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(output_dir / "tensorboard"), histogram_freq=tb.histogram_freq))
@@ -151,6 +153,8 @@ def train_and_evaluate(
     model.save(checkpoints["final"])
     test = model.evaluate(ArrayBatches(splits.x_test, splits.y_test, batch), verbose=0, return_dict=True)
     test_metrics = {f"test_{k}": float(v) for k, v in test.items()}
+    if is_classification(config.model.loss):
+        test_metrics |= random_baseline(model, splits.y_test, config.seed)
     summary = {
         "test": test_metrics,
         "epochs_run": len(history.get("loss", [])),
