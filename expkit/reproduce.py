@@ -323,6 +323,8 @@ def reproduce(
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
     if data is not None:
         env["EXPKIT_DATA_DIR"] = str(data)
+    if os.environ.get("EXPKIT_ROOT"):
+        env["EXPKIT_ROOT"] = str(root)
     env.pop("MLFLOW_RUN_ID", None)
     parent = ParentRun(uri, root, command) if uri else None
     if parent:

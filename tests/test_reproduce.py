@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,7 @@ def test_band_and_verdicts() -> None:
     assert Result(target, [Attempt(42, 0.75), Attempt(43, error="expkit train exited 2")]).failed
     skipped = Result(target, skipped="needs mnist.npz")
     assert skipped.verdict == "skipped: needs mnist.npz" and not skipped.failed
-    report = render_markdown([two, skipped], command="expkit reproduce t", started=__import__("datetime").datetime.now(), data_dir=None)
+    report = render_markdown([two, skipped], command="expkit reproduce t", started=datetime.now(UTC), data_dir=None)
     assert "| t | test_accuracy | - | 0.7400 ± 0.0283 (n=2) | 0.7–0.8 | pass |" in report
     assert "skipped: needs mnist.npz" in report and "Versions: python" in report
 
