@@ -361,7 +361,7 @@ def reproduce(
                 print(f"    {shown} ({attempt.wall_s:.0f} s)", file=sys.stderr, flush=True)
                 if parent:
                     parent.record_child(attempt, target, repeat)
-        status = "FINISHED" if not any(r.failed for r in results) else "FAILED"
+        status = "FAILED" if any(r.failed or (require_data and r.skipped) for r in results) else "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
         raise

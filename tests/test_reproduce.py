@@ -131,6 +131,8 @@ def test_reproduce_runs_children_under_one_parent_and_fails_outside_the_band(wor
     (gauss,) = [r for r in children if r.data.tags["reproduce.target"] == "gauss"]
     assert parent.data.metrics["gauss.mean"] == pytest.approx(gauss.data.metrics["test_accuracy"])
     assert "decision_boundary.png" in {a.path.split("/")[-1] for a in mlflow_artifacts(workdir, gauss.info.run_id, "plots")}
+    # ... and as a keyed image, which MLflow's chart view lays out side by side across runs
+    assert any(a.path.startswith("images/decision_boundary+step+0") for a in mlflow_artifacts(workdir, gauss.info.run_id, "images"))
 
     skipped_only = run_expkit("reproduce", "needs_data", "--targets", "targets.yaml", "--data-dir", "data", cwd=workdir)
     assert skipped_only.returncode == 0, skipped_only.stderr
