@@ -305,8 +305,11 @@ def log_outcome(
     origin = data_origin(d.source, d.name, d.path, config.paths.data_dir) if d.name else d.source
     tracked.log_dataset(d.name or d.source, origin, splits.fingerprint, splits.sizes, splits.raw_x_example)
     tracked.log_results(config, outcome, seen, output_dir, name, overrides)
+    tracked.log_artifacts([output_dir / "activations"])  # ActivationLogger's per-epoch npz (and PNGs), when configured
     if diagram:
         tracked.log_artifacts([diagram])
+    if d.source == "playground":
+        tracked.log_decision_boundary(outcome.model, d, config.seed, output_dir / "plots", outcome.test_metrics.get("test_accuracy"))
     if tb_dir is not None and config.tracking.tensorboard.enabled:
         tracked.log_hparams(tb_dir, resolved, outcome, name)
 

@@ -118,6 +118,38 @@ def list_options() -> None:
             typer.echo(f"{group}: {', '.join(options)}")
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def reproduce(
+    ctx: typer.Context,
+    data_dir: str | None = typer.Option(None, "--data-dir", help="Folder with the datasets (mnist.npz, ...); default $EXPKIT_DATA_DIR"),
+    quick: bool = typer.Option(False, "--quick", help="Only the targets marked quick (the CI set)"),
+    repeats: int = typer.Option(1, "--repeats", help="Runs per target, seeds 42, 43, ...; the mean is compared with the band"),
+    targets: str | None = typer.Option(None, "--targets", help="Targets file (default: experiments/targets.yaml)"),
+    results: str | None = typer.Option(None, "--results", help="Where to write the report (default: RESULTS.md beside the targets)"),
+    require_data: bool = typer.Option(False, "--require-data", help="A target whose data is missing fails instead of being skipped"),
+    timeout: float = typer.Option(3600, "--timeout", help="Seconds one run may take"),
+) -> None:
+    """Run book presets as tracked runs under one parent run, compare with their bands. Args: [TARGET...] [OVERRIDES...]."""
+    from expkit import reproduce as repro
+
+    code: list[int] = []
+    _guarded(
+        lambda: code.append(
+            repro.reproduce(
+                list(ctx.args),
+                data_dir=data_dir,
+                quick=quick,
+                repeats=repeats,
+                targets_path=targets,
+                results_path=results,
+                require_data=require_data,
+                timeout=timeout,
+            )
+        )
+    )
+    raise typer.Exit(code[0] if code else 2)
+
+
 runs_app = typer.Typer(help="Read recorded runs: list, compare, best.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 

@@ -51,6 +51,13 @@ def _classes(module: Any, base: type) -> dict[str, list[str]]:
     return out
 
 
+def expkit_callbacks() -> dict[str, list[str]]:
+    """expkit's own callbacks (found by name after Keras'), with their constructor arguments."""
+    from expkit.training.activations import ActivationLogger
+
+    return {"ActivationLogger": _init_params(ActivationLogger)}
+
+
 def build_catalog() -> dict[str, Any]:
     """Read names and signatures from the installed Keras."""
     import keras
@@ -72,7 +79,7 @@ def build_catalog() -> dict[str, Any]:
         "applications": applications,
         "optimizers": _classes(keras.optimizers, keras.optimizers.Optimizer),
         "schedules": _classes(keras.optimizers.schedules, keras.optimizers.schedules.LearningRateSchedule),
-        "callbacks": _classes(keras.callbacks, keras.callbacks.Callback),
+        "callbacks": _classes(keras.callbacks, keras.callbacks.Callback) | expkit_callbacks(),
         "losses": functions(keras.losses),
         "metrics": functions(keras.metrics),
         "activations": sorted(n for n in dir(keras.activations) if not n.startswith("_") and n not in ("get", "serialize", "deserialize")),

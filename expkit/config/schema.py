@@ -170,6 +170,22 @@ class Validation(Strict):
         return self
 
 
+PlaygroundFeature = Literal["x1", "x2", "x1_squared", "x2_squared", "x1_x2", "sin_x1", "sin_x2"]
+
+
+class Playground(Strict):
+    """The `playground` source's options, as the TensorFlow Playground's controls."""
+
+    num_samples: Annotated[int, Field(ge=4)] = 500
+    # The Playground's noise slider, 0-50 %, as 0-0.5.
+    noise: Annotated[float, Field(ge=0, le=0.5)] = 0.0
+    # The Playground's "ratio of training to test data".
+    train_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    features: Annotated[list[PlaygroundFeature], Field(min_length=1)] = ["x1", "x2"]
+    # The data's own seed; null: the run's seed.
+    seed: int | None = None
+
+
 class Dataset(Strict):
     """Options every source shares; a source with options of its own (npz, random) declares them in its registered schema."""
 
@@ -191,6 +207,8 @@ class Dataset(Strict):
     color_mode: Literal["rgb", "grayscale"] = "rgb"
     preprocess: Preprocess = Preprocess()
     validation: Validation = Validation()
+    # playground source: generated 2-D problems (see expkit/data/playground.py).
+    playground: Playground | None = None
 
 
 class GraphInput(Strict):

@@ -101,6 +101,7 @@ def _load(dataset: Any, data_dir: str | None, seed: int) -> tuple[Any, ...]:
         seed=seed,
         image_size=dataset.image_size,
         color_mode=dataset.color_mode,
+        playground=dataset.playground,
     )
     return tuple((np.asarray(x), np.asarray(y)) for x, y in loaded)
 

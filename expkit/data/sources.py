@@ -40,6 +40,8 @@ def data_origin(source: str, name: str, path: str | None, data_dir: str | None) 
     """Where `load` reads this dataset from, for error messages."""
     if source in FOLDER_SOURCES:
         return str(path)
+    if source == "playground":
+        return f"the generated Playground problem {name}"
     if source == "sklearn":
         return f"scikit-learn's bundled {name}"
     local = find_local_file(f"{name}.npz", path, data_dir)
@@ -342,3 +344,9 @@ def load_image_dir(
 
 
 FOLDER_SOURCES: dict[str, Loader] = {"image_dir": load_image_dir}
+
+# --- generated: the TensorFlow Playground problems ---------------------------------------
+
+from expkit.data.playground import PROBLEMS as PLAYGROUND_PROBLEMS  # noqa: E402
+
+SOURCES["playground"] = PLAYGROUND_PROBLEMS

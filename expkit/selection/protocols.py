@@ -96,7 +96,9 @@ def holdout(ctx: Context) -> Result:
         tensorboard_dir=ctx.tensorboard_dir,
     )
     score = ctx.objective.score(outcome.history) if splits.x_val is not None else None
-    evaluate_test(outcome, splits, ctx.output_dir, config.trainer.batch_size, objective=score, objective_metric=ctx.objective.metric)
+    evaluate_test(
+        outcome, splits, ctx.output_dir, config.trainer.batch_size, config=config, objective=score, objective_metric=ctx.objective.metric
+    )
     return Result(score, outcome, splits)
 
 
@@ -128,7 +130,7 @@ def retrain(ctx: Context) -> Result:
         final = train_and_evaluate(
             config, full, ctx.output_dir, ctx.callbacks(child), stop=ctx.stop, objective=ctx.objective, test=False, epochs=best_epochs
         )
-        evaluate_test(final, full, ctx.output_dir, config.trainer.batch_size, objective=score, best_epoch=best_epochs)
+        evaluate_test(final, full, ctx.output_dir, config.trainer.batch_size, config=config, objective=score, best_epoch=best_epochs)
         if child:
             child.log_metrics(final.test_metrics)
         end_child(child, "FINISHED")

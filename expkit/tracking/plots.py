@@ -121,3 +121,25 @@ def confusion_matrix_png(y: np.ndarray, outputs: np.ndarray, path: Path, run_nam
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def decision_boundary_png(
+    probability: np.ndarray, xx: np.ndarray, yy: np.ndarray, points: np.ndarray, labels: np.ndarray, path: Path, title: str
+) -> Path:
+    """Test points over the model's predicted probability of the positive class, as the Playground draws them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    field = ax.contourf(xx, yy, probability, levels=np.linspace(0, 1, 11), cmap="RdBu", vmin=0, vmax=1, alpha=0.8)
+    ax.contour(xx, yy, probability, levels=[0.5], colors="black", linewidths=1)
+    ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="RdBu", vmin=0, vmax=1, edgecolors="white", linewidths=0.6, s=18)
+    fig.colorbar(field, ax=ax, fraction=0.046, pad=0.04, label="P(positive)")
+    ax.set(xlim=(xx.min(), xx.max()), ylim=(yy.min(), yy.max()), xlabel="x1", ylabel="x2", title=title, aspect="equal")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -181,6 +181,26 @@ class TrackedRun:
         self.log_artifacts(paths, artifact_path="plots")
         return paths
 
+    def log_decision_boundary(self, model: Any, dataset: Any, seed: int, out_dir: Path, accuracy: float | None) -> Path:
+        """For a 2-D (playground) problem: test points over the predicted probability field, as an artifact and a keyed image."""
+        from PIL import Image
+
+        from expkit.data import playground
+        from expkit.tracking import plots
+
+        points, xx, yy = playground.grid()
+        outputs = model.predict(playground.model_inputs(dataset, seed, points), batch_size=4096, verbose=0)
+        probability = (outputs[:, -1] if outputs.ndim == 2 else outputs.reshape(-1)).reshape(xx.shape)
+        _, (test_points, test_labels) = playground.raw_points(dataset.name, dataset.playground or playground.Playground(), seed)
+        if dataset.max_test_samples:
+            test_points, test_labels = test_points[: dataset.max_test_samples], test_labels[: dataset.max_test_samples]
+        title = f"{dataset.name}: test points" + (f", accuracy {accuracy:.3f}" if accuracy is not None else "")
+        path = plots.decision_boundary_png(probability, xx, yy, test_points, test_labels, out_dir / "decision_boundary.png", title)
+        self.log_artifacts([path], artifact_path="plots")
+        with Image.open(path) as image:  # a keyed image: MLflow's chart view shows it side by side across runs
+            mlflow.log_image(image.convert("RGB"), key="decision_boundary", step=0, synchronous=True)
+        return path
+
     def log_artifacts(self, paths: list[Path], artifact_path: str | None = None) -> None:
         for path in paths:
             if path.is_dir():

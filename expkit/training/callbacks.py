@@ -12,6 +12,8 @@ from expkit.selection.objective import Objective, direction
 def _keras_callbacks() -> list[Any]:
     import keras
 
+    import expkit.training.activations  # noqa: F401  (registers expkit's own callbacks)
+
     return [keras.callbacks]
 
 
@@ -42,3 +44,10 @@ def make_callbacks(specs: dict[str, dict[str, Any]], output_dir: Path, objective
         build_component(with_direction(resolve_paths(spec, output_dir), objective), CALLBACKS, key=f"callbacks.{name}")
         for name, spec in specs.items()
     ]
+
+
+def attach_data(callbacks: list[Any], splits: Any, output_dir: Path) -> None:
+    """Hand the run's data and folder to callbacks that ask for them (a `use_run(splits, output_dir)` method), e.g. ActivationLogger."""
+    for callback in callbacks:
+        if hasattr(callback, "use_run"):
+            callback.use_run(splits, output_dir)

@@ -15,8 +15,9 @@ from expkit.data.pipeline import Splits
 from expkit.errors import ExpkitError, suggestion
 from expkit.models.builder import build_model
 from expkit.selection.objective import Objective, direction
+from expkit.training.baseline import is_classification, random_baseline
 from expkit.training.batches import COMPACT, ArrayBatches
-from expkit.training.callbacks import make_callbacks
+from expkit.training.callbacks import attach_data, make_callbacks
 from expkit.training.compile import compile_model
 from expkit.training.resume import CompleteEpochsOnly, EpochState, Interrupted, StopOnRequest, StopRequest, TrainingState
 
@@ -228,6 +229,7 @@ def train_and_evaluate(
     )
     recorders = [best_checkpoint, epoch_state, *(epoch_callbacks or [])]
     callbacks = [*make_callbacks(config.callbacks, output_dir, objective), StopOnRequest(stop), CompleteEpochsOnly(stop, recorders)]
+    attach_data(callbacks, splits, output_dir)
     tb = config.tracking.tensorboard
     if tb.enabled:
         log_dir = tensorboard_dir or output_dir / "tensorboard"
@@ -260,16 +262,23 @@ def train_and_evaluate(
     model.save(checkpoints["final"])
     outcome = Outcome(model, history, {}, checkpoints, splits)
     if test:
-        evaluate_test(outcome, splits, output_dir, batch, monitor=monitor)
+        evaluate_test(outcome, splits, output_dir, batch, config=config, monitor=monitor)
     return outcome
 
 
-def evaluate_test(outcome: Outcome, splits: Splits, output_dir: Path, batch_size: int, **summary: Any) -> dict[str, float]:
-    """Evaluate the trained model on test data once, after selection; writes metrics.json and fills outcome.test_metrics."""
+def evaluate_test(
+    outcome: Outcome, splits: Splits, output_dir: Path, batch_size: int, *, config: ExperimentConfig | None = None, **summary: Any
+) -> dict[str, float]:
+    """Evaluate the trained model on test data once, after selection; writes metrics.json and fills outcome.test_metrics.
+
+    With `config`, a single-output classifier also gets the books' random baseline (`baseline_<metric>`).
+    """
     history = outcome.history
     splits = outcome.splits or splits  # as the model saw them (named by input/output for graph models)
     test = outcome.model.evaluate(ArrayBatches(splits.x_test, splits.y_test, batch_size), verbose=0, return_dict=True)
     outcome.test_metrics = {f"test_{k}": float(v) for k, v in test.items()}
+    if config is not None and not config.model.is_graph and is_classification(config.model.loss):
+        outcome.test_metrics |= random_baseline(outcome.model, splits.y_test, config.seed)
     record = {
         "test": outcome.test_metrics,
         "epochs_run": len(history.get("loss", [])),
