@@ -136,6 +136,8 @@ class Trainer(Strict):
     threads: PositiveInt | None = None
     # tf.distribute: one device, every local device (mirrored) or several worker processes (multi_worker_mirrored).
     strategy: Literal["default", "mirrored", "multi_worker_mirrored"] = "default"
+    # Split the CPU into this many logical devices (try `mirrored` on a machine without GPUs).
+    cpu_devices: Annotated[int, Field(ge=2)] | None = None
     # Resources each sweep job asks a cluster launcher (Ray, SLURM) for.
     cpus: PositiveInt = 1
     gpus: Annotated[float, Field(ge=0)] = 0

@@ -45,8 +45,7 @@ def check_shared_store(config: DictConfig) -> None:
     if is_local_store(uri):
         name = str(OmegaConf.select(launcher, "_target_")).rsplit(".", 1)[-1]
         raise ExpkitError(
-            f"{uri} is a local store, but {name} may run jobs on other machines, "
-            "which would each write runs to their own disk",
+            f"{uri} is a local store, but {name} may run jobs on other machines, which would each write runs to their own disk",
             key="tracking.uri",
             hint=SERVER_HINT + "; a cluster with a shared file system may set tracking.allow_local_store_on_cluster=true",
         )

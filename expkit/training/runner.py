@@ -18,6 +18,7 @@ from expkit.training.batches import ArrayBatches
 from expkit.training.callbacks import make_callbacks
 from expkit.training.compile import compile_model
 from expkit.training.resume import CompleteEpochsOnly, EpochState, Interrupted, StopOnRequest, StopRequest, TrainingState
+from expkit.training.strategy import is_distributed, make_strategy, split_cpu
 
 
 @dataclass
@@ -30,11 +31,13 @@ class Outcome:
     checkpoints: dict[str, Path] = field(default_factory=dict)
 
 
-def configure_runtime(seed: int, *, deterministic: bool = False, threads: int | None = None) -> None:
-    """Seed Python, numpy and the backend; optionally make TF ops deterministic and cap threads."""
+def configure_runtime(seed: int, *, deterministic: bool = False, threads: int | None = None, cpu_devices: int | None = None) -> None:
+    """Seed Python, numpy and the backend; optionally make TF ops deterministic, cap threads and split the CPU."""
     import keras
     import tensorflow as tf
 
+    if cpu_devices:
+        split_cpu(cpu_devices)
     if threads:
         try:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -99,10 +102,12 @@ def train_and_evaluate(
 
     trainer = config.trainer
     stop = stop or StopRequest()
-    configure_runtime(config.seed, deterministic=trainer.deterministic, threads=trainer.threads)
+    configure_runtime(config.seed, deterministic=trainer.deterministic, threads=trainer.threads, cpu_devices=trainer.cpu_devices)
+    strategy = make_strategy(trainer.strategy)
     input_shape = config.model.input_shape or splits.x_train.shape[1:]
-    model = build_model(config.model.layers, input_shape, name=config.name)
-    compile_model(model, config.optimizer.model_dump(), config.model.loss, config.model.metrics)
+    with strategy.scope():  # variables (model and optimizer) are created once per replica
+        model = build_model(config.model.layers, input_shape, name=config.name)
+        compile_model(model, config.optimizer.model_dump(), config.model.loss, config.model.metrics)
     check_labels(model, config.model.loss, splits)
 
     ckpt_dir = output_dir / "checkpoints"
@@ -111,8 +116,9 @@ def train_and_evaluate(
     checkpoints = {"best": ckpt_dir / "best.keras", "final": ckpt_dir / "final.keras"}
     initial_epoch, history, best = 0, {}, None
     if resume_from is not None:
-        model.optimizer.build(model.trainable_variables)
-        model.load_weights(resume_from.weights)
+        with strategy.scope():
+            model.optimizer.build(model.trainable_variables)
+            model.load_weights(resume_from.weights)
         initial_epoch, history, best = resume_from.epoch + 1, resume_from.history, resume_from.best
 
     epoch_state = EpochState(ckpt_dir / "resume", history, monitor, best)
@@ -149,6 +155,9 @@ def train_and_evaluate(
     if stop.signum is not None:
         raise Interrupted(stop.signum)
     model.save(checkpoints["final"])
+    if is_distributed(strategy):
+        # Test, plots and model logging use a plain copy: every worker evaluates the whole test set, with no collectives.
+        model = keras.models.load_model(checkpoints["final"])
     test = model.evaluate(ArrayBatches(splits.x_test, splits.y_test, batch), verbose=0, return_dict=True)
     test_metrics = {f"test_{k}": float(v) for k, v in test.items()}
     summary = {
