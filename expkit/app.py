@@ -21,7 +21,7 @@ from expkit.config.locate import conf_dir
 from expkit.config.resolvers import register_resolvers
 from expkit.config.schema import ExperimentConfig
 from expkit.errors import ExpkitError
-from expkit.training.strategy import apply_worker_role
+from expkit.training.strategy import check_strategy
 
 register_resolvers()
 
@@ -187,7 +187,7 @@ def main(cfg: DictConfig) -> float | None:
     TASK_STARTED = True
     try:
         config = validate_config(cfg)
-        apply_worker_role(config)  # multi_worker_mirrored: only the chief tracks
+        check_strategy(config.trainer.strategy)
         if ACTION == "validate":
             print(f"config OK: {config.name}")
             return None

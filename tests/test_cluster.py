@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from expkit.errors import ExpkitError
 from expkit.tracking.server import check_shared_store, client_uri, launcher_is_remote, server_command
 from tests import mlflow_server as ms
-from tests.conftest import expkit_env, run_expkit
+from tests.conftest import REPO, expkit_env, mlflow_runs, output_dirs, read_metrics, run_expkit
 
 NO_TRAFFIC = {"RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
 RAY = "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
@@ -169,3 +169,45 @@ def test_submitit_local_sweep_gives_the_same_run_tree(team_server: tuple[str, Pa
     uri, root = team_server
     sweep_through(["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"], "cluster_submitit", uri, workdir, shared_data)
     assert_run_tree(uri, root, "cluster_submitit")
+
+
+# --- tf.distribute ------------------------------------------------------------------------------------------------
+
+MIRRORED = ("trainer.strategy=mirrored", "trainer.cpu_devices=2")
+
+
+def test_multi_worker_mirrored_is_refused_before_tensorflow_starts(workdir: Path) -> None:
+    result = run_expkit("validate", "trainer.strategy=multi_worker_mirrored", cwd=workdir, timeout=120)
+    assert result.returncode == 2 and "trainer.strategy" in result.stderr and "mirrored" in result.stderr, result.stderr
+
+
+@pytest.mark.slow
+def test_mirrored_on_two_logical_cpus_reaches_the_default_accuracy(workdir: Path, shared_data: Path) -> None:
+    """Acceptance 4 (first half), on 12 000 MNIST samples: two replicas, one global batch, the same accuracy within noise."""
+    common = ["+experiment=mnist_dense", "trainer.epochs=1", f"dataset.path={shared_data / 'mnist.npz'}", "dataset.max_train_samples=12000"]
+    accuracy = {}
+    for strategy in ("default", "mirrored"):
+        extra = MIRRORED if strategy == "mirrored" else ()
+        (workdir / strategy).mkdir()
+        result = run_expkit("train", *common, *extra, "tracking=none", "trainer.verbose=0", cwd=workdir / strategy, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        accuracy[strategy] = float(next(line for line in result.stdout.splitlines() if line.startswith("test_accuracy:")).split()[1])
+        if strategy == "mirrored":
+            assert "MirroredStrategy with devices" in result.stderr and "device:CPU:1" in result.stderr, result.stderr[-3000:]
+    assert accuracy["default"] > 0.9 and abs(accuracy["mirrored"] - accuracy["default"]) < 0.02, accuracy
+
+
+@pytest.mark.slow
+def test_mirrored_run_resumes_after_kill_9(workdir: Path) -> None:
+    """Checkpoints and resume under a strategy: the resumed run restores mirrored weights and optimizer state."""
+    from tests.test_reliability import FAST, crash_callback
+
+    crashed = run_expkit("train", "trainer.epochs=3", *MIRRORED, crash_callback(workdir, 1, 9), *FAST, cwd=workdir, PYTHONPATH=str(REPO))
+    assert crashed.returncode == -9, crashed.stderr[-2000:]
+    resumed = run_expkit("resume", "latest", cwd=workdir, PYTHONPATH=str(REPO))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "after epoch 2" in resumed.stderr and "MirroredStrategy" in resumed.stderr
+    (run,) = mlflow_runs(workdir, "digits_mlp")
+    assert run.info.status == "FINISHED"
+    (run_dir,) = output_dirs(workdir)
+    assert read_metrics(run_dir)["epochs_run"] == 3

@@ -1,58 +1,25 @@
-"""tf.distribute for `trainer.strategy`: default (one device), mirrored (all local devices), multi_worker_mirrored (TF_CONFIG).
+"""tf.distribute for `trainer.strategy`: default (one device) or mirrored (every local GPU, or logical CPUs).
 
 The batch size stays the global batch: each step's batch is split across the replicas.
-With multi_worker_mirrored every worker runs the same `expkit train`; only the chief tracks to MLflow and
-writes the run folder, the others write below it (worker-N/).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-from pathlib import Path
 from typing import Any
 
 from expkit.errors import ExpkitError
 
 
-def worker_role() -> tuple[str, int]:
-    """(task type, index) of this process from $TF_CONFIG; ("chief", 0) without one."""
-    raw = os.environ.get("TF_CONFIG")
-    if not raw:
-        return "chief", 0
-    try:
-        task = json.loads(raw)["task"]
-        return str(task["type"]), int(task["index"])
-    except (ValueError, KeyError, TypeError) as exc:
-        hint = 'TF_CONFIG=\'{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": 0}}\''
-        raise ExpkitError(f"TF_CONFIG is not valid: {exc}", key="TF_CONFIG", hint=hint) from None
-
-
-def is_chief() -> bool:
-    """The chief is task `chief`, or worker 0 when the cluster has no chief."""
-    kind, index = worker_role()
-    if kind == "chief":
-        return True
-    cluster = json.loads(os.environ["TF_CONFIG"]).get("cluster", {})
-    return kind == "worker" and index == 0 and "chief" not in cluster
-
-
-def apply_worker_role(config: Any) -> None:
-    """Under multi_worker_mirrored, a non-chief worker logs nothing to MLflow and writes into <output_dir>/<type>-<index>."""
-    if config.trainer.strategy != "multi_worker_mirrored":
-        return
-    if not os.environ.get("TF_CONFIG"):
+def check_strategy(name: str) -> None:
+    """Refuse, before TensorFlow starts, a strategy this Keras cannot train with."""
+    if name == "multi_worker_mirrored":
         raise ExpkitError(
-            "trainer.strategy=multi_worker_mirrored needs TF_CONFIG (the cluster and this worker's task) in the environment",
+            "multi_worker_mirrored does not train under Keras 3's TensorFlow trainer: its first batch and its scalar "
+            "metrics are reduced across workers in ways MultiWorkerMirroredStrategy rejects (checked with Keras 3.15, TF 2.21)",
             key="trainer.strategy",
-            hint="start one `expkit train` per worker, each with its own TF_CONFIG; or use trainer.strategy=mirrored on one machine",
+            hint="use trainer.strategy=mirrored for all devices of one machine, and hydra/launcher=ray or slurm to spread a sweep",
         )
-    if is_chief():
-        return
-    kind, index = worker_role()
-    config.tracking.enabled = False
-    config.paths.output_dir = str(Path(config.paths.output_dir) / f"{kind}-{index}")
 
 
 def split_cpu(devices: int) -> None:
@@ -71,12 +38,9 @@ def make_strategy(name: str) -> Any:
 
     if name == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")
-        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
-        return tf.distribute.MirroredStrategy(devices=devices)
-    if name == "multi_worker_mirrored":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return tf.distribute.MirroredStrategy(devices=[d.name for d in (gpus or tf.config.list_logical_devices("CPU"))])
     return tf.distribute.get_strategy()
 
 
 def is_distributed(strategy: Any) -> bool:
-    return bool(strategy.num_replicas_in_sync > 1 or type(strategy).__name__ != "_DefaultDistributionStrategy")
+    return type(strategy).__name__ != "_DefaultDistributionStrategy"
