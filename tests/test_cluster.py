@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from expkit.cluster import check_data_on_worker, check_shared_store, launcher_is_remote
 from expkit.errors import ExpkitError
-from expkit.tracking.server import check_shared_store, client_uri, launcher_is_remote, server_command
+from expkit.tracking.server import client_uri, server_command
 from tests import mlflow_server as ms
 from tests.conftest import REPO, expkit_env, mlflow_runs, output_dirs, read_metrics, run_expkit
 
@@ -66,6 +67,17 @@ def test_guard_refuses_a_local_store_only_for_remote_launchers(monkeypatch: pyte
     check_shared_store(sweep_config({"_target_": SLURM}, "sqlite:///team.db", allow_local_store_on_cluster=True))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://10.0.0.5:5000")
     check_shared_store(sweep_config({"_target_": SLURM}))
+
+
+def test_missing_dataset_on_a_worker_names_the_host(tmp_path: Path) -> None:
+    import platform
+
+    config = OmegaConf.create({"dataset": {"path": str(tmp_path / "mnist.npz")}, "paths": {"data_dir": None}})
+    with pytest.raises(ExpkitError, match=f"does not exist on host {platform.node()}") as raised:
+        check_data_on_worker(config)
+    assert raised.value.key == "dataset.path"
+    (tmp_path / "mnist.npz").write_bytes(b"")
+    check_data_on_worker(config)
 
 
 def test_cluster_sweep_with_sqlite_store_exits_2_before_any_job(workdir: Path) -> None:

@@ -1,65 +1,12 @@
-"""One MLflow store for a team: the shared-store guard for cluster launchers, and `expkit server`.
-
-Imports nothing heavy: the guard runs in the launching process before any job starts.
-"""
+"""`expkit server`: one MLflow server for a team, with proxied artifacts, that sweep jobs on any machine log to."""
 
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
-from typing import Any
-
-from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
 
 from expkit.errors import ExpkitError
-from expkit.tracking.store import is_local_store, tracking_uri
-
-# Launchers whose jobs run on the launching machine, where a SQLite or file store is shared by every job.
-LOCAL_LAUNCHERS = ("BasicLauncher", "JoblibLauncher", "submitit_launcher.LocalLauncher")
-SERVER_HINT = "start a team server with `expkit server` and pass tracking.uri=http://HOST:5000 (or set MLFLOW_TRACKING_URI to it)"
-
-
-def launcher_is_remote(launcher: Any) -> bool:
-    """True when the launcher may run jobs on other machines (SLURM, a Ray cluster given by address, any unknown launcher)."""
-    target = str(OmegaConf.select(launcher, "_target_", default="") or "") if launcher is not None else ""
-    if not target or any(target.endswith(name) for name in LOCAL_LAUNCHERS):
-        return False
-    if target.endswith("RayLauncher"):  # without an address it starts a local Ray instance on this machine
-        address = OmegaConf.select(launcher, "ray.init.address", default=None)
-        return address not in (None, "", "local")
-    return True
-
-
-def check_shared_store(config: DictConfig) -> None:
-    """Refuse a local (SQLite or file) store when jobs may run on other machines: each would write to its own disk."""
-    if not OmegaConf.select(config, "tracking.enabled", default=False):
-        return
-    if OmegaConf.select(config, "tracking.allow_local_store_on_cluster", default=False):
-        return
-    launcher = OmegaConf.select(config, "hydra.launcher", default=None)
-    if not launcher_is_remote(launcher):
-        return
-    uri = tracking_uri(OmegaConf.select(config, "tracking.uri", default=None), str(OmegaConf.select(config, "paths.root_dir")))
-    if is_local_store(uri):
-        name = str(OmegaConf.select(launcher, "_target_")).rsplit(".", 1)[-1]
-        raise ExpkitError(
-            f"{uri} is a local store, but {name} may run jobs on other machines, which would each write runs to their own disk",
-            key="tracking.uri",
-            hint=SERVER_HINT + "; a cluster with a shared file system may set tracking.allow_local_store_on_cluster=true",
-        )
-
-
-class SharedStoreCheck(Callback):
-    """Runs check_shared_store before a multirun launches any job. Hydra turns callback exceptions into warnings, so exit here."""
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        try:
-            check_shared_store(config)
-        except ExpkitError as error:
-            print(f"error: {error}", file=sys.stderr)
-            sys.exit(2)
 
 
 def server_command(backend_uri: str, artifacts_dir: Path, host: str, port: int, workers: int = 1) -> list[str]:
@@ -74,10 +21,13 @@ def server_command(backend_uri: str, artifacts_dir: Path, host: str, port: int, 
 
 def client_uri(host: str, port: int) -> str:
     """The tracking URI clients use for a server bound to host:port."""
-    if host in ("0.0.0.0", "::", ""):
+    if host in ("0.0.0.0", "::", ""):  # this machine's address (MLflow's default --allowed-hosts admits private IPs)
         import socket
 
-        host = socket.getfqdn()
+        try:
+            host = socket.gethostbyname(socket.gethostname())
+        except OSError:
+            host = socket.gethostname()
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
