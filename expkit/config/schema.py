@@ -134,7 +134,7 @@ class Trainer(Strict):
     deterministic: bool = False
     checkpoint_monitor: str | None = None
     threads: PositiveInt | None = None
-    # tf.distribute: one device, every local device (mirrored) or several worker processes (multi_worker_mirrored).
+    # tf.distribute: one device, or every local device (mirrored). multi_worker_mirrored is refused (Keras 3.15 cannot train with it).
     strategy: Literal["default", "mirrored", "multi_worker_mirrored"] = "default"
     # Split the CPU into this many logical devices (try `mirrored` on a machine without GPUs).
     cpu_devices: Annotated[int, Field(ge=2)] | None = None

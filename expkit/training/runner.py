@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,8 @@ def train_and_evaluate(
     stop = stop or StopRequest()
     configure_runtime(config.seed, deterministic=trainer.deterministic, threads=trainer.threads, cpu_devices=trainer.cpu_devices)
     strategy = make_strategy(trainer.strategy)
+    if is_distributed(strategy):
+        print(f"{type(strategy).__name__}: {strategy.num_replicas_in_sync} replicas, global batch {trainer.batch_size}", file=sys.stderr)
     input_shape = config.model.input_shape or splits.x_train.shape[1:]
     with strategy.scope():  # variables (model and optimizer) are created once per replica
         model = build_model(config.model.layers, input_shape, name=config.name)

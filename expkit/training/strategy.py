@@ -15,8 +15,8 @@ def check_strategy(name: str) -> None:
     """Refuse, before TensorFlow starts, a strategy this Keras cannot train with."""
     if name == "multi_worker_mirrored":
         raise ExpkitError(
-            "multi_worker_mirrored does not train under Keras 3's TensorFlow trainer: its first batch and its scalar "
-            "metrics are reduced across workers in ways MultiWorkerMirroredStrategy rejects (checked with Keras 3.15, TF 2.21)",
+            "multi_worker_mirrored does not train under Keras 3's TensorFlow trainer: it reduces the first batch and scalar "
+            "metrics across workers in ways MultiWorkerMirroredStrategy rejects (tensorflow/tensorflow#72388; Keras 3.15, TF 2.21)",
             key="trainer.strategy",
             hint="use trainer.strategy=mirrored for all devices of one machine, and hydra/launcher=ray or slurm to spread a sweep",
         )
