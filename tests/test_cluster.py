@@ -69,6 +69,23 @@ def test_guard_refuses_a_local_store_only_for_remote_launchers(monkeypatch: pyte
     check_shared_store(sweep_config({"_target_": SLURM}))
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # expkit's ray.yaml replaces the plugin's config of the same name, on purpose
+def test_ray_launcher_config_hides_the_cluster_traps() -> None:
+    """expkit's hydra/launcher=ray: no object store size next to an address, resources from trainer.cpus/gpus, parent run id to workers."""
+    from hydra import compose, initialize_config_dir
+
+    from expkit.config.locate import conf_dir
+
+    overrides = ["hydra/launcher=ray", "hydra.launcher.ray.init.address=127.0.0.1:6379", "trainer.cpus=3", "trainer.gpus=1"]
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    ray = cfg.hydra.launcher.ray
+    assert cfg.hydra.launcher._target_ == RAY
+    assert "object_store_memory" in ray.init and ray.init.object_store_memory is None
+    assert (ray.remote.num_cpus, ray.remote.num_gpus) == (3, 1)
+    assert set(ray.init.runtime_env.env_vars) == {"EXPKIT_PARENT_RUN_ID", "MLFLOW_TRACKING_URI"}
+
+
 def test_missing_dataset_on_a_worker_names_the_host(tmp_path: Path) -> None:
     import platform
 
@@ -214,7 +231,7 @@ def test_mirrored_run_resumes_after_kill_9(workdir: Path) -> None:
     """Checkpoints and resume under a strategy: the resumed run restores mirrored weights and optimizer state."""
     from tests.test_reliability import FAST, crash_callback
 
-    crashed = run_expkit("train", "trainer.epochs=3", *MIRRORED, crash_callback(workdir, 1, 9), *FAST, cwd=workdir, PYTHONPATH=str(REPO))
+    crashed = run_expkit("train", "trainer.epochs=3", *MIRRORED, crash_callback(workdir, 2, 9), *FAST, cwd=workdir, PYTHONPATH=str(REPO))
     assert crashed.returncode == -9, crashed.stderr[-2000:]
     resumed = run_expkit("resume", "latest", cwd=workdir, PYTHONPATH=str(REPO))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
