@@ -175,13 +175,16 @@ def server(
     port: int = typer.Option(5000, help="Port"),
     backend_store_uri: str | None = typer.Option(None, "--backend-store-uri", help="Runs database (default: sqlite:///ROOT/mlflow.db)"),
     workers: int = typer.Option(1, help="Server worker processes"),
+    allowed_hosts: str | None = typer.Option(None, "--allowed-hosts", help="Host headers MLflow accepts (default: localhost, private IPs)"),
 ) -> None:
     """Start a team MLflow server (proxied artifacts) that sweep jobs on other machines log to; prints the tracking URI."""
     from pathlib import Path
 
     from expkit.tracking.server import serve
 
-    _guarded(lambda: serve(root=Path(root), backend_uri=backend_store_uri, host=host, port=port, workers=workers))
+    _guarded(
+        lambda: serve(root=Path(root), backend_uri=backend_store_uri, host=host, port=port, workers=workers, allowed_hosts=allowed_hosts)
+    )
 
 
 def main() -> None:

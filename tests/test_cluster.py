@@ -116,6 +116,9 @@ def test_server_command_proxies_artifacts_and_binds_loopback() -> None:
     assert command[command.index("--host") + 1] == "127.0.0.1"
     assert client_uri("127.0.0.1", 5001) == "http://127.0.0.1:5001"
     assert client_uri("::1", 5001) == "http://[::1]:5001"
+    assert client_uri("0.0.0.0", 5001) == "http://127.0.0.1:5001"
+    command = server_command("sqlite:////x.db", Path("/a"), "0.0.0.0", 5001, allowed_hosts="team:5001")
+    assert command[-2:] == ["--allowed-hosts", "team:5001"]
 
 
 def test_server_refuses_a_busy_port(workdir: Path) -> None:

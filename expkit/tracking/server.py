@@ -9,29 +9,27 @@ from pathlib import Path
 from expkit.errors import ExpkitError
 
 
-def server_command(backend_uri: str, artifacts_dir: Path, host: str, port: int, workers: int = 1) -> list[str]:
+def server_command(
+    backend_uri: str, artifacts_dir: Path, host: str, port: int, workers: int = 1, allowed_hosts: str | None = None
+) -> list[str]:
     """`mlflow server` with proxied artifacts: clients upload plots and models through HTTP, no shared file system needed."""
-    return [
+    command = [
         sys.executable, "-m", "mlflow", "server",
         "--backend-store-uri", backend_uri,
         "--serve-artifacts", "--artifacts-destination", str(artifacts_dir),
         "--host", host, "--port", str(port), "--workers", str(workers),
     ]  # fmt: skip
+    return command + (["--allowed-hosts", allowed_hosts] if allowed_hosts else [])
 
 
 def client_uri(host: str, port: int) -> str:
-    """The tracking URI clients use for a server bound to host:port."""
-    if host in ("0.0.0.0", "::", ""):  # this machine's address (MLflow's default --allowed-hosts admits private IPs)
-        import socket
-
-        try:
-            host = socket.gethostbyname(socket.gethostname())
-        except OSError:
-            host = socket.gethostname()
+    """The tracking URI clients on this machine use for a server bound to host:port."""
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def serve(*, root: Path, backend_uri: str | None, host: str, port: int, workers: int) -> None:
+def serve(*, root: Path, backend_uri: str | None, host: str, port: int, workers: int, allowed_hosts: str | None = None) -> None:
     """Run a team MLflow server in the foreground: SQLite under `root` and proxied artifacts under root/mlartifacts by default."""
     from expkit.runs import port_in_use
 
@@ -51,9 +49,15 @@ def serve(*, root: Path, backend_uri: str | None, host: str, port: int, workers:
     print(f"  use it with:  export MLFLOW_TRACKING_URI={uri}   or   expkit train tracking.uri={uri} ...")
     if host in ("127.0.0.1", "localhost", "::1"):
         print("  bound to this machine only; pass --host 0.0.0.0 (on a trusted network) to let other machines log to it")
+    elif not allowed_hosts:
+        import socket
+
+        name = socket.gethostname()
+        print(f"  other machines: http://<this machine's private IP>:{port} (MLflow's default --allowed-hosts: localhost, private IPs);")
+        print(f"  to use http://{name}:{port} instead, start with --allowed-hosts {name}:{port}")
     print("  it takes a few seconds to start; Ctrl+C stops it", flush=True)
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
-    command = server_command(backend, artifacts, host, port, workers)
+    command = server_command(backend, artifacts, host, port, workers, allowed_hosts)
     sys.stderr.flush()
     if os.name == "posix":
         os.execv(sys.executable, command)
