@@ -159,7 +159,7 @@ def train_and_evaluate(
         raise Interrupted(stop.signum)
     model.save(checkpoints["final"])
     if is_distributed(strategy):
-        # Test, plots and model logging use a plain copy: every worker evaluates the whole test set, with no collectives.
+        # Test metrics, plots and the logged model come from a plain copy, outside the strategy (one device, no replicas).
         model = keras.models.load_model(checkpoints["final"])
     test = model.evaluate(ArrayBatches(splits.x_test, splits.y_test, batch), verbose=0, return_dict=True)
     test_metrics = {f"test_{k}": float(v) for k, v in test.items()}
