@@ -23,6 +23,7 @@ from expkit.config.resolvers import register_resolvers
 from expkit.config.schema import ExperimentConfig
 from expkit.errors import ExpkitError
 from expkit.selection.objective import Objective, SweepAborted, TaskResult, TrialPruned
+from expkit.training.strategy import check_strategy
 
 register_resolvers()
 
@@ -52,14 +53,20 @@ def job_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
-def threads_per_job() -> int | None:
-    """Under the joblib launcher, share the cores between parallel jobs (TF would give each job all of them)."""
+def threads_per_job(cpus: int = 1) -> int | None:
+    """Under the joblib launcher, share the cores between parallel jobs (TF would give each job all of them).
+
+    Under a cluster launcher (Ray, submitit), use the `cpus` the job asked for (trainer.cpus).
+    """
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
         return None
     launcher = OmegaConf.select(HydraConfig.get(), "launcher", default=None)
-    if launcher is None or "joblib" not in str(launcher.get("_target_", "")):
+    target = "" if launcher is None else str(launcher.get("_target_", ""))
+    if "ray_launcher" in target or "submitit_launcher" in target:
+        return cpus
+    if "joblib" not in target:
         return None
     cores = os.cpu_count() or 1
     jobs = int(launcher.get("n_jobs", -1) or -1)
@@ -362,6 +369,7 @@ class HydraTask:
         overrides = [o for o in job_overrides() if not o.startswith("hydra.run.dir=")]
         try:
             config = validate_config(cfg)
+            check_strategy(config.trainer.strategy)
             if self.invocation.action == "validate":
                 print(f"config OK: {config.name}")
                 if self.invocation.build:
@@ -369,7 +377,7 @@ class HydraTask:
                 return None
             resolved = OmegaConf.to_container(cfg, resolve=True)
             if config.trainer.threads is None:
-                config.trainer.threads = threads_per_job()
+                config.trainer.threads = threads_per_job(config.trainer.cpus)
             from expkit.selection.pruning import epoch_hooks
 
             return run_experiment(config, resolved, overrides, self.invocation, epoch_hooks=epoch_hooks())  # type: ignore[arg-type]

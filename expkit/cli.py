@@ -41,6 +41,10 @@ def _run_hydra(args: list[str], action: str, force: bool = False, build: bool = 
     from expkit import app as hydra_app
 
     invocation = hydra_app.Invocation(action=action, force=force, build=build)
+    import warnings
+
+    # expkit's hydra/launcher/ray.yaml deliberately replaces the Ray plugin's config of the same name.
+    warnings.filterwarnings("ignore", message=r"(?s).*is validated against ConfigStore schema with the same name")
     try:
         hydra_app.run(args, invocation)
     except hydra_app.SweepAborted as stop:
@@ -266,6 +270,25 @@ def ui(
     from expkit import runs
 
     _guarded(lambda: runs.serve_ui(host=host, port=port, uri=uri))
+
+
+@app.command()
+def server(
+    root: str = typer.Option(".", "--root", help="Folder for the server's mlflow.db and mlartifacts/ (default: this folder)"),
+    host: str = typer.Option("127.0.0.1", help="Interface to bind; 127.0.0.1 keeps it private, 0.0.0.0 lets other machines log"),
+    port: int = typer.Option(5000, help="Port"),
+    backend_store_uri: str | None = typer.Option(None, "--backend-store-uri", help="Runs database (default: sqlite:///ROOT/mlflow.db)"),
+    workers: int = typer.Option(1, help="Server worker processes"),
+    allowed_hosts: str | None = typer.Option(None, "--allowed-hosts", help="Host headers MLflow accepts (default: localhost, private IPs)"),
+) -> None:
+    """Start a team MLflow server (proxied artifacts) that sweep jobs on other machines log to; prints the tracking URI."""
+    from pathlib import Path
+
+    from expkit.tracking.server import serve
+
+    _guarded(
+        lambda: serve(root=Path(root), backend_uri=backend_store_uri, host=host, port=port, workers=workers, allowed_hosts=allowed_hosts)
+    )
 
 
 def main() -> None:

@@ -272,6 +272,13 @@ class Trainer(Strict):
     deterministic: bool = False
     checkpoint_monitor: str | None = None
     threads: PositiveInt | None = None
+    # tf.distribute: one device, or every local device (mirrored). multi_worker_mirrored is refused (Keras 3.15 cannot train with it).
+    strategy: Literal["default", "mirrored", "multi_worker_mirrored"] = "default"
+    # Split the CPU into this many logical devices (try `mirrored` on a machine without GPUs).
+    cpu_devices: Annotated[int, Field(ge=2)] | None = None
+    # Resources each sweep job asks a cluster launcher (Ray, SLURM) for.
+    cpus: PositiveInt = 1
+    gpus: Annotated[float, Field(ge=0)] = 0
 
 
 class TensorBoard(Strict):
@@ -288,6 +295,8 @@ class Tracking(Strict):
     # EMA factor for the smoothed learning curves (0: raw curves only; the books use 0.9).
     plot_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
     tensorboard: TensorBoard = TensorBoard()
+    # Let a cluster launcher (Ray with an address, SLURM) write to a local SQLite/file store (only on a shared file system).
+    allow_local_store_on_cluster: bool = False
 
 
 class Paths(Strict):

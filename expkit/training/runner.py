@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from expkit.training.batches import COMPACT, ArrayBatches
 from expkit.training.callbacks import attach_data, make_callbacks
 from expkit.training.compile import compile_model
 from expkit.training.resume import CompleteEpochsOnly, EpochState, Interrupted, StopOnRequest, StopRequest, TrainingState
+from expkit.training.strategy import is_distributed, make_strategy, split_cpu
 
 
 @dataclass
@@ -33,11 +35,13 @@ class Outcome:
     splits: Splits | None = None  # the splits as the model saw them (named by input/output for graph models)
 
 
-def configure_runtime(seed: int, *, deterministic: bool = False, threads: int | None = None) -> None:
-    """Seed Python, numpy and the backend; optionally make TF ops deterministic and cap threads."""
+def configure_runtime(seed: int, *, deterministic: bool = False, threads: int | None = None, cpu_devices: int | None = None) -> None:
+    """Seed Python, numpy and the backend; optionally make TF ops deterministic, cap threads and split the CPU."""
     import keras
     import tensorflow as tf
 
+    if cpu_devices:
+        split_cpu(cpu_devices)
     if threads:
         try:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -205,10 +209,14 @@ def train_and_evaluate(
 
     trainer = config.trainer
     stop = stop or StopRequest()
-    configure_runtime(config.seed, deterministic=trainer.deterministic, threads=trainer.threads)
+    configure_runtime(config.seed, deterministic=trainer.deterministic, threads=trainer.threads, cpu_devices=trainer.cpu_devices)
+    strategy = make_strategy(trainer.strategy)
+    if is_distributed(strategy):
+        print(f"{type(strategy).__name__}: {strategy.num_replicas_in_sync} replicas, global batch {trainer.batch_size}", file=sys.stderr)
     splits = name_splits(config.model, splits)
-    model = build_configured_model(config, splits)
-    compile_configured(model, config)
+    with strategy.scope():  # variables (model and optimizer) are created once per replica
+        model = build_configured_model(config, splits)
+        compile_configured(model, config)
     check_all_labels(model, config, splits)
 
     ckpt_dir = output_dir / "checkpoints"
@@ -219,8 +227,9 @@ def train_and_evaluate(
     checkpoints = {"best": ckpt_dir / "best.keras", "final": ckpt_dir / "final.keras"}
     initial_epoch, history, best = 0, {}, None
     if resume_from is not None:
-        model.optimizer.build(model.trainable_variables)
-        model.load_weights(resume_from.weights)
+        with strategy.scope():
+            model.optimizer.build(model.trainable_variables)
+            model.load_weights(resume_from.weights)
         initial_epoch, history, best = resume_from.epoch + 1, resume_from.history, resume_from.best
 
     epoch_state = EpochState(ckpt_dir / "resume", history, monitor, best, mode=mode)
@@ -260,6 +269,9 @@ def train_and_evaluate(
     if stop.signum is not None:
         raise Interrupted(stop.signum)
     model.save(checkpoints["final"])
+    if is_distributed(strategy):
+        # Test metrics, plots and the logged model come from a plain copy, outside the strategy (one device, no replicas).
+        model = keras.models.load_model(checkpoints["final"])
     outcome = Outcome(model, history, {}, checkpoints, splits)
     if test:
         evaluate_test(outcome, splits, output_dir, batch, config=config, monitor=monitor)
