@@ -234,7 +234,7 @@ def test_mirrored_run_resumes_after_kill_9(workdir: Path) -> None:
     """Checkpoints and resume under a strategy: the resumed run restores mirrored weights and optimizer state."""
     from tests.test_reliability import FAST, crash_callback
 
-    crashed = run_expkit("train", "trainer.epochs=3", *MIRRORED, crash_callback(workdir, 1, 9), *FAST, cwd=workdir, PYTHONPATH=str(REPO))
+    crashed = run_expkit("train", "trainer.epochs=3", *MIRRORED, crash_callback(workdir, 2, 9), *FAST, cwd=workdir, PYTHONPATH=str(REPO))
     assert crashed.returncode == -9, crashed.stderr[-2000:]
     resumed = run_expkit("resume", "latest", cwd=workdir, PYTHONPATH=str(REPO))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
