@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -86,7 +87,7 @@ def run_experiment(config: ExperimentConfig, resolved: dict[str, Any], overrides
     """Train, evaluate, checkpoint and track one experiment; returns the objective (lower is better)."""
     from expkit.data import load_splits
     from expkit.training.resume import Interrupted, StopRequest, TrainingState
-    from expkit.training.runner import train_and_evaluate
+    from expkit.training.runner import input_example, train_and_evaluate
 
     output_dir = Path(config.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -142,14 +143,20 @@ def run_experiment(config: ExperimentConfig, resolved: dict[str, Any], overrides
         outcome.model.summary(print_fn=lambda line, *a, **k: lines.append(line))
         (output_dir / "model_summary.txt").write_text("\n".join(lines) + "\n")
         if tracked:
-            tracked.log_params({}, {"model.num_params": outcome.model.count_params()})
+            extra: dict[str, Any] = {"model.num_params": outcome.model.count_params()}
+            if (output_dir / "classes.json").is_file():  # image folders: class names from folder names, skipped images
+                classes = json.loads((output_dir / "classes.json").read_text())
+                extra |= {"dataset.class_names": ",".join(classes["class_names"]), "dataset.skipped_images": len(classes["skipped_images"])}
+            tracked.log_params({}, extra)
             tracked.log_metrics(outcome.test_metrics)
-            tracked.log_artifacts([output_dir / n for n in ("config.yaml", "overrides.yaml", "metrics.json", "model_summary.txt")])
+            names = ("config.yaml", "overrides.yaml", "metrics.json", "model_summary.txt", "classes.json")
+            tracked.log_artifacts([output_dir / n for n in names])
+            tracked.log_artifacts([output_dir / "plots" / "augmented_samples.png"], artifact_path="plots")
             tracked.log_plots(
-                outcome.history, config.model.loss, outcome.model, splits, output_dir / "plots", config.tracking.plot_smoothing
+                outcome.history, config.model.loss, outcome.model, outcome.splits, output_dir / "plots", config.tracking.plot_smoothing
             )
             if config.tracking.log_model:
-                tracked.log_model(outcome.model, splits.x_test[:5])
+                tracked.log_model(outcome.model, input_example(outcome.splits, 5))
         status = "FINISHED"
         for key, value in outcome.test_metrics.items():
             print(f"{key}: {value:.4f}")

@@ -60,6 +60,10 @@ def build_catalog() -> dict[str, Any]:
     layers = _classes(keras.layers, keras.layers.Layer)
     for params in layers.values():
         params.extend(k for k in LAYER_BASE_KWARGS if k not in params)
+    for name in dir(keras.applications):  # whole pretrained models used as layers: {type: VGG16, weights: null, ...}
+        obj = getattr(keras.applications, name)
+        if name[:1].isupper() and callable(obj) and name not in layers:
+            layers[name] = [*inspect.signature(obj).parameters, "trainable"]
     functions = lambda mod: sorted(n for n in dir(mod) if not n.startswith("_") and callable(getattr(mod, n)))  # noqa: E731
     return {
         "keras_version": keras.__version__,

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from expkit.data.images import ImageSplits, load_image_folders
 from expkit.data.preprocess import apply_steps
 from expkit.data.sources import data_origin, get_loader
 from expkit.errors import ExpkitError
@@ -58,8 +59,14 @@ def check_arrays(name: str, x: np.ndarray, y: np.ndarray) -> None:
             )
 
 
-def load_splits(dataset: Any, *, data_dir: str | None, seed: int) -> Splits:
-    """Load `dataset` (the validated config node) into model-ready Splits."""
+def load_splits(dataset: Any, *, data_dir: str | None, seed: int) -> Splits | ImageSplits:
+    """Load `dataset` (the validated config node) into model-ready Splits (streamed ImageSplits for image folders)."""
+    if dataset.source == "image_dir":
+        if dataset.validation.holdout is not None or dataset.validation.split is not None:
+            raise ExpkitError(
+                "image_dir takes its validation data from the validation/ folder", key="dataset.validation", hint="remove the setting"
+            )
+        return load_image_folders(dataset, seed=seed)
     loader = get_loader(dataset.source, dataset.name)
     loaded = loader(
         path=dataset.path,

@@ -15,7 +15,7 @@ LAYER_BASE_KWARGS = ("input_dim", "input_shape")
 def _keras_layers() -> list[Any]:
     import keras
 
-    return [keras.layers]
+    return [keras.layers, keras.applications]
 
 
 LAYERS = Registry("layer", _keras_layers)
@@ -35,9 +35,12 @@ def build_model(
     x = inputs
     for i, spec in enumerate(layers):
         key = f"model.layers.{i}"
+        spec = dict(spec)
+        trainable = spec.pop("trainable", True)  # also for keras.applications bases, whose constructors lack it
         layer = build_component(spec, LAYERS, key=key)
         if not isinstance(layer, keras.layers.Layer):
             raise ExpkitError(f"{type(layer).__name__} is not a keras Layer", key=key)
+        layer.trainable = bool(trainable)
         try:
             x = layer(x)
         except Exception as exc:  # shape and dtype mismatches surface as assorted exception types

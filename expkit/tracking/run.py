@@ -137,9 +137,9 @@ class TrackedRun:
         paths = plots.learning_curves(history, out_dir, smoothing)
         loss_name = loss if isinstance(loss, str) else str(loss.get("type", ""))
         if "crossentropy" in loss_name.lower() or "hinge" in loss_name.lower():
-            from expkit.training.batches import ArrayBatches
+            from expkit.training.runner import feed
 
-            outputs = model.predict(ArrayBatches(splits.x_test, None, 256), verbose=0)
+            outputs = model.predict(feed(splits, "test", 256), verbose=0)
             paths.append(plots.confusion_matrix_png(splits.y_test, outputs, out_dir / "confusion_matrix.png"))
         self.log_artifacts(paths, artifact_path="plots")
 
