@@ -42,7 +42,7 @@ def test_folder_tree_streams_resized_with_its_own_validation_split(tmp_path: Pat
     root = write_tree(tmp_path / "pets", {"cats": 6, "dogs": 4})
     splits = load_splits(image_dataset(root, preprocess={"x": [{"op": "scale", "divisor": 255.0}]}), data_dir=None, seed=0)
     assert splits.class_names == ["cats", "dogs"] and splits.input_shape == (8, 8, 3)
-    x_train, y_train = stream(splits, "train", shuffle=True, seed=0)
+    x_train, y_train = stream(splits, "train", train=True, shuffle=True, seed=0)
     assert x_train.shape == (10, 8, 8, 3) and x_train.dtype == np.float32 and x_train.max() <= 1.0
     assert stream(splits, "validation")[0].shape == (10, 8, 8, 3) and stream(splits, "test")[0].shape == (10, 8, 8, 3)
     assert sorted(y_train.tolist()) == [0] * 6 + [1] * 4  # class index = sorted folder name

@@ -147,6 +147,21 @@ def _check_components(config: ExperimentConfig, problems: Problems) -> None:
         act = layer.get("activation")
         if isinstance(act, str) and act not in activations:
             problems.add(f"model.layers.{i}.activation", f"unknown activation '{act}'", suggestion(act, activations, noun="known"))
+    for i, layer in enumerate(config.dataset.augment):
+        _check_kwargs(problems, f"dataset.augment.{i}", "layer", layer, catalog["layers"], {"type"})
+    if config.features is not None and config.features.base not in catalog["layers"]:
+        problems.add("features.base", f"unknown keras.applications base '{config.features.base}'", "e.g. VGG16, ResNet50, MobileNetV2")
+    for i, phase in enumerate(config.phases):
+        if phase.optimizer is not None:
+            spec = phase.optimizer.model_dump()
+            _check_kwargs(
+                problems,
+                f"phases.{i}.optimizer",
+                "optimizer",
+                spec,
+                {k.lower(): v for k, v in catalog["optimizers"].items()} | catalog["optimizers"],
+                {"type"},
+            )
     opt = config.optimizer.model_dump()
     _check_kwargs(
         problems, "optimizer", "optimizer", opt, {k.lower(): v for k, v in catalog["optimizers"].items()} | catalog["optimizers"], {"type"}

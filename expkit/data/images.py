@@ -84,6 +84,7 @@ class ImageSplits:
         name: str,
         batch_size: int,
         *,
+        train: bool = False,
         shuffle: bool = False,
         seed: int = 0,
         first_epoch: int = 0,
@@ -92,8 +93,9 @@ class ImageSplits:
     ) -> Any:
         """A tf.data.Dataset of (images, labels) batches of split `name`.
 
-        For training (`shuffle`), the dataset holds epochs first_epoch..epochs-1 back to back, each in
-        the order seeded by (seed, epoch) and with augmentation; pass `steps_per_epoch` to fit().
+        With `train`, the dataset holds epochs first_epoch..epochs-1 back to back (pass steps_per_epoch
+        to fit()), each in the order seeded by (seed, epoch) if `shuffle`, and augmented. Otherwise
+        one pass in file order, never augmented.
         """
         import tensorflow as tf
 
@@ -102,28 +104,32 @@ class ImageSplits:
         paths = tf.constant(part.paths)
         targets = tf.constant(part.labels)
         load = self._loader()
-        augment = self._augmenter(seed) if (shuffle and self.augment) else None
+        n = len(part.paths)
+        steps = self.steps(name, batch_size)
 
-        if self.cache:  # decoded images cached once; epoch order from a seeded, reshuffling buffer
+        if train and self.cache:  # decoded images cached once; epoch order from a seeded, reshuffling buffer
             cached = tf.data.Dataset.from_tensor_slices(paths).map(load, num_parallel_calls=autotune).cache(self._cache_file(name))
             data = tf.data.Dataset.zip(cached, tf.data.Dataset.from_tensor_slices(targets))
             if shuffle:
-                data = data.shuffle(len(part.paths), seed=seed, reshuffle_each_iteration=True).batch(batch_size).repeat()
-                data = data.skip(first_epoch * self.steps(name, batch_size)).take((epochs - first_epoch) * self.steps(name, batch_size))
-            else:
-                data = data.batch(batch_size)
-        elif shuffle:
-            n = len(part.paths)
+                data = data.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+            data = data.batch(batch_size).repeat().skip(first_epoch * steps).take((epochs - first_epoch) * steps)
+        elif train:
 
             def one_epoch(epoch: Any) -> Any:
-                order = tf.random.experimental.stateless_shuffle(tf.range(n), seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+                order = tf.range(n)
+                if shuffle:
+                    order = tf.random.experimental.stateless_shuffle(order, seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
                 files = tf.data.Dataset.from_tensor_slices((tf.gather(paths, order), tf.gather(targets, order)))
                 return files.map(lambda p, y: (load(p), y), num_parallel_calls=autotune).batch(batch_size)
 
             data = tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch)
         else:
             files = tf.data.Dataset.from_tensor_slices((paths, targets))
-            data = files.map(lambda p, y: (load(p), y), num_parallel_calls=autotune).batch(batch_size)
+            data = files.map(lambda p, y: (load(p), y), num_parallel_calls=autotune)
+            if self.cache:
+                data = data.cache(self._cache_file(name))
+            data = data.batch(batch_size)
+        augment = self._augmenter(seed) if (train and self.augment) else None
         data = data.map(self._finish(augment), num_parallel_calls=autotune)
         if not labels:
             data = data.map(lambda x, y: x)

@@ -94,7 +94,7 @@ def feed(
     a streamed training set covers epochs `epoch`..`epochs`-1 (pass steps_per_epoch to fit()).
     """
     if isinstance(splits, ImageSplits):
-        return splits.batches(name, batch_size, shuffle=shuffle, seed=seed, first_epoch=epoch, epochs=epochs)
+        return splits.batches(name, batch_size, train=name == "train", shuffle=shuffle, seed=seed, first_epoch=epoch, epochs=epochs)
     x, y = {"train": (splits.x_train, splits.y_train), "validation": (splits.x_val, splits.y_val), "test": (splits.x_test, splits.y_test)}[
         name
     ]
