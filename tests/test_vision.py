@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,7 @@ def epoch_labels(splits: Any, first: int, epochs: int, seed: int = 42) -> list[l
     batches = [
         np.asarray(y).tolist() for _, y in splits.batches("train", 4, train=True, shuffle=True, seed=seed, first_epoch=first, epochs=epochs)
     ]
-    return [sum(batches[i * steps : (i + 1) * steps], []) for i in range(epochs - first)]
+    return [[label for batch in batches[i * steps : (i + 1) * steps] for label in batch] for i in range(epochs - first)]
 
 
 def test_training_order_is_seeded_per_epoch_so_a_resumed_run_sees_the_same_batches(tmp_path: Path) -> None:
@@ -125,7 +126,7 @@ def test_mismatched_class_folders_and_unknown_augmentation_layers_are_errors(tmp
     (root / "test" / "dogs").rename(root / "test" / "dog")
     with pytest.raises(ExpkitError, match=r"test has class folders \['cats', 'dog'\], but .*train has \['cats', 'dogs'\]"):
         load_splits(image_config(tmp_path, root).dataset, data_dir=None, seed=0)
-    with pytest.raises(ExpkitError, match="dataset.augment.0.type: unknown layer 'RandomFlop'"):
+    with pytest.raises(ExpkitError, match=r"dataset\.augment\.0\.type: unknown layer 'RandomFlop'"):
         image_config(tmp_path, root, "dataset.augment=[{type: RandomFlop}]")
 
 
@@ -250,3 +251,49 @@ def test_finetune_preset_logs_both_phases_on_one_epoch_axis(workdir: Path) -> No
     assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss")) == [0, 1, 2]
     rates = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "learning_rate")}
     assert rates[0] == pytest.approx(2e-5) and rates[2] == pytest.approx(1e-5)
+
+
+class StopAfter(keras.callbacks.Callback):
+    """Asks training to stop (as SIGTERM would) once epoch `last` is complete."""
+
+    def __init__(self, stop: Any, last: int) -> None:
+        super().__init__()
+        self.stop, self.last = stop, last
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if epoch == self.last:
+            self.stop.signum = signal.SIGTERM
+
+
+@pytest.mark.parametrize("stop_after", [0, 1], ids=["at_the_phase_boundary", "inside_phase_2"])
+def test_resume_inside_any_phase_matches_an_uninterrupted_run(tmp_path: Path, stop_after: int) -> None:
+    from expkit.training.resume import Interrupted, StopRequest, TrainingState
+
+    root = write_jpeg_tree(tmp_path / "pets", per_class=2, size=32, splits=("train", "test"))
+    config = preset(
+        "cats_vs_dogs_vgg16_finetune",
+        tmp_path,
+        f"dataset.path={root}",
+        "dataset.image_size=[32,32]",
+        "dataset.augment=[]",  # augmentation draws fresh random numbers after a restart
+        "model.layers.0.weights=null",
+        "phases.0.epochs=1",
+        "phases.1.epochs=2",
+        "trainer.batch_size=2",
+        "trainer.deterministic=true",
+        "trainer.verbose=0",
+        "tracking.tensorboard.enabled=false",
+    )
+    splits = load_splits(config.dataset, data_dir=None, seed=config.seed)
+    whole = train_and_evaluate(config, splits, tmp_path / "whole")
+
+    stop = StopRequest()
+    with pytest.raises(Interrupted):
+        train_and_evaluate(config, splits, tmp_path / "cut", [StopAfter(stop, stop_after)], stop=stop)
+    state = TrainingState.load(tmp_path / "cut" / "checkpoints" / "resume")
+    assert state is not None and state.epoch == stop_after
+    resumed = train_and_evaluate(config, splits, tmp_path / "cut", resume_from=state)
+    assert len(resumed.history["loss"]) == 3
+    np.testing.assert_allclose(resumed.history["loss"], whole.history["loss"], rtol=1e-6)
+    for a, b in zip(resumed.model.get_weights(), whole.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
