@@ -276,9 +276,13 @@ def test_resume_inside_any_phase_matches_an_uninterrupted_run(tmp_path: Path, st
         f"dataset.path={root}",
         "dataset.image_size=[32,32]",
         "dataset.augment=[]",  # augmentation draws fresh random numbers after a restart
-        "model.layers.0.weights=null",
+        # A small stand-in for VGG16 (same phase logic, a fraction of the cost): conv_b on is unfrozen in phase 2.
+        "model.layers=[{type: Conv2D, filters: 4, kernel_size: 3, name: conv_a, trainable: false},"
+        " {type: Conv2D, filters: 4, kernel_size: 3, name: conv_b, trainable: false}, {type: Flatten},"
+        " {type: Dense, units: 1, activation: sigmoid}]",
         "phases.0.epochs=1",
         "phases.1.epochs=2",
+        "phases.1.trainable_from=conv_b",
         "trainer.batch_size=2",
         "trainer.deterministic=true",
         "trainer.verbose=0",

@@ -23,6 +23,7 @@ from expkit.errors import ExpkitError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 SPLIT_NAMES = ("train", "validation", "test")
+FLOAT_BATCHES_IN_FLIGHT = 2
 
 
 @dataclass
@@ -130,10 +131,11 @@ class ImageSplits:
                 data = data.cache(self._cache_file(name))
             data = data.batch(batch_size)
         augment = self._augmenter(seed) if (train and self.augment) else None
-        data = data.map(self._finish(augment), num_parallel_calls=autotune)
+        # Fixed, small buffers of float batches (an autotuned prefetch grows with the run's length, not with need).
+        data = data.map(self._finish(augment), num_parallel_calls=FLOAT_BATCHES_IN_FLIGHT)
         if not labels:
             data = data.map(lambda x, y: x)
-        return data.prefetch(autotune)
+        return data.prefetch(FLOAT_BATCHES_IN_FLIGHT)
 
     def sample(self, name: str, count: int) -> np.ndarray:
         """The first `count` images of a split as model inputs (numpy), e.g. an input example."""
