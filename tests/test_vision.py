@@ -301,3 +301,14 @@ def test_resume_inside_any_phase_matches_an_uninterrupted_run(tmp_path: Path, st
     np.testing.assert_allclose(resumed.history["loss"], whole.history["loss"], rtol=1e-6)
     for a, b in zip(resumed.model.get_weights(), whole.model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_trainable_is_checked_by_validate(tmp_path: Path) -> None:
+    from expkit.errors import ExpkitError
+
+    config = preset("cats_vs_dogs_vgg16_finetune", tmp_path, "model.layers.0.weights=null")
+    assert config.model.layers[0]["trainable"] is False and config.model.layers[0]["type"] == "VGG16"
+    with pytest.raises(ExpkitError, match=r"model\.layers\.0\.trainable: must be true or false, got 'no'"):
+        preset("cats_vs_dogs_vgg16_finetune", tmp_path, "model.layers.0.trainable=no")
+    with pytest.raises(ExpkitError, match=r"model\.layers\.0\.include_tp: VGG16 has no argument 'include_tp'"):
+        preset("cats_vs_dogs_vgg16_finetune", tmp_path, "+model.layers.0.include_tp=false")

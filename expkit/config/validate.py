@@ -144,6 +144,8 @@ def _check_components(config: ExperimentConfig, problems: Problems) -> None:
         rate = layer.get("rate")
         if "Dropout" in str(layer.get("type")) and isinstance(rate, int | float) and not 0 <= rate < 1:
             problems.add(f"model.layers.{i}.rate", f"dropout rate must be in [0, 1), got {rate}", "0.5 drops half the units")
+        if "trainable" in layer and not isinstance(layer["trainable"], bool):
+            problems.add(f"model.layers.{i}.trainable", f"must be true or false, got {layer['trainable']!r}")
         act = layer.get("activation")
         if isinstance(act, str) and act not in activations:
             problems.add(f"model.layers.{i}.activation", f"unknown activation '{act}'", suggestion(act, activations, noun="known"))
