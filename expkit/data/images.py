@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -226,8 +228,9 @@ def list_split(split_dir: Path, classes: list[str], on_bad_image: str, skipped: 
         folder = split_dir / name
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
         good = 0
-        for file in files:
-            problem = image_problem(file)
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # PIL decodes outside the GIL
+            problems = list(pool.map(image_problem, files))
+        for file, problem in zip(files, problems, strict=True):
             if problem is not None:
                 if on_bad_image != "skip":
                     raise ExpkitError(
