@@ -84,10 +84,15 @@ def epoch_labels(splits: Any, first: int, epochs: int, seed: int = 42) -> list[l
     return [[label for batch in batches[i * steps : (i + 1) * steps] for label in batch] for i in range(epochs - first)]
 
 
-def test_training_order_is_seeded_per_epoch_so_a_resumed_run_sees_the_same_batches(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cache", ["null", "memory", "disk"])
+def test_training_order_is_seeded_per_epoch_so_a_resumed_run_sees_the_same_batches(tmp_path: Path, cache: str) -> None:
     root = write_jpeg_tree(tmp_path / "pets", per_class=10, splits=("train", "test"))
-    splits = load_splits(image_config(tmp_path, root).dataset, data_dir=None, seed=42)
+    cache_dir = tmp_path / "image_cache"
+    splits = load_splits(
+        image_config(tmp_path, root, f"dataset.cache={cache_dir if cache == 'disk' else cache}").dataset, data_dir=None, seed=42
+    )
     full = epoch_labels(splits, 0, 3)
+    assert any(cache_dir.glob("*-train-*")) == (cache == "disk")
     assert len({tuple(e) for e in full}) == 3  # a new order every epoch
     assert epoch_labels(splits, 2, 3) == full[2:]  # resuming at epoch 2 draws epoch 2's order
     assert epoch_labels(splits, 0, 3, seed=7) != full
