@@ -149,11 +149,13 @@ class ImageSplits:
 
         height, width = self.image_size
         channels = self.channels
+        compact = bool(self.cache)  # cached images are stored as uint8 (4x smaller); otherwise stay float32
 
         def load(path: Any) -> Any:
             image = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
+            image.set_shape([None, None, channels])
             image = tf.image.resize(image, (height, width), method="bilinear")
-            return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+            return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8) if compact else image
 
         return load
 
@@ -175,7 +177,7 @@ class ImageSplits:
         return apply
 
     def _finish(self, augment: Any) -> Any:
-        """uint8 batch -> float32 model input: augmentation (training only) on 0..255 pixels, then rescaling."""
+        """A batch of 0..255 pixels -> float32 model input: augmentation (training only), then rescaling."""
         import tensorflow as tf
 
         divisor = self.divisor
