@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -129,9 +130,12 @@ def config_drift(run_dir: Path, resolved: dict[str, Any]) -> list[str]:
 def build_only(config: ExperimentConfig) -> None:
     """expkit validate --build: load the data, build the model, print its summary and parameter count."""
     from expkit.data import load_splits
+    from expkit.data.images import ImageSplits
     from expkit.training.runner import build_configured_model, name_splits
 
-    splits = name_splits(config.model, load_splits(config.dataset, data_dir=config.paths.data_dir, seed=config.seed))
+    splits = load_splits(config.dataset, data_dir=config.paths.data_dir, seed=config.seed)
+    if not isinstance(splits, ImageSplits):
+        splits = name_splits(config.model, splits)
     model = build_configured_model(config, splits)
     model.summary()
     trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
@@ -309,8 +313,15 @@ def log_outcome(
 
     seen = outcome.splits or splits  # named by input/output for graph models
     d = config.dataset
-    origin = data_origin(d.source, d.name, d.path, config.paths.data_dir) if d.name else d.source
-    tracked.log_dataset(d.name or d.source, origin, splits.fingerprint, splits.sizes, splits.raw_x_example)
+    if hasattr(splits, "sizes"):  # arrays (image folders stream, and log their classes instead)
+        origin = data_origin(d.source, d.name, d.path, config.paths.data_dir) if d.name else d.source
+        tracked.log_dataset(d.name or d.source, origin, splits.fingerprint, splits.sizes, splits.raw_x_example)
+    if (output_dir / "classes.json").is_file():  # image folders: class names from folder names, skipped images
+        classes = json.loads((output_dir / "classes.json").read_text())
+        skipped = {"dataset.class_names": ",".join(classes["class_names"]), "dataset.skipped_images": len(classes["skipped_images"])}
+        tracked.log_params({}, skipped)
+        tracked.log_artifacts([output_dir / "classes.json"])
+    tracked.log_artifacts([output_dir / "plots" / "augmented_samples.png"], artifact_path="plots")
     tracked.log_results(config, outcome, seen, output_dir, name, overrides)
     tracked.log_artifacts([output_dir / "activations"])  # ActivationLogger's per-epoch npz (and PNGs), when configured
     if diagram:

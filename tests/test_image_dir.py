@@ -32,21 +32,29 @@ def image_dataset(path: Path, **extra: object) -> Dataset:
     return Dataset.model_validate({"source": "image_dir", "name": "pets", "path": str(path), "image_size": [8, 8], **extra})
 
 
-def test_folder_tree_loads_resized_with_its_own_validation_split(tmp_path: Path) -> None:
+def stream(splits, name: str, **kw: object) -> tuple[np.ndarray, np.ndarray]:
+    """All batches of a streamed split, concatenated: (images, labels)."""
+    xs, ys = zip(*[(np.asarray(x), np.asarray(y)) for x, y in splits.batches(name, 4, **kw)], strict=True)
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def test_folder_tree_streams_resized_with_its_own_validation_split(tmp_path: Path) -> None:
     root = write_tree(tmp_path / "pets", {"cats": 6, "dogs": 4})
-    splits = load_splits(image_dataset(root), data_dir=None, seed=0)
-    assert splits.x_train.shape == (10, 8, 8, 3) and splits.x_train.dtype == np.uint8
-    assert splits.x_val.shape == (10, 8, 8, 3) and splits.x_test.shape == (10, 8, 8, 3)
-    assert sorted(splits.y_train.tolist()) == [0] * 6 + [1] * 4  # class index = sorted folder name
-    assert splits.y_train.tolist() != sorted(splits.y_train.tolist())  # shuffled, not class by class
-    brightest = splits.x_train.reshape(10, -1, 3).mean(axis=1).argmax(axis=1)
-    np.testing.assert_array_equal(brightest, splits.y_train)  # images stay paired with their labels
+    splits = load_splits(image_dataset(root, preprocess={"x": [{"op": "scale", "divisor": 255.0}]}), data_dir=None, seed=0)
+    assert splits.class_names == ["cats", "dogs"] and splits.input_shape == (8, 8, 3)
+    x_train, y_train = stream(splits, "train", train=True, shuffle=True, seed=0)
+    assert x_train.shape == (10, 8, 8, 3) and x_train.dtype == np.float32 and x_train.max() <= 1.0
+    assert stream(splits, "validation")[0].shape == (10, 8, 8, 3) and stream(splits, "test")[0].shape == (10, 8, 8, 3)
+    assert sorted(y_train.tolist()) == [0] * 6 + [1] * 4  # class index = sorted folder name
+    assert y_train.tolist() != sorted(y_train.tolist())  # shuffled, not class by class
+    brightest = x_train.reshape(10, -1, 3).mean(axis=1).argmax(axis=1)
+    np.testing.assert_array_equal(brightest, y_train)  # images stay paired with their labels
 
 
 def test_grayscale_has_one_channel(tmp_path: Path) -> None:
     root = write_tree(tmp_path / "pets", {"a": 2, "b": 2}, splits=("train", "test"))
     splits = load_splits(image_dataset(root, color_mode="grayscale"), data_dir=None, seed=0)
-    assert splits.x_train.shape == (4, 8, 8, 1) and splits.x_val is None
+    assert stream(splits, "train")[0].shape == (4, 8, 8, 1) and splits.x_val is None
 
 
 @pytest.mark.parametrize(

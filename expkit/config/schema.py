@@ -205,6 +205,14 @@ class Dataset(Strict):
     # image_dir source: resize every image to [height, width]; rgb (3 channels) or grayscale (1).
     image_size: Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] | None = None
     color_mode: Literal["rgb", "grayscale"] = "rgb"
+    # image_dir: cache decoded images in "memory" or in files under a folder (null: decode every epoch).
+    cache: str | None = None
+    # image_dir: an unreadable image is an error, or is skipped and counted.
+    on_bad_image: Literal["error", "skip"] = "error"
+    # image_dir: Keras preprocessing layers ({type: RandomFlip, ...}) applied to training batches only, on the CPU.
+    augment: list[dict[str, Any]] = []
+    # image_dir: write a PNG grid of augmented training images (logged as an artifact).
+    augment_preview: bool = False
     preprocess: Preprocess = Preprocess()
     validation: Validation = Validation()
     # playground source: generated 2-D problems (see expkit/data/playground.py).
@@ -262,6 +270,24 @@ class Optimizer(BaseModel):
 
     type: str
     learning_rate: Annotated[float, Field(gt=0)] | dict[str, Any] = 0.001
+
+
+class Features(Strict):
+    """Feature extraction: a frozen keras.applications base runs once per split; the model trains on its cached outputs."""
+
+    base: str
+    weights: str | None = "imagenet"
+    # null: <paths.root_dir>/.expkit/features
+    cache_dir: str | None = None
+
+
+class Phase(Strict):
+    """One training phase: its epochs, optimizer, and what is trainable."""
+
+    epochs: PositiveInt
+    optimizer: Optimizer | None = None
+    # null: trainable as the model config says; a layer name: that layer (at any depth) and every later one.
+    trainable_from: str | None = None
 
 
 class Trainer(Strict):
@@ -337,6 +363,9 @@ class ExperimentConfig(Strict):
     optimizer: Optimizer
     callbacks: dict[str, dict[str, Any]] = {}
     trainer: Trainer = Trainer()
+    # Multi-phase training (fine-tuning): replaces trainer.epochs and optimizer; one run, one epoch axis.
+    phases: list[Phase] = []
+    features: Features | None = None
     tracking: Tracking
     objective: ObjectiveNode = ObjectiveNode()
     # How a configuration is scored: holdout (one run), kfold (dataset.validation.folds), retrain (best epoch, then train+val).

@@ -263,6 +263,23 @@ def _check_components(config: ExperimentConfig, problems: Problems) -> None:
     check_layer = _layer_checker(problems)
     for i, layer in enumerate(config.model.layers):
         check_layer(f"model.layers.{i}", layer, set())
+        if "trainable" in layer and not isinstance(layer["trainable"], bool):
+            problems.add(f"model.layers.{i}.trainable", f"must be true or false, got {layer['trainable']!r}")
+    for i, layer in enumerate(config.dataset.augment):
+        check_layer(f"dataset.augment.{i}", layer, set())
+    if config.features is not None and config.features.base not in catalog.get("applications", {}):
+        problems.add("features.base", f"unknown keras.applications base '{config.features.base}'", "e.g. VGG16, ResNet50, MobileNetV2")
+    for i, phase in enumerate(config.phases):
+        if phase.optimizer is not None:
+            spec = phase.optimizer.model_dump()
+            _check_kwargs(
+                problems,
+                f"phases.{i}.optimizer",
+                "optimizer",
+                spec,
+                {k.lower(): v for k, v in catalog["optimizers"].items()} | catalog["optimizers"],
+                {"type"},
+            )
     opt = config.optimizer.model_dump()
     _check_kwargs(
         problems, "optimizer", "optimizer", opt, {k.lower(): v for k, v in catalog["optimizers"].items()} | catalog["optimizers"], {"type"}

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from expkit.data.images import ImageSplits, load_image_folders
 from expkit.data.named import SOURCES as NAMED_SOURCES
 from expkit.data.preprocess import apply_steps
 from expkit.data.sources import data_origin, get_loader
@@ -126,12 +127,18 @@ def _preprocess(
     return out_train, out_others  # type: ignore[return-value]
 
 
-def load_splits(dataset: Any, *, data_dir: str | None, seed: int, fold: int | None = None) -> Splits:
-    """Load `dataset` (the validated config node) into model-ready Splits.
+def load_splits(dataset: Any, *, data_dir: str | None, seed: int, fold: int | None = None) -> Splits | ImageSplits:
+    """Load `dataset` (the validated config node) into model-ready Splits (streamed ImageSplits for image folders).
 
     With `fold` (0-based) and dataset.validation.folds = K, the validation data is the fold-th of K contiguous
     slices of the training data, and preprocessing is fitted on the other K-1 (as the books' k-fold loop does).
     """
+    if dataset.source == "image_dir":
+        if dataset.validation.holdout is not None or dataset.validation.split is not None or fold is not None:
+            raise ExpkitError(
+                "image_dir takes its validation data from the validation/ folder", key="dataset.validation", hint="remove the setting"
+            )
+        return load_image_folders(dataset, seed=seed)
     loaded = _load(dataset, data_dir, seed)
     (x_train, y_train), (x_test, y_test) = loaded[0], loaded[1]
     source_val = loaded[2] if len(loaded) > 2 else None  # a source with its own validation split (image_dir's validation/)

@@ -29,8 +29,6 @@ TRAIN_TEST = (("x_train", "y_train"), ("x_test", "y_test"))  # the seed keras.da
 
 def get_loader(source: str, name: str) -> Loader:
     """The loader function for `dataset.source` / `dataset.name`."""
-    if source in FOLDER_SOURCES:
-        return FOLDER_SOURCES[source]
     if source not in SOURCES:
         raise ExpkitError(f"unknown dataset source '{source}'", key="dataset.source", hint=suggestion(source, [*SOURCES, *FOLDER_SOURCES]))
     return SOURCES[source].get(name, key="dataset.name")
@@ -273,77 +271,9 @@ for _name in ("digits", "breast_cancer", "diabetes", "iris", "wine"):
     SOURCES["sklearn"].register(_name)(_sklearn_dataset(_name))
 
 
-# --- image folders ----------------------------------------------------------------------
+# --- image folders: streamed by expkit.data.images, not loaded as arrays ------------------
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
-
-
-def _read_images(split_dir: Path, classes: list[str], size: tuple[int, int], mode: str) -> tuple[np.ndarray, np.ndarray]:
-    """All images below split_dir/<class>/ as uint8 (n, h, w, c) and their class indices."""
-    from PIL import Image, UnidentifiedImageError
-
-    images, labels = [], []
-    for index, name in enumerate(classes):
-        folder = split_dir / name
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
-        if not files:
-            raise ExpkitError(
-                f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})",
-                key="dataset.path",
-                hint="every class needs images in every split",
-            )
-        for file in files:
-            try:
-                with Image.open(file) as img:
-                    pixels = np.asarray(img.convert("L" if mode == "grayscale" else "RGB").resize((size[1], size[0])), dtype=np.uint8)
-            except (UnidentifiedImageError, OSError, ValueError) as exc:
-                raise ExpkitError(
-                    f"cannot read image {file}: {exc}", key="dataset.path", hint="remove or replace the broken file"
-                ) from None
-            images.append(pixels[..., None] if pixels.ndim == 2 else pixels)
-            labels.append(index)
-    return np.stack(images), np.asarray(labels, dtype=np.int64)
-
-
-def load_image_dir(
-    path: str | None = None, image_size: list[int] | None = None, color_mode: str = "rgb", seed: int = 0, **_: Any
-) -> Arrays:
-    """A folder tree `train/ [validation/] test/`, each with one sub-folder per class (the folder name is the class).
-
-    Returns ((x_train, y_train), (x_test, y_test), (x_val, y_val) if validation/ exists); images are uint8,
-    training images shuffled with `seed` (files are read class by class).
-    """
-    if not path:
-        raise ExpkitError("the image_dir source needs dataset.path: the folder holding train/ and test/", key="dataset.path")
-    if not image_size:
-        raise ExpkitError(
-            "the image_dir source needs dataset.image_size: [height, width]", key="dataset.image_size", hint="e.g. [150, 150]"
-        )
-    root = Path(path).expanduser()
-    train_dir = root / "train"
-    if not train_dir.is_dir():
-        raise ExpkitError(
-            f"{train_dir} does not exist", key="dataset.path", hint="lay the images out as train/<class>/*.jpg, test/<class>/*.jpg"
-        )
-    classes = sorted(d.name for d in train_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if len(classes) < 2:
-        raise ExpkitError(
-            f"{train_dir} has {len(classes)} class folder(s){': ' + classes[0] if classes else ''}; a classifier needs at least 2",
-            key="dataset.path",
-            hint="put each class's images in its own sub-folder, e.g. train/cats and train/dogs",
-        )
-    if not (root / "test").is_dir():
-        raise ExpkitError(f"{root / 'test'} does not exist", key="dataset.path", hint="test data is used once, for the final evaluation")
-    size = (image_size[0], image_size[1])
-    splits = [_read_images(root / split, classes, size, color_mode) for split in ("train", "test")]
-    order = np.random.default_rng(seed).permutation(len(splits[0][1]))
-    splits[0] = (splits[0][0][order], splits[0][1][order])
-    if (root / "validation").is_dir():
-        splits.append(_read_images(root / "validation", classes, size, color_mode))
-    return tuple(splits)  # type: ignore[return-value]
-
-
-FOLDER_SOURCES: dict[str, Loader] = {"image_dir": load_image_dir}
+FOLDER_SOURCES = {"image_dir"}
 
 # --- generated: the TensorFlow Playground problems ---------------------------------------
 

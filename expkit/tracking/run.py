@@ -170,9 +170,9 @@ class TrackedRun:
             if any(word in (loss if isinstance(loss, str) else str(loss.get("type", ""))).lower() for word in ("crossentropy", "hinge"))
         ]
         if classifiers:
-            from expkit.training.batches import ArrayBatches
+            from expkit.training.runner import feed
 
-            outputs = model.predict(ArrayBatches(splits.x_test, None, 256), verbose=0)
+            outputs = model.predict(feed(splits, "test", 256), verbose=0)
             for head in classifiers:
                 predicted, labels = (outputs[head], splits.y_test[head]) if head else (outputs, splits.y_test)
                 name = f"confusion_matrix_{head}.png" if head else "confusion_matrix.png"
@@ -291,10 +291,10 @@ class TrackedRun:
         plots = self.log_plots(history, config.model.head_losses(), outcome.model, splits, output_dir / "plots", t.plot_smoothing, run_name)
         models: dict[str, str] = {}
         if t.log_model:
-            from expkit.data.pipeline import take
+            from expkit.training.runner import input_example
 
-            models["training model"] = self.log_model(outcome.model, take(splits.x_test, slice(5)), step=last)
-            if splits.raw_x_example is not None:
+            models["training model"] = self.log_model(outcome.model, input_example(splits, 5), step=last)
+            if getattr(splits, "raw_x_example", None) is not None:
                 from expkit.serving.inference import write_inference
 
                 steps, raw = config.dataset.preprocess.x, splits.raw_x_example

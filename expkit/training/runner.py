@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from expkit.config.schema import ExperimentConfig
-from expkit.data.pipeline import Splits
+from expkit.data.images import ImageSplits, save_augmented_grid
+from expkit.data.pipeline import Splits, take
 from expkit.errors import ExpkitError, suggestion
 from expkit.models.builder import build_model
 from expkit.selection.objective import Objective, direction
@@ -20,6 +21,7 @@ from expkit.training.baseline import is_classification, random_baseline
 from expkit.training.batches import COMPACT, ArrayBatches
 from expkit.training.callbacks import attach_data, make_callbacks
 from expkit.training.compile import compile_model
+from expkit.training.phases import plan_phases, remember_trainable, set_trainable
 from expkit.training.resume import CompleteEpochsOnly, EpochState, Interrupted, StopOnRequest, StopRequest, TrainingState
 from expkit.training.strategy import is_distributed, make_strategy, split_cpu
 
@@ -32,7 +34,8 @@ class Outcome:
     history: dict[str, list[float]]
     test_metrics: dict[str, float]
     checkpoints: dict[str, Path] = field(default_factory=dict)
-    splits: Splits | None = None  # the splits as the model saw them (named by input/output for graph models)
+    # The data as the model saw it: named by input/output for graph models, cached base features in feature extraction.
+    splits: Any = None
 
 
 def configure_runtime(seed: int, *, deterministic: bool = False, threads: int | None = None, cpu_devices: int | None = None) -> None:
@@ -54,7 +57,7 @@ def configure_runtime(seed: int, *, deterministic: bool = False, threads: int | 
         tf.config.experimental.enable_op_determinism()
 
 
-def check_labels(model: Any, loss: Any, splits: Splits) -> None:
+def check_labels(model: Any, loss: Any, splits: Splits | ImageSplits) -> None:
     """The labels must fit the model's output: one-hot width or sparse class range."""
     check_output_labels(model.output_shape[-1], loss, splits.y_train, loss_key="model.loss", layer_key="model.layers")
 
@@ -147,20 +150,22 @@ def build_configured_model(config: ExperimentConfig, splits: Splits) -> Any:
         from expkit.models.graph import build_graph_model
 
         return build_graph_model(config.model, input_specs(config.model, splits.x_train), name=config.name)  # type: ignore[arg-type]
-    input_shape = config.model.input_shape or splits.x_train.shape[1:]  # type: ignore[union-attr]
-    return build_model(config.model.layers, input_shape, name=config.name)
+    data_shape = splits.input_shape if isinstance(splits, ImageSplits) else splits.x_train.shape[1:]  # type: ignore[union-attr]
+    return build_model(config.model.layers, config.model.input_shape or data_shape, name=config.name)
 
 
-def compile_configured(model: Any, config: ExperimentConfig) -> None:
-    """Compile with the optimizer and, for a graph, each output's loss, metrics and loss weight."""
+def compile_configured(model: Any, config: ExperimentConfig, optimizer: dict[str, Any] | None = None) -> None:
+    """Compile with the optimizer (default: the config's; a phase may bring its own) and, for a graph, each output's
+    loss, metrics and loss weight."""
     m = config.model
+    optimizer = optimizer or config.optimizer.model_dump()
     if not m.is_graph:
-        compile_model(model, config.optimizer.model_dump(), m.loss, m.metrics)  # type: ignore[arg-type]
+        compile_model(model, optimizer, m.loss, m.metrics)  # type: ignore[arg-type]
         return
     outputs = m.outputs or {}
     compile_model(
         model,
-        config.optimizer.model_dump(),
+        optimizer,
         {n: s["loss"] for n, s in outputs.items()},
         {n: list(s["metrics"]) for n, s in outputs.items() if s.get("metrics")},
         loss_weights={n: float(s.get("loss_weight", 1.0)) for n, s in outputs.items()},
@@ -184,9 +189,45 @@ def first_nan_epoch(history: dict[str, list[float]]) -> int | None:
     return None
 
 
+def feed(
+    splits: Splits | ImageSplits, name: str, batch_size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0, epochs: int = 1
+) -> Any:
+    """Batches of split `name` ("train", "validation", "test") for fit/evaluate/predict.
+
+    Training batches are drawn in the order seeded by (seed, epoch), arrays and image folders alike;
+    a streamed training set covers epochs `epoch`..`epochs`-1 (pass steps_per_epoch to fit()).
+    """
+    if isinstance(splits, ImageSplits):
+        return splits.batches(name, batch_size, train=name == "train", shuffle=shuffle, seed=seed, first_epoch=epoch, epochs=epochs)
+    x, y = {"train": (splits.x_train, splits.y_train), "validation": (splits.x_val, splits.y_val), "test": (splits.x_test, splits.y_test)}[
+        name
+    ]
+    return ArrayBatches(x, y, batch_size, shuffle=shuffle, seed=seed, epoch=epoch)
+
+
+def input_example(splits: Splits | ImageSplits, count: int) -> np.ndarray:
+    """The first `count` test inputs as the model sees them (an input example for the logged model)."""
+    return splits.sample("test", count) if isinstance(splits, ImageSplits) else take(splits.x_test, slice(count))
+
+
+def prepare_inputs(config: ExperimentConfig, splits: Splits | ImageSplits, output_dir: Path) -> Splits | ImageSplits:
+    """Record the image classes (classes.json), draw the augmentation preview, and swap images for cached base features."""
+    if isinstance(splits, ImageSplits):
+        info = {"class_names": splits.class_names, "skipped_images": splits.skipped}
+        (output_dir / "classes.json").write_text(json.dumps(info, indent=1) + "\n")
+        if config.dataset.augment_preview:
+            save_augmented_grid(splits, output_dir / "plots" / "augmented_samples.png", config.seed)
+    if config.features is not None:
+        from expkit.data.features import extract_features
+
+        root = Path(config.features.cache_dir or Path(config.paths.root_dir) / ".expkit" / "features").expanduser()
+        splits = extract_features(splits, config.features.base, config.features.weights, root)  # type: ignore[arg-type]
+    return splits
+
+
 def train_and_evaluate(
     config: ExperimentConfig,
-    splits: Splits,
+    splits: Splits | ImageSplits,
     output_dir: Path,
     epoch_callbacks: list[Any] | None = None,
     *,
@@ -197,13 +238,14 @@ def train_and_evaluate(
     epochs: int | None = None,
     tensorboard_dir: Path | None = None,
 ) -> Outcome:
-    """Build, fit, checkpoint and (with `test`) test the model described by `config` on `splits`.
+    """Build, fit (phase by phase), checkpoint and (with `test`) test the model described by `config` on `splits`.
 
     `epoch_callbacks` see only complete epochs, after the resumable state for that epoch is saved.
-    With `resume_from`, weights, optimizer state and epoch count continue from that state.
+    With `resume_from`, weights, optimizer state and epoch count continue from that state, in its phase.
     The best checkpoint follows `objective` (default: the config's), or trainer.checkpoint_monitor.
-    Protocols pass test=False, choose on the history, and call `evaluate_test` afterwards.
-    TensorBoard logs go to `tensorboard_dir` (default: <output_dir>/tensorboard).
+    Protocols pass test=False, choose on the history, and call `evaluate_test` afterwards; `epochs` overrides
+    trainer.epochs (retraining for the best epoch count). TensorBoard logs go to `tensorboard_dir`
+    (default: <output_dir>/tensorboard).
     """
     import keras
 
@@ -213,21 +255,30 @@ def train_and_evaluate(
     strategy = make_strategy(trainer.strategy)
     if is_distributed(strategy):
         print(f"{type(strategy).__name__}: {strategy.num_replicas_in_sync} replicas, global batch {trainer.batch_size}", file=sys.stderr)
-    splits = name_splits(config.model, splits)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    splits = prepare_inputs(config, splits, output_dir)
+    if not isinstance(splits, ImageSplits):
+        splits = name_splits(config.model, splits)
+    phases = plan_phases(config, epochs)
     with strategy.scope():  # variables (model and optimizer) are created once per replica
-        model = build_configured_model(config, splits)
-        compile_configured(model, config)
-    check_all_labels(model, config, splits)
+        model = build_configured_model(config, splits)  # type: ignore[arg-type]
+        built_trainable = remember_trainable(model)
+        compile_configured(model, config, phases[0].optimizer)
+    check_all_labels(model, config, splits)  # type: ignore[arg-type]
 
     ckpt_dir = output_dir / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    has_validation = splits.x_val is not None
     objective = objective or Objective.from_config(getattr(config, "objective", None))
-    monitor = trainer.checkpoint_monitor or (objective.metric if splits.x_val is not None else "loss")
+    monitor = trainer.checkpoint_monitor or (objective.metric if has_validation else "loss")
     mode = objective.mode if monitor == objective.metric else direction(monitor)
     checkpoints = {"best": ckpt_dir / "best.keras", "final": ckpt_dir / "final.keras"}
     initial_epoch, history, best = 0, {}, None
     if resume_from is not None:
+        saved_in = next((p for p in phases if p.start <= resume_from.epoch < p.end), phases[-1])
         with strategy.scope():
+            set_trainable(model, saved_in.trainable_from, built_trainable, f"phases.{saved_in.index}.trainable_from")
+            compile_configured(model, config, saved_in.optimizer)
             model.optimizer.build(model.trainable_variables)
             model.load_weights(resume_from.weights)
         initial_epoch, history, best = resume_from.epoch + 1, resume_from.history, resume_from.best
@@ -245,19 +296,28 @@ def train_and_evaluate(
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=tb.histogram_freq))
 
     batch = trainer.batch_size
-    train_batches = ArrayBatches(splits.x_train, splits.y_train, batch, shuffle=trainer.shuffle, seed=config.seed, epoch=initial_epoch)
-    validation = ArrayBatches(splits.x_val, splits.y_val, batch) if splits.x_val is not None else None
-    total_epochs = epochs or trainer.epochs
-    if initial_epoch < total_epochs:
+    validation = feed(splits, "validation", batch) if has_validation else None
+    resumed_phase = next((p.index for p in phases if p.start <= initial_epoch - 1 < p.end), None) if resume_from else None
+    for phase in phases:
+        if phase.end <= initial_epoch or stop.signum is not None:
+            continue
+        if phase.index != resumed_phase:  # a new phase: its trainable layers and a fresh optimizer (the resumed one keeps its state)
+            with strategy.scope():
+                set_trainable(model, phase.trainable_from, built_trainable, f"phases.{phase.index}.trainable_from")
+                compile_configured(model, config, phase.optimizer)
+        first = max(initial_epoch, phase.start)
+        steps = splits.steps("train", batch) if isinstance(splits, ImageSplits) else None
         model.fit(
-            train_batches,
-            epochs=total_epochs,
-            initial_epoch=initial_epoch,
+            feed(splits, "train", batch, shuffle=trainer.shuffle, seed=config.seed, epoch=first, epochs=phase.end),
+            epochs=phase.end,
+            initial_epoch=first,
+            steps_per_epoch=steps,
             verbose=1 if trainer.verbose == "auto" else trainer.verbose,  # the app resolves auto for its terminal
             validation_data=validation,
-            shuffle=False,  # ArrayBatches shuffles samples itself, reproducibly per epoch
+            shuffle=False,  # batches are shuffled reproducibly per epoch by feed()
             callbacks=callbacks,
         )
+        resumed_phase = None
     history = epoch_state.history
     nan_epoch = first_nan_epoch(history)
     if nan_epoch is not None:
@@ -279,7 +339,13 @@ def train_and_evaluate(
 
 
 def evaluate_test(
-    outcome: Outcome, splits: Splits, output_dir: Path, batch_size: int, *, config: ExperimentConfig | None = None, **summary: Any
+    outcome: Outcome,
+    splits: Splits | ImageSplits,
+    output_dir: Path,
+    batch_size: int,
+    *,
+    config: ExperimentConfig | None = None,
+    **summary: Any,
 ) -> dict[str, float]:
     """Evaluate the trained model on test data once, after selection; writes metrics.json and fills outcome.test_metrics.
 
@@ -287,7 +353,7 @@ def evaluate_test(
     """
     history = outcome.history
     splits = outcome.splits or splits  # as the model saw them (named by input/output for graph models)
-    test = outcome.model.evaluate(ArrayBatches(splits.x_test, splits.y_test, batch_size), verbose=0, return_dict=True)
+    test = outcome.model.evaluate(feed(splits, "test", batch_size), verbose=0, return_dict=True)
     outcome.test_metrics = {f"test_{k}": float(v) for k, v in test.items()}
     if config is not None and not config.model.is_graph and is_classification(config.model.loss):
         outcome.test_metrics |= random_baseline(outcome.model, splits.y_test, config.seed)
