@@ -7,8 +7,10 @@ from typing import Any
 
 from expkit.errors import ExpkitError
 
-#: Overrides that belong to the search, not to the chosen configuration.
-SEARCH_KEYS = ("experiment", "hparams_search", "hydra", "sweep")
+#: Overrides that belong to the search or the machine (paths), not to the chosen configuration.
+SEARCH_KEYS = ("experiment", "hparams_search", "hydra", "sweep", "paths")
+#: Groups added with `+group=option` whose option also shapes the model (a search preset's searchable layers).
+KEPT_ADDED_GROUPS = ("hparams_search",)
 
 
 def preset_overrides(overrides: list[str]) -> tuple[list[dict[str, str]], dict[str, Any]]:
@@ -23,6 +25,9 @@ def preset_overrides(overrides: list[str]) -> tuple[list[dict[str, str]], dict[s
     values = OmegaConf.create({})
     for override in OverridesParser.create().parse_overrides(overrides):
         key = override.key_or_group
+        if key in KEPT_ADDED_GROUPS and isinstance(override.value(), str):
+            group_choices.append({f"/{key}": override.value()})
+            continue
         if key.split(".")[0].lstrip("+~") in SEARCH_KEYS or override.is_delete():
             continue
         value = override.value()
