@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from expkit.backend import import_tensorflow
 from expkit.config import validate_config
 from expkit.config.locate import conf_dir
 from expkit.config.resolvers import register_resolvers
@@ -82,6 +85,39 @@ def config_drift(run_dir: Path, resolved: dict[str, Any]) -> list[str]:
     ]
 
 
+def start_tracking(
+    config: ExperimentConfig,
+    resolved: dict[str, Any],
+    overrides: list[str],
+    output_dir: Path,
+    drift: list[str],
+    run_id: str | None,
+    state: Any,
+    resume: bool,
+) -> Any:
+    """Open the MLflow store, create (or reopen) the run and log the config; no Keras or TensorFlow import."""
+    from expkit.tracking.run import TrackedRun
+
+    t = config.tracking
+    tracked = TrackedRun(uri=t.uri, root_dir=config.paths.root_dir, experiment_name=t.experiment_name, artifact_dir=t.artifact_dir)
+    preset = next((o.split("=", 1)[1] for o in overrides if o.startswith(("+experiment=", "experiment="))), "default")
+    tags = {
+        "preset": preset,
+        "overrides": " ".join(overrides) or "(none)",
+        "output_dir": str(output_dir),
+        "tensorboard_dir": str(output_dir / "tensorboard"),
+    }
+    if drift:
+        tags["resume.config_drift"] = "; ".join(drift)[:5000]
+    run_id = tracked.create(run_name(config.name, overrides), tags, run_id=run_id)
+    (output_dir / "run_id").write_text(run_id + "\n")
+    if state is not None:
+        tracked.backfill(state.history, state.epoch)
+    elif not resume:
+        tracked.log_params(resolved, {})
+    return tracked
+
+
 def run_experiment(config: ExperimentConfig, resolved: dict[str, Any], overrides: list[str], *, resume: bool = False) -> float:
     """Train, evaluate, checkpoint and track one experiment; returns the objective (lower is better)."""
     from expkit.data import load_splits
@@ -108,48 +144,48 @@ def run_experiment(config: ExperimentConfig, resolved: dict[str, Any], overrides
         (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
         (output_dir / "overrides.yaml").write_text(OmegaConf.to_yaml(overrides))
 
+    # The MLflow store and run are set up in a thread while this one imports TensorFlow and loads the data.
+    setup = ThreadPoolExecutor(1, thread_name_prefix="expkit-tracking") if config.tracking.enabled else None
+    pending = setup.submit(start_tracking, config, resolved, overrides, output_dir, drift, run_id, state, resume) if setup else None
     tracked = None
-    if config.tracking.enabled:
-        from expkit.tracking.run import TrackedRun
 
-        t = config.tracking
-        tracked = TrackedRun(uri=t.uri, root_dir=config.paths.root_dir, experiment_name=t.experiment_name, artifact_dir=t.artifact_dir)
-        preset = next((o.split("=", 1)[1] for o in overrides if o.startswith(("+experiment=", "experiment="))), "default")
-        tags = {
-            "preset": preset,
-            "overrides": " ".join(overrides) or "(none)",
-            "output_dir": str(output_dir),
-            "tensorboard_dir": str(output_dir / "tensorboard"),
-        }
-        if drift:
-            tags["resume.config_drift"] = "; ".join(drift)[:5000]
-        run_id = tracked.start(run_name(config.name, overrides), tags, run_id=run_id)
-        (output_dir / "run_id").write_text(run_id + "\n")
-        print(f"MLflow run {run_id} in {tracked.uri}", file=sys.stderr)
-        if state is not None:
-            tracked.backfill(state.history, state.epoch)
-        elif not resume:
-            tracked.log_params(resolved, {})
+    def tracking_ready() -> Any:
+        nonlocal tracked, pending
+        if pending is not None:
+            future, pending = pending, None
+            tracked = future.result()
+            tracked.activate()
+            print(f"MLflow run {tracked.run_id} in {tracked.uri}", file=sys.stderr)
+        return tracked
 
     status = "FAILED"
     try:
         with StopRequest() as stop:
+            import_tensorflow()
             splits = load_splits(config.dataset, data_dir=config.paths.data_dir, seed=config.seed)
-            if tracked:
+            if tracking_ready():
                 tracked.set_tags({"dataset.fingerprint": splits.fingerprint})
             outcome = train_and_evaluate(config, splits, output_dir, [tracked.callback()] if tracked else [], stop=stop, resume_from=state)
         lines: list[str] = []
         outcome.model.summary(print_fn=lambda line, *a, **k: lines.append(line))
         (output_dir / "model_summary.txt").write_text("\n".join(lines) + "\n")
-        if tracked:
+        if tracked and setup:
+            # Plots are drawn in the (now idle) set-up thread while this one logs the model.
+            plotting = setup.submit(
+                tracked.log_plots,
+                outcome.history,
+                config.model.loss,
+                outcome.model,
+                splits,
+                output_dir / "plots",
+                config.tracking.plot_smoothing,
+            )
             tracked.log_params({}, {"model.num_params": outcome.model.count_params()})
             tracked.log_metrics(outcome.test_metrics)
             tracked.log_artifacts([output_dir / n for n in ("config.yaml", "overrides.yaml", "metrics.json", "model_summary.txt")])
-            tracked.log_plots(
-                outcome.history, config.model.loss, outcome.model, splits, output_dir / "plots", config.tracking.plot_smoothing
-            )
             if config.tracking.log_model:
                 tracked.log_model(outcome.model, splits.x_test[:5])
+            plotting.result()
         status = "FINISHED"
         for key, value in outcome.test_metrics.items():
             print(f"{key}: {value:.4f}")
@@ -165,12 +201,18 @@ def run_experiment(config: ExperimentConfig, resolved: dict[str, Any], overrides
         print(f"aborted; resume from the last completed epoch with: expkit resume {output_dir}", file=sys.stderr)
         sys.exit(130)
     except ExpkitError as error:
+        with contextlib.suppress(Exception):
+            tracking_ready()
         if tracked:
             tracked.set_tags({"failure": str(error)[:5000]})
         raise
     finally:
+        with contextlib.suppress(Exception):  # a failed set-up raised already, or is raised here by result()
+            tracking_ready()
         if tracked:
             tracked.end(status)
+        if setup:
+            setup.shutdown(wait=False)
 
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")

@@ -134,6 +134,10 @@ class Trainer(Strict):
     deterministic: bool = False
     checkpoint_monitor: str | None = None
     threads: PositiveInt | None = None
+    # Speed settings (see README "Speed settings"); steps_per_execution and prefetch leave results unchanged.
+    steps_per_execution: PositiveInt = 16
+    jit_compile: bool = False
+    prefetch: bool = True
 
 
 class TensorBoard(Strict):

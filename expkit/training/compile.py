@@ -40,8 +40,16 @@ def resolve_named(spec: str | dict[str, Any], namespace: Any, key: str) -> Any:
     return build_component(spec, Registry(key.split(".")[-1], lambda: [namespace]), key=key)
 
 
-def compile_model(model: Any, optimizer: dict[str, Any], loss: str | dict[str, Any], metrics: list[Any]) -> None:
-    """model.compile with everything resolved from config."""
+def compile_model(
+    model: Any,
+    optimizer: dict[str, Any],
+    loss: str | dict[str, Any],
+    metrics: list[Any],
+    *,
+    steps_per_execution: int = 1,
+    jit_compile: bool = False,
+) -> None:
+    """model.compile with everything resolved from config (plus the trainer's speed settings)."""
     import keras
 
     try:
@@ -49,6 +57,8 @@ def compile_model(model: Any, optimizer: dict[str, Any], loss: str | dict[str, A
             optimizer=make_optimizer(optimizer),
             loss=resolve_named(loss, keras.losses, "model.loss"),
             metrics=[resolve_named(m, keras.metrics, f"model.metrics.{i}") for i, m in enumerate(metrics)],
+            steps_per_execution=steps_per_execution,
+            jit_compile=jit_compile,
         )
     except ValueError as exc:
         raise ExpkitError(f"compile failed: {str(exc).splitlines()[0]}", key="model") from None

@@ -14,7 +14,7 @@ from expkit.config.schema import ExperimentConfig
 from expkit.data.pipeline import Splits
 from expkit.errors import ExpkitError
 from expkit.models.builder import build_model
-from expkit.training.batches import ArrayBatches
+from expkit.training import feeding
 from expkit.training.callbacks import make_callbacks
 from expkit.training.compile import compile_model
 from expkit.training.resume import CompleteEpochsOnly, EpochState, Interrupted, StopOnRequest, StopRequest, TrainingState
@@ -102,7 +102,17 @@ def train_and_evaluate(
     configure_runtime(config.seed, deterministic=trainer.deterministic, threads=trainer.threads)
     input_shape = config.model.input_shape or splits.x_train.shape[1:]
     model = build_model(config.model.layers, input_shape, name=config.name)
-    compile_model(model, config.optimizer.model_dump(), config.model.loss, config.model.metrics)
+    batch = trainer.batch_size
+    steps = feeding.steps(splits.x_train, batch)
+    user_callbacks = make_callbacks(config.callbacks, output_dir)
+    compile_model(
+        model,
+        config.optimizer.model_dump(),
+        config.model.loss,
+        config.model.metrics,
+        steps_per_execution=feeding.steps_per_execution(trainer.steps_per_execution, steps, user_callbacks),
+        jit_compile=trainer.jit_compile,
+    )
     check_labels(model, config.model.loss, splits)
 
     ckpt_dir = output_dir / "checkpoints"
@@ -120,22 +130,26 @@ def train_and_evaluate(
         str(checkpoints["best"]), monitor=monitor, save_best_only=True, initial_value_threshold=best
     )
     recorders = [best_checkpoint, epoch_state, *(epoch_callbacks or [])]
-    callbacks = [*make_callbacks(config.callbacks, output_dir), StopOnRequest(stop), CompleteEpochsOnly(stop, recorders)]
+    callbacks = [*user_callbacks, StopOnRequest(stop), CompleteEpochsOnly(stop, recorders)]
     tb = config.tracking.tensorboard
     if tb.enabled:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(output_dir / "tensorboard"), histogram_freq=tb.histogram_freq))
 
-    batch = trainer.batch_size
-    train_batches = ArrayBatches(splits.x_train, splits.y_train, batch, shuffle=trainer.shuffle, seed=config.seed, epoch=initial_epoch)
-    validation = ArrayBatches(splits.x_val, splits.y_val, batch) if splits.x_val is not None else None
+    # Keras advances a per-epoch data source once before the first epoch: epoch e of a run uses order e + 1.
+    feed = {"prefetch": trainer.prefetch, "threads": trainer.threads}
+    train_batches = feeding.batches(
+        splits.x_train, splits.y_train, batch, shuffle=trainer.shuffle, seed=config.seed, first_epoch=initial_epoch + 1, **feed
+    )
+    validation = feeding.batches(splits.x_val, splits.y_val, batch, **feed) if splits.x_val is not None else None
     if initial_epoch < trainer.epochs:
         model.fit(
             train_batches,
             epochs=trainer.epochs,
+            steps_per_epoch=steps if trainer.shuffle else None,
             initial_epoch=initial_epoch,
             verbose=trainer.verbose,
             validation_data=validation,
-            shuffle=False,  # ArrayBatches shuffles samples itself, reproducibly per epoch
+            shuffle=False,  # the batches come in their per-epoch order already
             callbacks=callbacks,
         )
     history = epoch_state.history
@@ -149,7 +163,7 @@ def train_and_evaluate(
     if stop.signum is not None:
         raise Interrupted(stop.signum)
     model.save(checkpoints["final"])
-    test = model.evaluate(ArrayBatches(splits.x_test, splits.y_test, batch), verbose=0, return_dict=True)
+    test = model.evaluate(feeding.batches(splits.x_test, splits.y_test, batch, **feed), verbose=0, return_dict=True)
     test_metrics = {f"test_{k}": float(v) for k, v in test.items()}
     summary = {
         "test": test_metrics,
