@@ -142,6 +142,7 @@ def overhead(env: dict[str, str], work: Path, repeats: int, quick: bool, models:
             variants[f"expkit, {label}"] = (expkit_cmd([*args, *extra]), work)
         runs = interleave(variants, env, repeats)
         results[name] = {"what": what, "variants": {k: summary(v) for k, v in runs.items()}, "load_after": load()}
+        save({"overhead": {name: results[name]}})  # kept even if a later model is interrupted
     return results
 
 
@@ -202,7 +203,7 @@ def cli(env: dict[str, str], work: Path, repeats: int) -> dict[str, Any]:
 
 def sweep(env: dict[str, str], work: Path, repeats: int) -> dict[str, Any]:
     print("sweep throughput", flush=True)
-    trials = ["+experiment=mnist_dense", "trainer.epochs=2", "dataset.max_train_samples=20000", "model.units=32,64,128,256"]
+    trials = ["+experiment=mnist_dense", "trainer.epochs=2", "dataset.max_train_samples=10000", "model.units=32,64,128,256"]
     base = ["-m", "expkit.cli", "train", "-m", *trials, "trainer.verbose=0"]
     variants = {
         "sequential (basic launcher)": (base, work),
@@ -212,6 +213,20 @@ def sweep(env: dict[str, str], work: Path, repeats: int) -> dict[str, Any]:
     out = {k: summary(v) for k, v in runs.items()}
     out["load_after"] = load()  # type: ignore[assignment]
     return out
+
+
+def save(results: dict[str, Any]) -> dict[str, Any]:
+    """Merge `results` into results/run_all.json (per section, and per model for the overhead); returns the merged figures.
+
+    A partial run (--only, --models) keeps the figures of the sections and models it did not run.
+    """
+    path = HERE / "results" / "run_all.json"
+    path.parent.mkdir(exist_ok=True)
+    merged = json.loads(path.read_text()) if path.exists() else {}
+    for section, figures in results.items():
+        merged[section] = {**merged.get(section, {}), **figures} if section == "overhead" else figures
+    path.write_text(json.dumps(merged, indent=1) + "\n")
+    return merged
 
 
 def versions() -> str:
@@ -309,7 +324,7 @@ def report(results: dict[str, Any], args: argparse.Namespace, started: float, lo
         lines += [
             "## Sweep throughput",
             "",
-            "4 trials of mnist_dense (2 epochs, 20,000 training samples, units 32/64/128/256, tracking on), one `expkit train -m` each.",
+            "4 trials of mnist_dense (2 epochs, 10,000 training samples, units 32/64/128/256, tracking on), one `expkit train -m` each.",
             "",
             "| launcher | median s | min s | CPU s |",
             "| --- | --- | --- | --- |",
@@ -327,9 +342,16 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--models", nargs="+", choices=[m[0] for m in MODELS], default=[m[0] for m in MODELS])
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--fresh", action="store_true", help="forget figures saved by earlier (partial) runs")
+    parser.add_argument("--report-only", action="store_true", help="rewrite RESULTS.md from results/run_all.json")
     args = parser.parse_args()
     args.repeats = args.repeats or (1 if args.quick else 3)
     started, load_before = time.time(), load()
+    if args.report_only:
+        args.out.write_text(report(save({}), args, started, load_before))
+        return
+    if args.fresh or (set(args.only) == set(SECTIONS) and len(args.models) == len(MODELS)):
+        (HERE / "results" / "run_all.json").unlink(missing_ok=True)
     shared = Path(os.environ.get("EXPKIT_SHARED_DATA", REPO.parent / "shared" / "datasets"))
     with tempfile.TemporaryDirectory(prefix="expkit-bench-") as tmp:
         work = Path(tmp)
@@ -359,8 +381,7 @@ def main() -> None:
             results["cli"] = cli(env, work, 3 if args.quick else 5)
         if "sweep" in args.only:
             results["sweep"] = sweep(env, work, min(args.repeats, 2))
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "run_all.json").write_text(json.dumps(results, indent=1) + "\n")
+    results = save(results)
     args.out.write_text(report(results, args, started, load_before))
     print(f"wrote {args.out}")
 
