@@ -263,6 +263,13 @@ def report(results: dict[str, Any], args: argparse.Namespace, started: float, lo
         f"- Repeats: {args.repeats} per variant, interleaved; wall times are whole processes; ratio = expkit median / raw median.",
         "",
     ]
+    if float(load_before.split(" / ")[0]) > 2 * (os.cpu_count() or 1):
+        lines += [
+            f"**The machine was busy** (load average {load_before} on {os.cpu_count()} cores): each process got a small, varying"
+            " share of a core, so wall times and their ratios mostly measure the other processes. CPU seconds are the"
+            " comparable figure here; re-run on a quiet machine for wall-time ratios.",
+            "",
+        ]
     if "overhead" in results:
         lines += [
             "## Runner overhead against raw Keras",

@@ -163,6 +163,7 @@ def train_and_evaluate(
     if stop.signum is not None:
         raise Interrupted(stop.signum)
     model.save(checkpoints["final"])
+    del train_batches, validation  # frees the pipelines' copies of the arrays before the test pipeline makes its own
     test = model.evaluate(feeding.batches(splits.x_test, splits.y_test, batch, **feed), verbose=0, return_dict=True)
     test_metrics = {f"test_{k}": float(v) for k, v in test.items()}
     summary = {
