@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 
 COMPACT_TF = ("uint8", "bool", "int8")
+PARALLEL_BATCHES = 2
+PREFETCH_BATCHES = 2
 
 
 def num_samples(arrays: Any) -> int:
@@ -65,9 +67,10 @@ def batches(
         index = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(one_epoch)
     else:
         index = tf.data.Dataset.range(n).batch(batch_size)
-    dataset = index.map(gather, num_parallel_calls=tf.data.AUTOTUNE if prefetch else None, deterministic=True)
+    # A few batches ahead are enough to keep the model busy; an autotuned buffer can hold hundreds of MB of float32 batches.
+    dataset = index.map(gather, num_parallel_calls=PARALLEL_BATCHES if prefetch else None, deterministic=True)
     if prefetch:
-        dataset = dataset.prefetch(tf.data.AUTOTUNE)
+        dataset = dataset.prefetch(PREFETCH_BATCHES)
     options = tf.data.Options()
     if threads:
         options.threading.private_threadpool_size = threads
