@@ -18,6 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from expkit.backend import import_tensorflow
 from expkit.config import validate_config
 from expkit.config.locate import conf_dir
 from expkit.config.resolvers import register_resolvers
@@ -209,6 +210,7 @@ def run_experiment(
         hooks = list(epoch_hooks or [])
         if job and verbose == "auto":
             hooks.append(lambda _objective: epoch_lines(job, config.trainer.epochs))
+        import_tensorflow()  # without its oneDNN notice
         with StopRequest() as stop:
             context = Context(
                 config,

@@ -305,6 +305,10 @@ class Trainer(Strict):
     # Resources each sweep job asks a cluster launcher (Ray, SLURM) for.
     cpus: PositiveInt = 1
     gpus: Annotated[float, Field(ge=0)] = 0
+    # Speed settings (see README "Speed settings"); steps_per_execution and prefetch leave results unchanged.
+    steps_per_execution: PositiveInt = 16
+    jit_compile: bool = False
+    prefetch: bool = True
 
 
 class TensorBoard(Strict):

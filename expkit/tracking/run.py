@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import platform
@@ -12,9 +11,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import keras
 import mlflow
 from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from expkit import __version__
 from expkit.tracking.store import PARENT_RUN_ENV, TABLE_VIEW_TAG, ensure_experiment, flatten, table_view, tracking_uri
@@ -32,10 +31,23 @@ def experiment_params(config: dict[str, Any]) -> dict[str, Any]:
 
 def requirements() -> list[str]:
     """Pinned pip requirements of a logged model (passed explicitly: inferring them takes seconds)."""
+    import keras
     import numpy as np
     import tensorflow as tf
 
     return [f"keras=={keras.__version__}", f"tensorflow=={tf.__version__}", f"mlflow=={mlflow.__version__}", f"numpy=={np.__version__}"]
+
+
+def package_version(*names: str) -> str | None:
+    """The installed version of the first of `names` found, read from package metadata (no import)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for name in names:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            continue
+    return None
 
 
 def git_state(path: str) -> dict[str, str]:
@@ -50,29 +62,6 @@ def git_state(path: str) -> dict[str, str]:
         return {}
 
 
-class EpochLogger(keras.callbacks.Callback):
-    """Logs every epoch's metrics, learning rate and duration to one MLflow run, asynchronously."""
-
-    def __init__(self, client: mlflow.MlflowClient, run_id: str) -> None:
-        super().__init__()
-        self.client, self.run_id = client, run_id
-        self._started = 0.0
-
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self._started = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        now = int(time.time() * 1000)
-        values = {k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}
-        values["epoch_time_s"] = time.perf_counter() - self._started
-        with contextlib.suppress(AttributeError, TypeError, ValueError):
-            values["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        metrics = [Metric(k, v, now, epoch) for k, v in values.items()]
-        # One synchronous batch per epoch: cheap, and on disk before the next epoch starts, so
-        # a resumed run can tell exactly which epochs MLflow already has.
-        self.client.log_batch(self.run_id, metrics=metrics)
-
-
 class TrackedRun:
     """The MLflow side of one training run. Use start(), then the log_* methods, then end()."""
 
@@ -81,35 +70,51 @@ class TrackedRun:
         self.experiment_name = experiment_name
         self.artifact_dir = artifact_dir
         self.root_dir = root_dir
-        self.client: mlflow.MlflowClient  # opened in start(), after the store exists
+        self.client: mlflow.MlflowClient  # opened in create(), after the store exists
         self.run_id = ""
+        self._tags: dict[str, str] = {}
 
     def start(self, run_name: str, tags: dict[str, str], run_id: str | None = None) -> str:
         """Start a new run, or continue run `run_id` (resume); returns the run id."""
+        self.create(run_name, tags, run_id)
+        self.activate()
+        return self.run_id
+
+    def create(self, run_name: str, tags: dict[str, str], run_id: str | None = None) -> str:
+        """Open the store and create the run (or find `run_id`), without making it the active run.
+
+        Imports neither Keras nor TensorFlow, so it can run in a thread while the main thread imports them.
+        """
+        from mlflow.tracking.context import registry
+
         experiment_id = ensure_experiment(self.uri, self.experiment_name, self.artifact_dir)
         self.client = mlflow.MlflowClient(self.uri)
-        tags = {
+        versions = {"keras.version": package_version("keras"), "tensorflow.version": package_version("tensorflow", "tensorflow-cpu")}
+        self._tags = {
             **tags,
             "expkit.version": __version__,
-            "keras.version": keras.__version__,
+            **{k: v for k, v in versions.items() if v},
             "host": platform.node(),
             **git_state(self.root_dir),
         }
-        try:
-            import tensorflow as tf
-
-            tags["tensorflow.version"] = tf.__version__
-        except ImportError:
-            pass
         if run_id:
-            run = mlflow.start_run(run_id=run_id, tags=tags)
-        else:
-            parent = os.environ.get(PARENT_RUN_ENV) or None
-            run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags, parent_run_id=parent)
+            self.run_id = run_id
+            return run_id
+        parent = os.environ.get(PARENT_RUN_ENV) or None
+        run_tags = {**self._tags, MLFLOW_RUN_NAME: run_name, **({MLFLOW_PARENT_RUN_ID: parent} if parent else {})}
+        run = self.client.create_run(experiment_id, tags=registry.resolve_tags(run_tags), run_name=run_name)
         self.run_id = run.info.run_id
+        self._tags = {}  # already on the run
         return self.run_id
 
-    def callback(self) -> keras.callbacks.Callback:
+    def activate(self) -> None:
+        """Make the run MLflow's active run in this thread (artifact and model logging use it)."""
+        mlflow.start_run(run_id=self.run_id, tags=self._tags or None)
+
+    def callback(self) -> Any:
+        """The Keras callback that logs every epoch to this run."""
+        from expkit.tracking.epochs import EpochLogger
+
         return EpochLogger(self.client, self.run_id)
 
     def log_params(self, config: dict[str, Any], extra: dict[str, Any]) -> None:
@@ -119,7 +124,7 @@ class TrackedRun:
             text = str(value)
             if len(text) > MAX_PARAM_LENGTH:
                 name = f"params/{key}.txt"
-                mlflow.log_text(text, name)
+                self.client.log_text(self.run_id, text, name)
                 text = f"<see artifact {name}>"
             params[key] = text
         items = [Param(k, v) for k, v in params.items()]
@@ -202,11 +207,12 @@ class TrackedRun:
         return path
 
     def log_artifacts(self, paths: list[Path], artifact_path: str | None = None) -> None:
+        """Files and folders as run artifacts (through the client, so any thread may call it)."""
         for path in paths:
             if path.is_dir():
-                mlflow.log_artifacts(str(path), artifact_path=path.name if artifact_path is None else artifact_path)
+                self.client.log_artifacts(self.run_id, str(path), artifact_path=path.name if artifact_path is None else artifact_path)
             elif path.exists():
-                mlflow.log_artifact(str(path), artifact_path=artifact_path)
+                self.client.log_artifact(self.run_id, str(path), artifact_path=artifact_path)
 
     def log_dataset(self, name: str, origin: str, digest: str, sizes: dict[str, int], raw_example: Any) -> None:
         """The dataset as an MLflow dataset input (the runs table's Dataset column): name, source, digest, split sizes."""
@@ -369,7 +375,9 @@ class ChildRun:
         run = parent.client.create_run(experiment_id, run_name=run_name, tags={**tags, "mlflow.parentRunId": parent.run_id})
         return cls(parent.client, run.info.run_id)
 
-    def callback(self) -> keras.callbacks.Callback:
+    def callback(self) -> Any:
+        from expkit.tracking.epochs import EpochLogger
+
         return EpochLogger(self.client, self.run_id)
 
     def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:

@@ -48,8 +48,13 @@ def compile_model(
     metrics: list[Any] | dict[str, list[Any]],
     *,
     loss_weights: dict[str, float] | None = None,
+    steps_per_execution: int = 1,
+    jit_compile: bool = False,
 ) -> None:
-    """model.compile with everything resolved from config. With `loss_weights`, loss and metrics are per output name."""
+    """model.compile with everything resolved from config (plus the trainer's speed settings).
+
+    With `loss_weights`, loss and metrics are per output name.
+    """
     import keras
 
     if loss_weights is not None:  # a graph model: {output name: spec}
@@ -65,6 +70,6 @@ def compile_model(
             "metrics": [resolve_named(m, keras.metrics, f"model.metrics.{i}") for i, m in enumerate(metrics)],
         }
     try:
-        model.compile(optimizer=make_optimizer(optimizer), **compiled)
+        model.compile(optimizer=make_optimizer(optimizer), steps_per_execution=steps_per_execution, jit_compile=jit_compile, **compiled)
     except ValueError as exc:
         raise ExpkitError(f"compile failed: {str(exc).splitlines()[0]}", key="model") from None

@@ -87,6 +87,7 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.model: Any = None  # the model in fit(), told to stop at its next batch boundary
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopRequest:
@@ -103,6 +104,8 @@ class StopRequest:
         if self.signum is not None:  # second signal: stop now
             raise KeyboardInterrupt
         self.signum = signum
+        if self.model is not None:
+            self.model.stop_training = True
         print(f"\n{signal.Signals(signum).name}: stopping after this batch (again to abort now)", flush=True)
 
     @property
@@ -111,15 +114,23 @@ class StopRequest:
 
 
 class StopOnRequest(keras.callbacks.Callback):
-    """Ends fit() at the next batch boundary once a stop was requested."""
+    """Ends fit() at the next batch boundary once a stop was requested.
+
+    The signal handler sets `model.stop_training` itself, so this callback needs no per-batch hook
+    (a batch hook would make Keras wait for every batch's logs instead of dispatching callbacks asynchronously).
+    """
 
     def __init__(self, request: StopRequest) -> None:
         super().__init__()
         self.request = request
 
-    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self.request.model = self.model
         if self.request.signum is not None:
             self.model.stop_training = True
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        self.request.model = None
 
 
 class CompleteEpochsOnly(keras.callbacks.Callback):
@@ -150,6 +161,10 @@ class CompleteEpochsOnly(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         for callback in self.inner:
             callback.on_epoch_begin(epoch, logs)
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        for callback in self.inner:
+            callback.on_train_batch_begin(batch, logs)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self.request.signum is None:

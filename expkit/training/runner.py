@@ -17,8 +17,9 @@ from expkit.data.pipeline import Splits, take
 from expkit.errors import ExpkitError, suggestion
 from expkit.models.builder import build_model
 from expkit.selection.objective import Objective, direction
+from expkit.training import feeding
 from expkit.training.baseline import is_classification, random_baseline
-from expkit.training.batches import COMPACT, ArrayBatches
+from expkit.training.batches import COMPACT
 from expkit.training.callbacks import attach_data, make_callbacks
 from expkit.training.compile import compile_model
 from expkit.training.phases import plan_phases, remember_trainable, set_trainable
@@ -154,13 +155,13 @@ def build_configured_model(config: ExperimentConfig, splits: Splits) -> Any:
     return build_model(config.model.layers, config.model.input_shape or data_shape, name=config.name)
 
 
-def compile_configured(model: Any, config: ExperimentConfig, optimizer: dict[str, Any] | None = None) -> None:
+def compile_configured(model: Any, config: ExperimentConfig, optimizer: dict[str, Any] | None = None, **speed: Any) -> None:
     """Compile with the optimizer (default: the config's; a phase may bring its own) and, for a graph, each output's
-    loss, metrics and loss weight."""
+    loss, metrics and loss weight. `speed`: steps_per_execution and jit_compile."""
     m = config.model
     optimizer = optimizer or config.optimizer.model_dump()
     if not m.is_graph:
-        compile_model(model, optimizer, m.loss, m.metrics)  # type: ignore[arg-type]
+        compile_model(model, optimizer, m.loss, m.metrics, **speed)  # type: ignore[arg-type]
         return
     outputs = m.outputs or {}
     compile_model(
@@ -169,6 +170,7 @@ def compile_configured(model: Any, config: ExperimentConfig, optimizer: dict[str
         {n: s["loss"] for n, s in outputs.items()},
         {n: list(s["metrics"]) for n, s in outputs.items() if s.get("metrics")},
         loss_weights={n: float(s.get("loss_weight", 1.0)) for n, s in outputs.items()},
+        **speed,
     )
 
 
@@ -190,19 +192,30 @@ def first_nan_epoch(history: dict[str, list[float]]) -> int | None:
 
 
 def feed(
-    splits: Splits | ImageSplits, name: str, batch_size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0, epochs: int = 1
+    splits: Splits | ImageSplits,
+    name: str,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    seed: int = 0,
+    epoch: int = 0,
+    epochs: int = 1,
+    prefetch: bool = True,
+    threads: int | None = None,
 ) -> Any:
     """Batches of split `name` ("train", "validation", "test") for fit/evaluate/predict.
 
-    Training batches are drawn in the order seeded by (seed, epoch), arrays and image folders alike;
-    a streamed training set covers epochs `epoch`..`epochs`-1 (pass steps_per_epoch to fit()).
+    Training batches are drawn in the order seeded by (seed, epoch), arrays and image folders alike; a shuffled
+    training set is endless from epoch `epoch` on (pass steps_per_epoch to fit()). Arrays go through tf.data
+    (`training.feeding`), gathered and cast in TensorFlow's threads.
     """
     if isinstance(splits, ImageSplits):
         return splits.batches(name, batch_size, train=name == "train", shuffle=shuffle, seed=seed, first_epoch=epoch, epochs=epochs)
     x, y = {"train": (splits.x_train, splits.y_train), "validation": (splits.x_val, splits.y_val), "test": (splits.x_test, splits.y_test)}[
         name
     ]
-    return ArrayBatches(x, y, batch_size, shuffle=shuffle, seed=seed, epoch=epoch)
+    # Epoch e of a run trains on order e + 1, as it did with Keras' per-epoch data sources (resumed runs stay identical).
+    return feeding.batches(x, y, batch_size, shuffle=shuffle, seed=seed, first_epoch=epoch + 1, prefetch=prefetch, threads=threads)
 
 
 def input_example(splits: Splits | ImageSplits, count: int) -> np.ndarray:
@@ -260,16 +273,23 @@ def train_and_evaluate(
     if not isinstance(splits, ImageSplits):
         splits = name_splits(config.model, splits)
     phases = plan_phases(config, epochs)
+    objective = objective or Objective.from_config(getattr(config, "objective", None))
+    batch = trainer.batch_size
+    steps = splits.steps("train", batch) if isinstance(splits, ImageSplits) else feeding.steps(splits.x_train, batch)
+    user_callbacks = make_callbacks(config.callbacks, output_dir, objective)
+    speed = {
+        "steps_per_execution": feeding.steps_per_execution(trainer.steps_per_execution, steps, user_callbacks),
+        "jit_compile": trainer.jit_compile,
+    }
     with strategy.scope():  # variables (model and optimizer) are created once per replica
         model = build_configured_model(config, splits)  # type: ignore[arg-type]
         built_trainable = remember_trainable(model)
-        compile_configured(model, config, phases[0].optimizer)
+        compile_configured(model, config, phases[0].optimizer, **speed)
     check_all_labels(model, config, splits)  # type: ignore[arg-type]
 
     ckpt_dir = output_dir / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     has_validation = splits.x_val is not None
-    objective = objective or Objective.from_config(getattr(config, "objective", None))
     monitor = trainer.checkpoint_monitor or (objective.metric if has_validation else "loss")
     mode = objective.mode if monitor == objective.metric else direction(monitor)
     checkpoints = {"best": ckpt_dir / "best.keras", "final": ckpt_dir / "final.keras"}
@@ -278,7 +298,7 @@ def train_and_evaluate(
         saved_in = next((p for p in phases if p.start <= resume_from.epoch < p.end), phases[-1])
         with strategy.scope():
             set_trainable(model, saved_in.trainable_from, built_trainable, f"phases.{saved_in.index}.trainable_from")
-            compile_configured(model, config, saved_in.optimizer)
+            compile_configured(model, config, saved_in.optimizer, **speed)
             model.optimizer.build(model.trainable_variables)
             model.load_weights(resume_from.weights)
         initial_epoch, history, best = resume_from.epoch + 1, resume_from.history, resume_from.best
@@ -288,15 +308,15 @@ def train_and_evaluate(
         str(checkpoints["best"]), monitor=monitor, mode=mode, save_best_only=True, initial_value_threshold=best
     )
     recorders = [best_checkpoint, epoch_state, *(epoch_callbacks or [])]
-    callbacks = [*make_callbacks(config.callbacks, output_dir, objective), StopOnRequest(stop), CompleteEpochsOnly(stop, recorders)]
+    callbacks = [*user_callbacks, StopOnRequest(stop), CompleteEpochsOnly(stop, recorders)]
     attach_data(callbacks, splits, output_dir)
     tb = config.tracking.tensorboard
     if tb.enabled:
         log_dir = tensorboard_dir or output_dir / "tensorboard"
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=tb.histogram_freq))
 
-    batch = trainer.batch_size
-    validation = feed(splits, "validation", batch) if has_validation else None
+    tuning = {"prefetch": trainer.prefetch, "threads": trainer.threads}
+    validation = feed(splits, "validation", batch, **tuning) if has_validation else None
     resumed_phase = next((p.index for p in phases if p.start <= initial_epoch - 1 < p.end), None) if resume_from else None
     for phase in phases:
         if phase.end <= initial_epoch or stop.signum is not None:
@@ -304,14 +324,14 @@ def train_and_evaluate(
         if phase.index != resumed_phase:  # a new phase: its trainable layers and a fresh optimizer (the resumed one keeps its state)
             with strategy.scope():
                 set_trainable(model, phase.trainable_from, built_trainable, f"phases.{phase.index}.trainable_from")
-                compile_configured(model, config, phase.optimizer)
+                compile_configured(model, config, phase.optimizer, **speed)
         first = max(initial_epoch, phase.start)
-        steps = splits.steps("train", batch) if isinstance(splits, ImageSplits) else None
+        endless = isinstance(splits, ImageSplits) or trainer.shuffle
         model.fit(
-            feed(splits, "train", batch, shuffle=trainer.shuffle, seed=config.seed, epoch=first, epochs=phase.end),
+            feed(splits, "train", batch, shuffle=trainer.shuffle, seed=config.seed, epoch=first, epochs=phase.end, **tuning),
             epochs=phase.end,
             initial_epoch=first,
-            steps_per_epoch=steps,
+            steps_per_epoch=steps if endless else None,
             verbose=1 if trainer.verbose == "auto" else trainer.verbose,  # the app resolves auto for its terminal
             validation_data=validation,
             shuffle=False,  # batches are shuffled reproducibly per epoch by feed()

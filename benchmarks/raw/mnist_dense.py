@@ -1,0 +1,19 @@
+"""The book's first MNIST network (W ch. 2) as a notebook would write it: the raw-Keras baseline for mnist_dense."""
+
+import os
+import sys
+
+import keras
+import numpy as np
+
+data = np.load(os.path.join(os.environ.get("EXPKIT_DATA_DIR", "/work/shared/datasets"), "mnist.npz"))
+x_train = data["x_train"].reshape((60000, 28 * 28)).astype("float32") / 255
+x_test = data["x_test"].reshape((10000, 28 * 28)).astype("float32") / 255
+y_train, y_test = keras.utils.to_categorical(data["y_train"], 10), keras.utils.to_categorical(data["y_test"], 10)
+
+keras.utils.set_random_seed(42)
+model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(512, activation="relu"), keras.layers.Dense(10, activation="softmax")])
+model.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"])
+model.fit(x_train, y_train, epochs=5, batch_size=128, verbose=0)
+loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
+print(f"test_accuracy: {accuracy:.4f}", file=sys.stdout)

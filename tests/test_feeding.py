@@ -1,0 +1,83 @@
+"""tf.data feeding and the trainer's speed settings: same batches, same results, in-process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from expkit.training import feeding
+from expkit.training.batches import ArrayBatches
+from tests.conftest import REPO, expkit_env
+
+
+def data(n: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 2, (n, 12)).astype(np.uint8)
+    y = keras.utils.to_categorical(rng.integers(0, 3, n), 3).astype(np.uint8)
+    return x, y
+
+
+def test_shuffled_batches_follow_the_per_epoch_order_and_cast_compact_storage() -> None:
+    x, y = data()
+    reference = ArrayBatches(x, y, 64, shuffle=True, seed=5, epoch=3)
+    stream = iter(feeding.batches(x, y, 64, shuffle=True, seed=5, first_epoch=3))
+    for _ in range(2):  # two epochs: the stream runs on into the next epoch's order
+        for i in range(len(reference)):
+            xb, yb = next(stream)
+            assert xb.dtype.name == yb.dtype.name == "float32"
+            assert np.array_equal(xb.numpy(), reference[i][0]) and np.array_equal(yb.numpy(), reference[i][1])
+        reference.on_epoch_end()
+
+
+def test_unshuffled_batches_are_one_pass_in_order() -> None:
+    x, _ = data(130)
+    got = [b.numpy() for b in feeding.batches(x, None, 64)]
+    assert [len(b) for b in got] == [64, 64, 2]
+    assert np.array_equal(np.concatenate(got), x.astype(np.float32))
+
+
+@pytest.mark.parametrize(("requested", "steps", "expected"), [(16, 469, 7), (16, 98, 14), (16, 59, 1), (1, 98, 1), (32, 8, 8)])
+def test_steps_per_execution_divides_the_epoch(requested: int, steps: int, expected: int) -> None:
+    assert feeding.steps_per_execution(requested, steps) == expected
+
+
+def test_a_user_batch_callback_keeps_one_batch_per_execution() -> None:
+    class PerBatch(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            pass
+
+    assert feeding.steps_per_execution(16, 98, [keras.callbacks.TerminateOnNaN()]) == 14  # Keras' own: coarser is fine
+    assert feeding.steps_per_execution(16, 98, [PerBatch()]) == 1
+
+
+def fit(x: np.ndarray, y: np.ndarray, *, spe: int, tf_data: bool) -> tuple[dict, list]:
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"], steps_per_execution=spe)
+    if tf_data:  # as the runner does: Keras advances a data source once before epoch 0, so the stream starts at order 1
+        train = feeding.batches(x, y, 32, shuffle=True, seed=5, first_epoch=1)
+        history = model.fit(train, steps_per_epoch=feeding.steps(x, 32), epochs=2, verbose=0, shuffle=False)
+        return history.history, model.evaluate(feeding.batches(x, y, 32), verbose=0)
+    history = model.fit(ArrayBatches(x, y, 32, shuffle=True, seed=5), epochs=2, verbose=0, shuffle=False)
+    return history.history, model.evaluate(ArrayBatches(x, y, 32), verbose=0)
+
+
+def test_tf_data_and_steps_per_execution_give_the_same_numbers_as_the_pydataset() -> None:
+    x, y = data(320)  # 10 batches: steps_per_execution 5 divides it
+    reference = fit(x, y, spe=1, tf_data=False)
+    assert fit(x, y, spe=1, tf_data=True) == reference
+    assert fit(x, y, spe=5, tf_data=True) == reference
+
+
+def test_importing_tensorflow_hides_only_the_onednn_notice() -> None:
+    code = "from expkit.backend import import_tensorflow; tf = import_tensorflow(); print(tf.constant(2.0).numpy())"
+    env = expkit_env(PYTHONPATH=str(REPO))
+    env.pop("TF_ENABLE_ONEDNN_OPTS", None)
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "2.0"
+    assert "oneDNN" not in done.stderr and "InitializeLog" not in done.stderr
