@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -99,7 +100,7 @@ def build_only(config: ExperimentConfig) -> None:
     splits = name_splits(config.model, load_splits(config.dataset, data_dir=config.paths.data_dir, seed=config.seed))
     model = build_configured_model(config, splits)
     model.summary()
-    trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
+    trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
     print(f"parameters: {model.count_params():,} ({trainable:,} trainable)")
 
 
