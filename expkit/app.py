@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -139,7 +140,7 @@ def build_only(config: ExperimentConfig) -> None:
         splits = name_splits(config.model, splits)
     model = build_configured_model(config, splits)
     model.summary()
-    trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
+    trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
     print(f"parameters: {model.count_params():,} ({trainable:,} trainable)")
 
 

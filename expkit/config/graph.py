@@ -191,6 +191,8 @@ def check_graph(model: Any, check_layer: Callable[[str, dict[str, Any], set[str]
                 used.add(src)
         if "loss" not in spec:
             add(f"{key}.loss", "every output needs a loss", "e.g. loss: mse, or binary_crossentropy for a sigmoid")
+        elif not isinstance(spec["loss"], str | dict):
+            add(f"{key}.loss", f"must be a loss name or {{type: LossClass, ...}}, got {spec['loss']!r}", None)
         if "layer" in spec:
             _ref(add, f"{key}.layer", str(spec["layer"]), list(model.shared), "shared layer")
         elif "type" in spec or "_target_" in spec:

@@ -332,7 +332,7 @@ def _check_task(config: ExperimentConfig, problems: Problems) -> None:
 def _check_outputs(config: ExperimentConfig, problems: Problems) -> None:
     """Per output: the loss fits its layer and its labels' encoding."""
     for name, spec in (config.model.outputs or {}).items():
-        if "loss" not in spec:
+        if not isinstance(spec.get("loss"), str | dict):
             continue
         steps = config.dataset.preprocess.steps_for("y", name)
         one_hot = [step.num_classes for step in steps if step.op == "one_hot"]

@@ -222,7 +222,7 @@ class TrackedRun:
         from mlflow.entities import DatasetInput, InputTag
         from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-        example = np.asarray(raw_example)
+        example = np.asarray(raw_example) if raw_example is not None else np.zeros((1, 1), dtype=np.int64)  # named arrays: no one example
         if example.dtype == object:  # ragged sequences: describe them by their length only
             example = np.zeros((len(example), 1), dtype=np.int64)
         with warnings.catch_warnings():  # MLflow notes that a local path could be several kinds of source
