@@ -112,7 +112,7 @@ def test_activation_logger_saves_each_layer_each_epoch_with_its_output_shape(tmp
         for layer in model.layers:
             for epoch in range(3):
                 assert saved[f"{layer.name}/epoch_{epoch:03d}"].shape == tuple(layer.output.shape[1:])
-        expected = keras.Model(model.inputs, model.get_layer("out").output)(x[3:4]).numpy()[0]
+        expected = keras.Model(model.inputs[0], model.get_layer("out").output)(x[3:4]).numpy()[0]
         assert np.allclose(saved["out/epoch_002"], expected, atol=1e-5)  # validation sample 3, final weights
     assert sorted(p.name for p in (tmp_path / "activations").glob("*.png")) == ["conv.png", "flat.png", "out.png"]
 

@@ -47,7 +47,8 @@ class ActivationLogger(keras.callbacks.Callback):
         if self.sample is None:
             raise RuntimeError("ActivationLogger needs use_run(splits, output_dir) before training")
         self._layers = [layer for layer in self.model.layers if not isinstance(layer, keras.layers.InputLayer) and _single(layer.output)]
-        self._probe = keras.Model(self.model.input, [layer.output for layer in self._layers])
+        inputs = self.model.inputs
+        self._probe = keras.Model(inputs[0] if len(inputs) == 1 else inputs, [layer.output for layer in self._layers])
         if self.path.is_file():  # a resumed run: keep the epochs logged before the interruption
             with np.load(self.path) as stored:
                 self.arrays = {key: stored[key] for key in stored.files}
