@@ -117,7 +117,7 @@ def test_parent_tags_the_objective_best_child_where_test_disagrees(tmp_path: Pat
     assert tags["sweep.best_run_id"] == children["1e-3"]  # best on validation; test would have picked 1e-1
     assert tags["sweep.objective.metric"] == "val_accuracy"
     assert tags["sweep.objective.mode"] == "max"
-    assert client.get_run(parent).data.metrics["best_objective"] == 0.92
+    assert client.get_run(parent).data.metrics["best/objective"] == 0.92
 
 
 # ---------------------------------------------------------------- failure-tolerant sweeps, export

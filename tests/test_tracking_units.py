@@ -21,7 +21,8 @@ from expkit.errors import ExpkitError
 from expkit.models.builder import build_model
 from expkit.outputs import find_run_dir
 from expkit.tracking import plots
-from expkit.tracking.run import MAX_PARAM_LENGTH, EpochLogger, TrackedRun, git_state
+from expkit.tracking.epochs import EpochLogger
+from expkit.tracking.run import MAX_PARAM_LENGTH, TrackedRun, git_state
 from expkit.tracking.store import PARENT_RUN_ENV
 from expkit.tracking.sweep import SweepTrackingCallback
 from expkit.training.compile import compile_model
@@ -155,13 +156,14 @@ def sweep_config(store: FakeStore) -> object:
             "name": "units",
             "paths": {"root_dir": str(store.root)},
             "tracking": {"enabled": True, "uri": store.uri, "experiment_name": "units", "artifact_dir": str(store.root / "mlartifacts")},
-            "hydra": {"overrides": {"task": ["optimizer.learning_rate=0.1,0.01,0.001"]}},
+            "hydra": {"overrides": {"task": ["optimizer.learning_rate=0.1,0.01,0.001"]}, "sweep": {"dir": str(store.root / "sweep")}},
+            "objective": {"metric": "val_loss", "mode": "min", "at": "best"},
         }
     )
 
 
 def add_child(store: FakeStore, parent_id: str, lr: str, status: str, losses: tuple[float, float] | None) -> str:
-    metrics = {"val_loss": losses[0], "test_loss": losses[1], "test_accuracy": 1 - losses[1]} if losses else {}
+    metrics = {"objective": losses[0], "val_loss": losses[0], "test_loss": losses[1], "test_accuracy": 1 - losses[1]} if losses else {}
     tags = {"mlflow.parentRunId": parent_id}
     return add_run(store, name=f"lr={lr}", params={"optimizer.learning_rate": lr}, metrics=metrics, tags=tags, status=status).info.run_id
 
@@ -176,7 +178,7 @@ def test_sweep_parent_gets_tags_best_metrics_and_status(store: FakeStore, monkey
     parent = store.client.get_run(parent_id)
     assert parent.data.tags["expkit.sweep"] == "parent" and parent.info.status == "RUNNING"
     assert parent.data.tags["sweep.overrides"] == "optimizer.learning_rate=0.1,0.01,0.001"
-    # The best child is best on validation and test loss alike, so the check holds whichever the sweep ranks by.
+    # The best child by the objective (its validation score); test metrics are only reported on the parent.
     best = add_child(store, parent_id, "0.01", "FINISHED", (0.20, 0.25))
     add_child(store, parent_id, "0.1", "FINISHED", (0.40, 0.45))
     if failing_child:
@@ -185,9 +187,11 @@ def test_sweep_parent_gets_tags_best_metrics_and_status(store: FakeStore, monkey
 
     parent = store.client.get_run(parent_id)
     assert parent.data.tags["sweep.num_jobs"] == ("3" if failing_child else "2")
-    assert parent.data.tags["sweep.best_run_id"] == best
-    assert parent.data.metrics["best_test_loss"] == pytest.approx(0.25) and parent.data.metrics["best_val_loss"] == pytest.approx(0.20)
-    assert parent.info.status == ("FAILED" if failing_child else "FINISHED")
+    assert parent.data.tags["sweep.num_failed"] == ("1" if failing_child else "0")
+    assert parent.data.tags["sweep.best_run_id"] == best and parent.data.tags["sweep.objective.metric"] == "val_loss"
+    assert parent.data.metrics["best/objective"] == pytest.approx(0.20)
+    assert parent.data.metrics["best/test_loss"] == pytest.approx(0.25) and parent.data.metrics["best/val_loss"] == pytest.approx(0.20)
+    assert parent.info.status == "FINISHED"  # one failed job does not fail the sweep (sweep.max_failure_rate is unset)
     assert PARENT_RUN_ENV not in os.environ
 
 
