@@ -154,6 +154,7 @@ def sweep_through(launcher_args: list[str], experiment: str, uri: str, workdir: 
     args = [
         "train", "-m", "+experiment=mnist_dense", "trainer.epochs=1", "optimizer.learning_rate=1e-3,1e-4",
         f"dataset.path={shared_data / 'mnist.npz'}", "dataset.max_train_samples=1000", "dataset.max_test_samples=300",
+        "dataset.validation.holdout=200",  # a sweep chooses on validation data
         "trainer.verbose=0", f"tracking.uri={uri}", f"tracking.experiment_name={experiment}", *launcher_args,
     ]  # fmt: skip
     result = run_expkit(*args, cwd=workdir, timeout=600, **NO_TRAFFIC)

@@ -246,9 +246,9 @@ def test_find_run_rejects_an_ambiguous_prefix(store: FakeStore) -> None:
 
 # Three runs, oldest first. test_loss and test_accuracy rank them the same way, and neither follows the start order.
 FABRICATED = [
-    ("0.1", {"test_loss": 0.50, "test_accuracy": 0.85, "val_loss": 0.52}),
-    ("0.01", {"test_loss": 0.20, "test_accuracy": 0.95, "val_loss": 0.22}),
-    ("0.001", {"test_loss": 0.70, "test_accuracy": 0.80, "val_loss": 0.71}),
+    ("0.1", {"test_loss": 0.50, "test_accuracy": 0.85, "val_loss": 0.52, "objective": 0.52}),
+    ("0.01", {"test_loss": 0.20, "test_accuracy": 0.95, "val_loss": 0.22, "objective": 0.22}),
+    ("0.001", {"test_loss": 0.70, "test_accuracy": 0.80, "val_loss": 0.71, "objective": 0.71}),
 ]
 
 
@@ -288,7 +288,7 @@ def test_compare_and_best_print_the_best_run_first(ranked_store: tuple[FakeStore
     store, ids = ranked_store
     runs.compare_runs(run_ids=[ids["0.1"][:8], ids["0.001"], ids["0.01"][:7]], sweep=None, metric=None, mode="auto", uri=store.uri)
     out = capsys.readouterr().out
-    assert out.startswith("3 runs, best first by test_loss (min); 1 param(s) differ")
+    assert out.startswith("3 runs, best first by objective (min); 1 param(s) differ")  # the validation score, never a test metric
     rows = [line.split() for line in out.splitlines()[3:6]]
     assert [row[0] for row in rows] == [ids["0.01"][:8], ids["0.1"][:8], ids["0.001"][:8]]
     assert [row[3] for row in rows] == ["0.01", "0.1", "0.001"]  # the learning-rate column

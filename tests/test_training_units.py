@@ -210,7 +210,7 @@ def test_build_model_applies_layers_in_order() -> None:
 def test_build_model_rejects_a_target_that_is_not_a_layer() -> None:
     with pytest.raises(ExpkitError) as info:
         build_model([{"type": "Dense", "units": 4}, {"_target_": "collections.OrderedDict"}], (3,))
-    assert str(info.value) == "model.layers.1: OrderedDict is not a keras Layer"
+    assert str(info.value) == "model.layers.1: OrderedDict is not a keras Layer or Model"
 
 
 def test_build_model_names_the_layer_that_cannot_take_its_input() -> None:
@@ -218,7 +218,7 @@ def test_build_model_names_the_layer_that_cannot_take_its_input() -> None:
         build_model([{"type": "Dense", "units": 4}, {"type": "Conv2D", "filters": 2, "kernel_size": 3}], (6,))
     message = str(info.value)
     assert message.startswith("model.layers.1: Conv2D cannot take input of shape (None, 4)")
-    assert "hint: check the layer order, or add a Flatten/Reshape layer" in message
+    assert "hint: check the layer order and `in`, or add a Flatten/Reshape layer" in message
 
 
 # --- run-time label checks (training/runner.py check_labels) ------------------------------------

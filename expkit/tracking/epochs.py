@@ -24,7 +24,7 @@ class EpochLogger(keras.callbacks.Callback):
         super().__init__()
         self.client, self.run_id = client, run_id
         self._started = 0.0
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="expkit-epoch-log")
+        self._writer: ThreadPoolExecutor | None = None  # one per fit(): a multi-phase run calls fit() once per phase
         self._pending: Future[Any] | None = None
 
     def _wait(self) -> None:
@@ -47,8 +47,12 @@ class EpochLogger(keras.callbacks.Callback):
         with contextlib.suppress(AttributeError, TypeError, ValueError):
             values["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         metrics = [Metric(k, v, now, epoch) for k, v in values.items()]
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="expkit-epoch-log")
         self._pending = self._writer.submit(self.client.log_batch, self.run_id, metrics=metrics)
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self._wait()
-        self._writer.shutdown(wait=True)
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None

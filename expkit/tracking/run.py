@@ -323,7 +323,8 @@ class TrackedRun:
         (output_dir / "run_card.md").write_text(card)
         mlflow.log_text(card, "run_card.md")
         shown_params = [o.partition("=")[0].lstrip("+~") for o in overrides if not o.startswith(("+experiment=", "experiment=", "hydra"))]
-        self.show_in_table(sorted(outcome.test_metrics) + [k for k in ("val_loss",) if k in history], shown_params)
+        tested = sorted(k for k in outcome.test_metrics if k.startswith("test_"))  # baselines stay on the run page
+        self.show_in_table([*tested, "objective"], shown_params)
         description = card if len(card) < 7000 else card[:7000] + "\n\n(cut short: see run_card.md)"  # MLflow's tag value limit
         self.set_tags({"mlflow.note.content": description})  # the run page's description
 
