@@ -82,7 +82,7 @@ def test_runs_table_shows_the_sweep_tree_and_a_run_page_its_metrics_and_plots(ui
         link = next(line.split(": ", 1)[1] for line in server_output.splitlines() if line.startswith(f"  {parent_experiment} ("))
         assert link.endswith("?viewStateShareKey=expkit"), link
         await page.open(link)
-        seen["table_view"] = await page.wait_for(parent.info.run_name, "test_accuracy", "test_loss")
+        seen["table_view"] = await page.wait_for(parent.info.run_name, "objective", "test_accuracy")
         return seen
 
     seen = run_in_browser(tmp_path / "profile", script)
