@@ -406,3 +406,23 @@ def test_validate_imports_no_tensorflow_or_mlflow(tmp_path: Path) -> None:
     code = "import expkit.config.validate, sys; assert 'tensorflow' not in sys.modules and 'mlflow' not in sys.modules, sorted(sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=expkit_env(), capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("search", group_options("hparams_search"))
+def test_shipped_search_space_validates_on_its_preset(search: str, tmp_path: Path) -> None:
+    """A search preset's hyperparameters are used by another model key (`hidden`, stacked into `layers`): not unknown keys."""
+    from hydra import compose, initialize_config_dir
+
+    from expkit.config.resolvers import register_resolvers
+
+    register_resolvers()  # expkit.stack, as the app registers it
+    preset = search.removesuffix("_optuna")
+    root = tmp_path / "x"
+    overrides = [f"+experiment={preset}", f"+hparams_search={search}", f"paths.root_dir={root}", f"paths.output_dir={root}/out"]
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    cfg = copy.deepcopy(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    checked = validate_config(cfg)
+    assert checked.name == preset and checked.objective.metric.startswith("val_")  # a search chooses on validation

@@ -315,7 +315,9 @@ def _check_loss_and_metrics(problems: Problems, prefix: str, loss: Any, metrics:
 def _check_model_hparams(config: ExperimentConfig, raw_model: dict[str, Any], problems: Problems) -> None:
     """Extra keys under `model` are hyperparameters; each must be used by a `${model.KEY}` interpolation."""
     extras = set(config.model.model_extra or {}) - {"name"}
-    used = set(re.findall(r"\$\{model\.(\w+)", repr({k: v for k, v in raw_model.items() if k in type(config.model).model_fields})))
+    # Used anywhere in the model node but its own value: in a layer, a node, or another hyperparameter
+    # (a search preset's `hidden` block list, stacked `depth` times into `layers`).
+    used = {k for k in extras if re.search(rf"\$\{{model\.{k}\b", repr({n: v for n, v in raw_model.items() if n != k}))}
     fields = list(type(config.model).model_fields)
     for key in sorted(extras - used):
         best = did_you_mean(key, fields + sorted(used))
