@@ -370,18 +370,26 @@ def test_unresolvable_interpolation(config: dict[str, Any]) -> None:
 # --- shipped presets, catalog, imports ------------------------------------------------------
 
 
-@pytest.mark.parametrize("preset", group_options("experiment"))
-def test_shipped_preset_validates(preset: str, tmp_path: Path) -> None:
+def validate_shipped(root: Path, *overrides: str) -> Any:
+    """Compose the shipped config tree with `overrides` (outputs under `root`) and validate it, as the app does."""
     from hydra import compose, initialize_config_dir
 
-    root = tmp_path / "x"
-    overrides = [f"+experiment={preset}", f"paths.root_dir={root}", f"paths.output_dir={root}/out"]
+    from expkit.config.resolvers import register_resolvers
+
+    register_resolvers()  # expkit.stack, as the app registers it
+    paths = [f"paths.root_dir={root}", f"paths.output_dir={root}/out"]
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+        cfg = compose("config", overrides=[*overrides, *paths], return_hydra_config=True)
     cfg = copy.deepcopy(cfg)
     with open_dict(cfg):
         del cfg["hydra"]
-    checked = validate_config(cfg)
+    return validate_config(cfg)
+
+
+@pytest.mark.parametrize("preset", group_options("experiment"))
+def test_shipped_preset_validates(preset: str, tmp_path: Path) -> None:
+    root = tmp_path / "x"
+    checked = validate_shipped(root, f"+experiment={preset}")
     assert checked.name == preset
     assert checked.paths.root_dir == str(root) and checked.paths.log_dir == f"{root}/outputs"
     assert checked.tracking.experiment_name == preset
@@ -411,18 +419,6 @@ def test_validate_imports_no_tensorflow_or_mlflow(tmp_path: Path) -> None:
 @pytest.mark.parametrize("search", group_options("hparams_search"))
 def test_shipped_search_space_validates_on_its_preset(search: str, tmp_path: Path) -> None:
     """A search preset's hyperparameters are used by another model key (`hidden`, stacked into `layers`): not unknown keys."""
-    from hydra import compose, initialize_config_dir
-
-    from expkit.config.resolvers import register_resolvers
-
-    register_resolvers()  # expkit.stack, as the app registers it
     preset = search.removesuffix("_optuna")
-    root = tmp_path / "x"
-    overrides = [f"+experiment={preset}", f"+hparams_search={search}", f"paths.root_dir={root}", f"paths.output_dir={root}/out"]
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        cfg = compose("config", overrides=overrides, return_hydra_config=True)
-    cfg = copy.deepcopy(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    checked = validate_config(cfg)
+    checked = validate_shipped(tmp_path / "x", f"+experiment={preset}", f"+hparams_search={search}")
     assert checked.name == preset and checked.objective.metric.startswith("val_")  # a search chooses on validation
