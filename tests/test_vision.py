@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import copy
+import os
 import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +21,11 @@ from expkit.config import validate_config
 from expkit.config.locate import conf_dir
 from expkit.config.schema import ExperimentConfig
 from expkit.data.pipeline import load_splits
+from expkit.errors import ExpkitError
 from expkit.models.builder import build_model
 from expkit.training.phases import all_layers
 from expkit.training.runner import feed, train_and_evaluate
-from tests.conftest import mlflow_runs, output_dirs, run_expkit
+from tests.conftest import REPO, mlflow_runs, output_dirs, run_expkit
 
 FAST = ("trainer.verbose=0", "tracking.log_model=false", "tracking.tensorboard.enabled=false")
 
@@ -96,6 +101,40 @@ def test_training_order_is_seeded_per_epoch_so_a_resumed_run_sees_the_same_batch
     assert len({tuple(e) for e in full}) == 3  # a new order every epoch
     assert epoch_labels(splits, 2, 3) == full[2:]  # resuming at epoch 2 draws epoch 2's order
     assert epoch_labels(splits, 0, 3, seed=7) != full
+
+
+def test_a_disk_cache_left_locked_by_a_killed_run_is_recovered_but_a_live_writer_is_refused(tmp_path: Path) -> None:
+    root = write_jpeg_tree(tmp_path / "pets", per_class=150, splits=("train", "test"))
+    cache_dir = tmp_path / "image_cache"
+    config = image_config(tmp_path, root, f"dataset.cache={cache_dir}").dataset
+    # A process killed (os._exit: no clean-up) while it writes the train cache leaves tf.data's lockfile behind.
+    killed = f"""
+import os, threading, time
+from pathlib import Path
+from expkit.data.pipeline import load_splits
+from tests.test_vision import image_config
+config = image_config(Path({str(tmp_path)!r}), Path({str(root)!r}), "dataset.cache={cache_dir}").dataset
+splits = load_splits(config, data_dir=None, seed=42)
+def kill_once_locked():
+    while not list(Path({str(cache_dir)!r}).glob("*_0.lockfile")):
+        time.sleep(0.002)
+    os._exit(9)
+threading.Thread(target=kill_once_locked, daemon=True).start()
+next(iter(splits.batches("train", 2, train=True, shuffle=True, seed=42)))
+"""
+    subprocess.run([sys.executable, "-c", killed], cwd=REPO, check=False, timeout=300, capture_output=True)
+    assert list(cache_dir.glob("*-train-*_0.lockfile")), sorted(p.name for p in cache_dir.iterdir())
+    splits = load_splits(config, data_dir=None, seed=42)
+    assert len(epoch_labels(splits, 0, 2)) == 2  # tf.data would raise AlreadyExistsError on the stale lock
+    assert not list(cache_dir.glob("*.lockfile")) and list(cache_dir.glob("*-train-*.index"))  # the cache completed
+    # While a live run (here: this test's parent process) owns a lock, a second run is refused with the key to change.
+    (lock,) = [*cache_dir.glob("*-train-*.owner")]
+    prefix = lock.with_suffix("")
+    Path(f"{prefix}_0.lockfile").write_text("Created at: 0")
+    lock.write_text(f"{socket.gethostname()} {os.getppid()}\n")
+    with pytest.raises(ExpkitError, match="is writing the image cache") as refused:
+        load_splits(config, data_dir=None, seed=42).batches("train", 2, train=True, shuffle=True, seed=42)
+    assert refused.value.key == "dataset.cache"
 
 
 def test_augmentation_changes_training_batches_but_never_validation_or_test(tmp_path: Path) -> None:
