@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -271,11 +272,17 @@ def list_runs(*, experiment: str | None, uri: str | None, limit: int) -> None:
     """Print the newest runs (all experiments, or one) as a table: id, experiment, name, status, start, test metrics."""
     if limit < 1:
         raise ExpkitError(f"must be at least 1, got {limit}", key="--limit")
-    client, resolved = open_client(uri)
-    with store_errors(resolved):
-        exps = [find_experiment(client, resolved, experiment)] if experiment is not None else experiments(client)
-        names = {e.experiment_id: e.name for e in exps}
-        runs = search_all(client, list(names), limit=limit) if names else []
+    resolved = resolve_uri(uri)
+    check_store(resolved)
+    read = read_sqlite_runs(resolved, experiment, limit)
+    if read is not None:
+        names, runs = read
+    else:
+        client, resolved = open_client(resolved)
+        with store_errors(resolved):
+            exps = [find_experiment(client, resolved, experiment)] if experiment is not None else experiments(client)
+            names = {e.experiment_id: e.name for e in exps}
+            runs = search_all(client, list(names), limit=limit) if names else []
     if not runs:
         print(f"no runs in {f'experiment {experiment!r} of ' if experiment else ''}{resolved}")
         return
@@ -447,6 +454,67 @@ def ui_command(uri: str, host: str, port: int) -> list[str]:
         # Experiments created in the UI get proxied artifacts in the same folder.
         command += ["--artifacts-destination", str(path.parent / "mlartifacts")]
     return command
+
+
+@dataclass
+class StoredRunInfo:
+    run_id: str
+    experiment_id: str
+    run_name: str | None
+    status: str
+    start_time: int | None
+
+
+@dataclass
+class StoredRunData:
+    metrics: dict[str, float]
+    tags: dict[str, str]
+
+
+@dataclass
+class StoredRun:
+    """The fields of an MLflow `Run` that `runs list` shows, read straight from a SQLite store."""
+
+    info: StoredRunInfo
+    data: StoredRunData
+
+
+def read_sqlite_runs(uri: str, experiment: str | None, limit: int) -> tuple[dict[str, str], list[Any]] | None:
+    """(experiment names by id, newest runs) from a local SQLite store, read-only and without importing MLflow
+    (whose import and store set-up cost seconds); None when the store is not SQLite, the experiment is not found
+    (MLflow's path then explains), or the schema is not what this reader knows."""
+    import sqlite3
+
+    path = local_store_path(uri)
+    if not uri.startswith("sqlite:") or path is None or not path.is_file():
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+            names = {str(i): str(n) for i, n in db.execute("SELECT experiment_id, name FROM experiments WHERE lifecycle_stage = 'active'")}
+            if experiment is not None:
+                names = {i: n for i, n in names.items() if n == experiment}
+                if not names:
+                    return None
+            marks = ",".join("?" * len(names))
+            rows = db.execute(
+                f"SELECT run_uuid, experiment_id, name, status, start_time FROM runs WHERE lifecycle_stage = 'active'"
+                f" AND experiment_id IN ({marks}) ORDER BY start_time DESC, run_uuid LIMIT ?",
+                (*names, limit),
+            ).fetchall()
+            runs = {r[0]: StoredRun(StoredRunInfo(r[0], str(r[1]), r[2], r[3], r[4]), StoredRunData({}, {})) for r in rows}
+            ids = list(runs)
+            for start in range(0, len(ids), 500):  # SQLite's limit on bound parameters
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for run_id, key, value, is_nan in db.execute(
+                    f"SELECT run_uuid, key, value, is_nan FROM latest_metrics WHERE run_uuid IN ({marks})", chunk
+                ):
+                    runs[run_id].data.metrics[key] = math.nan if is_nan else float(value)
+                for run_id, key, value in db.execute(f"SELECT run_uuid, key, value FROM tags WHERE run_uuid IN ({marks})", chunk):
+                    runs[run_id].data.tags[key] = value
+            return names, list(runs.values())
+    except (sqlite3.Error, TypeError, ValueError):
+        return None
 
 
 def experiment_pages(uri: str, most: int = 10) -> list[tuple[str, str, int, bool]]:

@@ -298,3 +298,42 @@ def test_compare_and_best_print_the_best_run_first(ranked_store: tuple[FakeStore
     assert out.startswith("best of 3 finished run(s) in 'digits_mlp' by test_accuracy (max):")  # the FAILED run is not a candidate
     assert re.search(rf"^  run id +{ids['0.01']}$", out, re.M) and re.search(r"^  test_accuracy +0\.9500$", out, re.M)
     assert re.search(r"^  overrides +optimizer\.learning_rate=0\.01$", out, re.M)
+
+
+def test_runs_list_reads_sqlite_directly_with_the_same_runs_as_mlflow(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    store = make_store(tmp_path, "digits_mlp")
+    for i, (lr, metrics) in enumerate(FABRICATED):
+        add_run(store, name=f"lr={lr}", params=expkit_params(lr, f"/runs/{i}"), metrics=metrics, tags={"preset": "default"})
+    other = with_experiment(store, "other")
+    add_run(other, name="elsewhere", params={}, metrics={"test_mae": 2.5}, status="FAILED")
+    deleted = add_run(store, name="deleted", params={}, metrics={"test_loss": 0.1})
+    store.client.delete_run(deleted.info.run_id)
+    nan_run = add_run(store, name="diverged", params={}, metrics={"test_loss": float("nan")}, tags={"mlflow.parentRunId": "p" * 32})
+
+    read = runs.read_sqlite_runs(store.uri, None, limit=100)
+    assert read is not None
+    names, direct = read
+    assert names == {e.experiment_id: e.name for e in runs.experiments(store.client)}
+    through_mlflow = runs.search_all(store.client, list(names), limit=100)
+    assert len(direct) == 5 and [r.info.run_id for r in direct] == [r.info.run_id for r in through_mlflow]  # newest first
+    assert deleted.info.run_id not in {r.info.run_id for r in direct}
+    for mine, theirs in zip(direct, through_mlflow, strict=True):
+        assert (mine.info.run_name, mine.info.status, mine.info.start_time, mine.info.experiment_id) == (
+            theirs.info.run_name,
+            theirs.info.status,
+            theirs.info.start_time,
+            theirs.info.experiment_id,
+        )
+        assert mine.data.tags == theirs.data.tags
+        assert mine.data.metrics.keys() == theirs.data.metrics.keys()
+        assert all(runs.metric_of(mine, k) == runs.metric_of(theirs, k) for k in mine.data.metrics)
+    assert runs.metric_of(next(r for r in direct if r.info.run_id == nan_run.info.run_id), "test_loss") is None
+    # One experiment by name with a limit; an unknown name and a server are left to MLflow's path.
+    _, newest = runs.read_sqlite_runs(store.uri, "digits_mlp", limit=2) or ({}, [])
+    assert [r.info.run_id for r in newest] == [r.info.run_id for r in through_mlflow if r.info.run_name != "elsewhere"][:2]
+    assert runs.read_sqlite_runs(store.uri, "no such experiment", limit=5) is None
+    assert runs.read_sqlite_runs("http://127.0.0.1:5000", None, limit=5) is None
+    runs.list_runs(experiment="digits_mlp", uri=store.uri, limit=3)
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split()[:6] == ["run", "id", "experiment", "name", "status", "started"]
+    assert "diverged" in out and "elsewhere" not in out and "3 run(s), newest first" in out
