@@ -168,7 +168,8 @@ def assert_run_tree(uri: str, server_root: Path, experiment: str) -> None:
     parents = [rid for rid, t in tags.items() if t.get("expkit.sweep") == "parent"]
     assert len(parents) == 1, tags
     children = [run for run in runs if tags[run["info"]["run_id"]].get("mlflow.parentRunId") == parents[0]]
-    assert len(children) == 2 and all(run["info"]["status"] == "FINISHED" for run in children), [r["info"] for r in runs]
+    statuses = {run["info"]["run_name"]: (run["info"]["status"], tags[run["info"]["run_id"]].get("failure")) for run in children}
+    assert len(children) == 2 and all(status == "FINISHED" for status, _ in statuses.values()), statuses
     for child in children:
         run_id = child["info"]["run_id"]
         assert child["info"]["artifact_uri"].startswith("mlflow-artifacts:"), child["info"]  # proxied through the server
@@ -191,6 +192,41 @@ def test_ray_sweep_logs_one_run_tree_through_the_server(team_server: tuple[str, 
             pytest.skip(f"Ray could not start here: {str(failure)[-300:]}")
         raise
     assert_run_tree(uri, root, "cluster_ray")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(plugin_missing("hydra_plugins.hydra_ray_launcher"), reason='Ray launcher not installed (pip install "expkit[ray]")')
+def test_optuna_search_on_two_ray_workers_shares_one_rdb_study(team_server: tuple[str, Path], workdir: Path, shared_data: Path) -> None:
+    """Acceptance 3: the Optuna sweeper asks 2 trials per batch, Ray runs them on two workers at once, and every
+    worker reports to one RDB study (SQLite here; postgresql:// on a cluster): 4 trials, numbers 0-3, none twice."""
+    import optuna
+
+    uri, _ = team_server
+    study_db = workdir / "study.db"
+    args = [
+        "train", "-m", "+experiment=mnist_dense", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2",
+        f"hydra.sweeper.storage=sqlite:///{study_db}", "hydra.sweeper.study_name=ray_shared", "hydra.sweeper.seed=0",
+        "hydra.sweeper.pruner=median", "trainer.epochs=2", "optimizer.learning_rate=tag(log, interval(1e-4, 1e-2))",
+        f"dataset.path={shared_data / 'mnist.npz'}", "dataset.max_train_samples=1000", "dataset.max_test_samples=300",
+        "dataset.validation.holdout=200", "trainer.verbose=0", "tracking.log_model=false", f"tracking.uri={uri}",
+        "tracking.experiment_name=cluster_optuna", "hydra/launcher=ray", "hydra.launcher.ray.init.num_cpus=2",
+        "+hydra.launcher.ray.init._node_ip_address=127.0.0.1",
+    ]  # fmt: skip
+    result = run_expkit(*args, cwd=workdir, timeout=900, **NO_TRAFFIC)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    study = optuna.load_study(study_name="ray_shared", storage=f"sqlite:///{study_db}")
+    numbers = sorted(t.number for t in study.trials)
+    assert numbers == [0, 1, 2, 3], [(t.number, t.state) for t in study.trials]
+    assert all(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials)
+    # Each job reported its per-epoch objective to the shared study from its Ray worker (the pruner reads these).
+    assert all(t.intermediate_values for t in study.trials), [t.intermediate_values for t in study.trials]
+    runs = ms.search_runs(uri, "cluster_optuna")
+    tags = [ms.as_dict(run["data"].get("tags")) for run in runs]
+    children = [t for t in tags if "mlflow.parentRunId" in t]
+    assert sorted(int(t["optuna.trial"]) for t in children) == [0, 1, 2, 3] and len({t["mlflow.parentRunId"] for t in children}) == 1
+    # The two jobs of a batch ran at the same time, in two Ray worker processes.
+    workers = {line.split(" pid=")[1].split(")")[0] for line in result.stdout.splitlines() + result.stderr.splitlines() if " pid=" in line}
+    assert len(workers) >= 2, result.stderr[-3000:]
 
 
 @pytest.mark.slow
