@@ -54,6 +54,7 @@ def test_baseline_covers_every_compiled_metric() -> None:
     assert baseline["baseline_auc"] == pytest.approx(0.5, abs=0.03)
 
 
+@pytest.mark.slow
 def test_reuters_layout_run_logs_baseline_and_activations(workdir: Path) -> None:
     data = workdir / "data"
     data.mkdir()

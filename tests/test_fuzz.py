@@ -66,6 +66,7 @@ def validate_in_process(args: list[str]) -> None:
         pass
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(OVERRIDE, max_size=4))
 def test_random_overrides_never_crash(overrides: list[str]) -> None:
@@ -76,6 +77,7 @@ def test_random_overrides_never_crash(overrides: list[str]) -> None:
 REGRESSIONS = [({"trainer": "${0}"}, ["trainer.epoch=3"]), ({"name": ["${model.units}"]}, [])]
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(body=PRESET_BODY, overrides=st.lists(OVERRIDE, max_size=2))
 @example(body=REGRESSIONS[0][0], overrides=REGRESSIONS[0][1])

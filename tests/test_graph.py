@@ -426,6 +426,7 @@ def test_loss_must_fit_each_output(tmp_path: Path) -> None:
 # --- through the CLI --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_three_headed_model_trains_and_logs_one_loss_per_head(workdir: Path) -> None:
     args = ("+experiment=multi_output", "dataset.train_samples=64", "dataset.test_samples=16", "dataset.validation.holdout=16")
     done = run_expkit("train", *args, "trainer.verbose=0", "tracking.log_model=false", "tracking.tensorboard.enabled=false", cwd=workdir)

@@ -22,6 +22,7 @@ def sweep(shared_data: Path) -> Sweep:
 # ---------------------------------------------------------------- terminal
 
 
+@pytest.mark.slow
 def test_piped_training_writes_one_short_line_per_epoch(workdir: Path) -> None:
     epochs = 3
     done = run_expkit("train", f"trainer.epochs={epochs}", "tracking.log_model=false", cwd=workdir, timeout=300)
@@ -38,6 +39,7 @@ def test_piped_training_writes_one_short_line_per_epoch(workdir: Path) -> None:
     assert f"outputs: {run_dir}" in out
 
 
+@pytest.mark.slow
 def test_sweep_labels_each_job_and_ends_with_a_summary(sweep: Sweep) -> None:
     out = sweep.stdout
     assert not [c for c in KERAS_BAR if c in out], out[:500]

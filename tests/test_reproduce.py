@@ -99,6 +99,7 @@ slow:
 """
 
 
+@pytest.mark.slow
 def test_reproduce_runs_children_under_one_parent_and_fails_outside_the_band(workdir: Path) -> None:
     (workdir / "targets.yaml").write_text(TARGETS)
     (workdir / "data").mkdir()

@@ -320,6 +320,7 @@ def ui_server(background: Background) -> ms.ServerProcess:
 # ---------------------------------------------------------------- runs compare / list / best
 
 
+@pytest.mark.slow
 def test_compare_shows_only_differing_params_and_key_metrics(recorded_store: Store, reads: dict) -> None:
     done = reads["compare"]
     assert_ok(done)

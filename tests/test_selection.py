@@ -69,6 +69,7 @@ def test_config_rejects_a_test_objective_and_folds_with_holdout(tmp_path: Path) 
 # ---------------------------------------------------------------- resume keeps the best of a maximised metric
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_keeps_the_highest_val_accuracy_checkpoint(workdir: Path) -> None:
     """Regression: resume used to keep the lowest value, so a worse epoch could overwrite best.keras."""
     import keras
@@ -123,6 +124,7 @@ def test_parent_tags_the_objective_best_child_where_test_disagrees(tmp_path: Pat
 # ---------------------------------------------------------------- failure-tolerant sweeps, export
 
 
+@pytest.mark.slow
 def test_grid_with_an_invalid_and_a_diverging_point_finishes_the_rest(workdir: Path) -> None:
     done = run_expkit(
         "train",
@@ -159,6 +161,7 @@ def test_grid_with_an_invalid_and_a_diverging_point_finishes_the_rest(workdir: P
     assert trained[0].data.params["optimizer.type"] == "SGD"
 
 
+@pytest.mark.slow
 def test_fail_fast_stops_the_sweep_after_the_first_failure(workdir: Path) -> None:
     done = run_expkit(
         "train", "-m", "sweep.fail_fast=true", "model.units=0,8", "trainer.epochs=1", "dataset.max_train_samples=200", *FAST, cwd=workdir
@@ -175,6 +178,7 @@ def test_fail_fast_stops_the_sweep_after_the_first_failure(workdir: Path) -> Non
 # ---------------------------------------------------------------- protocols: k-fold and retrain-on-best-epoch
 
 
+@pytest.mark.slow
 def test_kfold_makes_one_child_per_fold_and_scores_the_mean(workdir: Path) -> None:
     args = ("dataset.validation.holdout=null", "dataset.validation.folds=3", "trainer.epochs=2", "dataset.max_train_samples=150")
     done = run_expkit("train", *args, *FAST, cwd=workdir)
@@ -197,6 +201,7 @@ def test_kfold_makes_one_child_per_fold_and_scores_the_mean(workdir: Path) -> No
     assert "plots/kfold/loss.png" in artifacts
 
 
+@pytest.mark.slow
 def test_retrain_trains_the_best_epoch_count_on_train_plus_val_and_tests_once(workdir: Path) -> None:
     record = workdir / "weights.json"
     values = "[0.9, 0.5, 0.7, 0.8, 0.9, 0.9]"

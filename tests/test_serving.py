@@ -146,6 +146,7 @@ def test_inference_model_takes_raw_uint8_images(sweep: Sweep, raw_test: tuple[np
     assert training.metadata.signature.inputs.inputs[0].shape == (-1, 784)
 
 
+@pytest.mark.slow
 def test_predict_command_equals_model_predict(sweep: Sweep, raw_test: tuple[np.ndarray, np.ndarray], tmp_path: Path) -> None:
     raw, _ = raw_test
     run = sweep.children()[1]
@@ -163,6 +164,7 @@ def test_predict_command_equals_model_predict(sweep: Sweep, raw_test: tuple[np.n
     np.testing.assert_allclose([[float(r[f"p_{c}"]) for c in range(10)] for r in rows], expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_predict_rejects_bad_inputs_with_one_message(sweep: Sweep, tmp_path: Path) -> None:
     from expkit.errors import ExpkitError
     from expkit.serving.predict import predict_file
@@ -187,6 +189,7 @@ def test_predict_rejects_bad_inputs_with_one_message(sweep: Sweep, tmp_path: Pat
     assert_clean_error(missing, "no run '0123456789abcdef'")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("uvicorn") is None, reason="mlflow models serve needs uvicorn")
 def test_mlflow_models_serve_answers_raw_json(sweep: Sweep, raw_test: tuple[np.ndarray, np.ndarray], tmp_path: Path) -> None:
     raw, _ = raw_test
@@ -219,6 +222,7 @@ def test_mlflow_models_serve_answers_raw_json(sweep: Sweep, raw_test: tuple[np.n
 # ---------------------------------------------------------------- evaluate and ensemble
 
 
+@pytest.mark.slow
 def test_evaluate_logs_to_the_same_run_under_its_own_name(sweep: Sweep) -> None:
     from expkit.serving.evaluate import evaluate
 
@@ -239,6 +243,7 @@ def test_evaluate_logs_to_the_same_run_under_its_own_name(sweep: Sweep) -> None:
     assert_clean_error(bad, "not a dataset override")
 
 
+@pytest.mark.slow
 def test_ensemble_of_two_seeds_is_at_least_the_weaker_member(sweep: Sweep) -> None:
     first, second = sweep.children()
     done = run_expkit("ensemble", first.info.run_id, second.info.run_id[:10], "--fit-weights", cwd=sweep.root, timeout=300)

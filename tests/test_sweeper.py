@@ -54,6 +54,7 @@ def test_interval_needs_the_optuna_sweeper(workdir: Path) -> None:
     assert done.stderr.startswith("error: optimizer.learning_rate:") and "hydra/sweeper=optuna" in done.stderr
 
 
+@pytest.mark.slow
 def test_hopeless_trials_are_pruned_and_a_rerun_continues_the_study(workdir: Path) -> None:
     # Grid order is fixed by the seed: a good learning rate first, then hopeless ones the median pruner stops after epoch 2.
     space = "optimizer.learning_rate=choice(0.03, 30.0, 60.0)"

@@ -53,6 +53,7 @@ def ui(chromium: str, shared_data: Path) -> Iterator[tuple[Sweep, str, str]]:
         ms.stop(server)
 
 
+@pytest.mark.slow
 def test_runs_table_shows_the_sweep_tree_and_a_run_page_its_metrics_and_plots(ui: tuple[Sweep, str, str], tmp_path: Path) -> None:
     sweep, url, server_output = ui
     parent, children = sweep.parent(), sweep.children()

@@ -177,6 +177,7 @@ def test_mismatched_class_folders_and_unknown_augmentation_layers_are_errors(tmp
 # --- through the CLI ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_augmented_preset_trains_and_a_corrupt_jpeg_fails_or_is_skipped(workdir: Path) -> None:
     root = write_jpeg_tree(workdir / "pets", per_class=6, size=48)
     broken = root / "train" / "dogs" / "dogs.3.jpg"
@@ -201,6 +202,7 @@ def test_augmented_preset_trains_and_a_corrupt_jpeg_fails_or_is_skipped(workdir:
     assert "plots/augmented_samples.png" in artifacts
 
 
+@pytest.mark.slow
 def test_feature_extraction_caches_features_and_trains_only_the_head(workdir: Path) -> None:
     root = write_jpeg_tree(workdir / "pets", per_class=4, size=32)
     args = (
@@ -274,6 +276,7 @@ def test_finetune_phases_freeze_then_unfreeze_from_the_named_layer(tmp_path: Pat
     assert len(outcome.history["loss"]) == 2
 
 
+@pytest.mark.slow
 def test_finetune_preset_logs_both_phases_on_one_epoch_axis(workdir: Path) -> None:
     root = write_jpeg_tree(workdir / "pets", per_class=3, size=32)
     done = run_expkit(
