@@ -169,7 +169,7 @@ def main() -> None:
         "peak_rss_expkit_4x_over_1x": ratio(results, ("4x", "expkit", "peak_rss_mb"), ("1x", "expkit", "peak_rss_mb")),
         "peak_rss_hand_written_4x_over_1x": ratio(results, ("4x", "hand_written", "peak_rss_mb"), ("1x", "hand_written", "peak_rss_mb")),
         "targets": {"throughput_ratio_min": 0.95, "peak_rss_4x_over_1x_max": 1.10},
-        "note": "2 cores shared with other jobs while measured: figures are noisy",
+        "load_average_after": " / ".join(f"{x:.1f}" for x in os.getloadavg()),
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }

@@ -59,7 +59,7 @@ def install() -> None:
 
     import expkit.tracking.run as run
 
-    TOTALS["import mlflow (in a run: overlapped in the set-up thread)"] = time.perf_counter() - t0
+    TOTALS["import mlflow (+ its SQL store, at the first run set-up)"] = time.perf_counter() - t0
     import expkit.data as data
     import expkit.training.resume as resume
     import expkit.training.runner as runner
@@ -82,14 +82,18 @@ def install() -> None:
 
     patch(epochs.EpochLogger, "on_epoch_end", "tracking: per-epoch logging")
     for method, label in [
-        ("create", "tracking: run set-up in a thread, overlapped (store, experiment, run)"),
-        ("activate", "tracking: activate run (main thread)"),
+        ("create", "tracking: run set-up (store, experiment, run)"),
+        ("activate", "tracking: activate run"),
         ("log_params", "tracking: params"),
         ("set_tags", "tracking: tags"),
         ("log_metrics", "tracking: test metrics"),
         ("log_artifacts", "tracking: artifacts (config, summary)"),
         ("log_plots", "tracking: plots (incl. confusion-matrix predict)"),
-        ("log_model", "tracking: model logging"),
+        ("log_dataset", "tracking: dataset input"),
+        ("log_model", "tracking: model logging (Keras flavor)"),
+        ("log_inference_model", "tracking: inference model logging (pyfunc, validated by MLflow)"),
+        ("log_hparams", "tracking: TensorBoard hparams"),
+        ("log_results", "tracking: all results after fit (metrics, files, plots, models, card)"),
         ("end", "tracking: end run"),
     ]:
         patch(run.TrackedRun, method, label)

@@ -195,6 +195,21 @@ def test_sweep_parent_gets_tags_best_metrics_and_status(store: FakeStore, monkey
     assert PARENT_RUN_ENV not in os.environ
 
 
+def test_a_sweep_whose_every_job_failed_ends_failed_and_aborts(store: FakeStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exit status: the CLI turns SweepAborted into exit 1, so a script never reads an all-failed sweep as success."""
+    from expkit.selection.objective import SweepAborted
+
+    monkeypatch.delenv(PARENT_RUN_ENV, raising=False)
+    callback, config = SweepTrackingCallback(), sweep_config(store)
+    callback.on_multirun_start(config)
+    assert callback.parent_id
+    for lr in ("0.1", "0.01"):
+        add_child(store, callback.parent_id, lr, "FAILED", None)
+    with pytest.raises(SweepAborted, match=r"every job of the sweep failed \(2 of 2\)"):
+        callback.on_multirun_end(config)
+    assert store.client.get_run(callback.parent_id).info.status == "FAILED"
+
+
 def test_sweep_callback_does_nothing_without_tracking(store: FakeStore) -> None:
     callback = SweepTrackingCallback()
     config = sweep_config(store)

@@ -176,3 +176,7 @@ class SweepTrackingCallback(Callback):
         print(summary_table(runs, self.parent_id, best.info.run_id if best else None), flush=True)
         if too_many:
             raise SweepAborted(f"{failed} of {len(runs)} jobs failed, more than sweep.max_failure_rate={limit}")
+        if runs and failed == len(runs):  # nothing to choose from: a script or CI must not read this as success
+            raise SweepAborted(
+                f"every job of the sweep failed ({failed} of {len(runs)}); the first error is printed above each `job failed` line"
+            )
