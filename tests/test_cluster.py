@@ -161,6 +161,13 @@ def sweep_through(launcher_args: list[str], experiment: str, uri: str, workdir: 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
 
 
+def skip_if_ray_could_not_start(output: str) -> None:
+    """Ray's own start-up failing (no raylet, say, in a restricted container) is an environment limit, not a bug."""
+    text = output.lower()
+    if "ray" in text and ("failed to start" in text or "raylet" in text):
+        pytest.skip(f"Ray could not start here: {output[-300:]}")
+
+
 def assert_run_tree(uri: str, server_root: Path, experiment: str) -> None:
     """One parent, two FINISHED children with plots and a model, all stored by the server (none on the client's disk)."""
     runs = ms.search_runs(uri, experiment)
@@ -188,8 +195,7 @@ def test_ray_sweep_logs_one_run_tree_through_the_server(team_server: tuple[str, 
     try:
         sweep_through(ray_args, "cluster_ray", uri, workdir, shared_data)
     except AssertionError as failure:
-        if "ray" in str(failure).lower() and ("failed to start" in str(failure).lower() or "raylet" in str(failure).lower()):
-            pytest.skip(f"Ray could not start here: {str(failure)[-300:]}")
+        skip_if_ray_could_not_start(str(failure))
         raise
     assert_run_tree(uri, root, "cluster_ray")
 
@@ -213,6 +219,8 @@ def test_optuna_search_on_two_ray_workers_shares_one_rdb_study(team_server: tupl
         "+hydra.launcher.ray.init._node_ip_address=127.0.0.1",
     ]  # fmt: skip
     result = run_expkit(*args, cwd=workdir, timeout=900, **NO_TRAFFIC)
+    if result.returncode != 0:
+        skip_if_ray_could_not_start(result.stdout + result.stderr)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     study = optuna.load_study(study_name="ray_shared", storage=f"sqlite:///{study_db}")
     numbers = sorted(t.number for t in study.trials)
