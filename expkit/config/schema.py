@@ -134,7 +134,10 @@ class Cast(PreprocessStep):
         return lambda a: a.astype(self.dtype)
 
 
-Step = Annotated[Union[tuple(STEP_CLASSES.values())], Field(discriminator="op")]  # type: ignore[misc]  # noqa: UP007
+if typing.TYPE_CHECKING:  # the union is built from the registry at run time; type checkers see the base class
+    Step = PreprocessStep
+else:
+    Step = Annotated[Union[tuple(STEP_CLASSES.values())], Field(discriminator="op")]  # noqa: UP007
 STEP_OPS = tuple(STEP_CLASSES)
 
 
@@ -213,7 +216,7 @@ class Dataset(Strict):
     augment: list[dict[str, Any]] = []
     # image_dir: write a PNG grid of augmented training images (logged as an artifact).
     augment_preview: bool = False
-    preprocess: Preprocess = Preprocess()
+    preprocess: Preprocess = Preprocess()  # type: ignore[call-arg]  # mypy reads __pydantic_extra__ as a field
     validation: Validation = Validation()
     # playground source: generated 2-D problems (see expkit/data/playground.py).
     playground: Playground | None = None

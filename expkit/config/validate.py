@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from expkit.config.catalog import load_catalog
 from expkit.config.graph import check_graph
-from expkit.config.schema import STEP_OPS, ExperimentConfig
+from expkit.config.schema import STEP_OPS, ExperimentConfig, OneHot
 from expkit.errors import ExpkitError, did_you_mean, suggestion
 
 # Losses that need one output unit per class, and those that need a single unit.
@@ -327,7 +327,7 @@ def _check_model_hparams(config: ExperimentConfig, raw_model: dict[str, Any], pr
 
 def _check_task(config: ExperimentConfig, problems: Problems) -> None:
     """The loss must fit the output layer and the label encoding."""
-    one_hot = [step.num_classes for step in config.dataset.preprocess.y if step.op == "one_hot"]
+    one_hot = [step.num_classes for step in config.dataset.preprocess.y if isinstance(step, OneHot)]
     _check_loss_fit(problems, "model.loss", "model.layers", config.model.loss, config.model.layers[-1], one_hot, "dataset.preprocess.y")
 
 
