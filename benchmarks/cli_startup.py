@@ -7,14 +7,14 @@ Targets: `expkit --help` under 1 s; a config error reported (exit 2) in under 2 
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import statistics
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from record import save_result  # benchmarks/record.py (scripts run as python benchmarks/NAME.py)
 
 HERE = Path(__file__).resolve().parent
 CASES = {
@@ -47,12 +47,8 @@ def main(repeats: int = 5) -> None:
     out = {
         "cases": results,
         "targets": {"help": 1.0, "errors": 2.0},
-        "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
-        "date": time.strftime("%Y-%m-%d"),
     }
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "cli_startup.json").write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps(out, indent=2))
+    save_result("cli_startup", out)
 
 
 if __name__ == "__main__":

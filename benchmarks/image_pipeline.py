@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from record import save_result  # benchmarks/record.py (scripts run as python benchmarks/NAME.py)
 
 HERE = Path(__file__).resolve().parent
 SIZE = 150
@@ -170,13 +170,8 @@ def main() -> None:
         "peak_rss_hand_written_4x_over_1x": ratio(results, ("4x", "hand_written", "peak_rss_mb"), ("1x", "hand_written", "peak_rss_mb")),
         "targets": {"throughput_ratio_min": 0.95, "peak_rss_4x_over_1x_max": 1.10},
         "load_average_after": " / ".join(f"{x:.1f}" for x in os.getloadavg()),
-        "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
-        "date": time.strftime("%Y-%m-%d %H:%M"),
     }
-    out = HERE / "results" / "image_pipeline.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps(summary, indent=2))
+    save_result("image_pipeline", summary)
 
 
 if __name__ == "__main__":

@@ -5,9 +5,7 @@ python benchmarks/imdb_memory.py      # writes benchmarks/results/imdb_memory.js
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -16,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from record import save_result  # benchmarks/record.py (scripts run as python benchmarks/NAME.py)
 
 HERE = Path(__file__).resolve().parent
 
@@ -52,13 +51,8 @@ def main() -> None:
         "peak_rss_mb": round(peak_kb / 1024),
         "target_mb": 2048,
         "wall_seconds": round(seconds, 1),
-        "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
-        "date": time.strftime("%Y-%m-%d"),
     }
-    out = HERE / "results" / "imdb_memory.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    save_result("imdb_memory", result)
 
 
 if __name__ == "__main__":
