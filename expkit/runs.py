@@ -456,6 +456,19 @@ def ui_command(uri: str, host: str, port: int) -> list[str]:
     return command
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The file of a local SQLite store that exists; None for any other store."""
+    path = local_store_path(uri)
+    return path if uri.startswith("sqlite:") and path is not None and path.is_file() else None
+
+
+def read_only(db_file: Path) -> Any:
+    """A read-only connection to a SQLite file, closed on leaving the `with` block."""
+    import sqlite3
+
+    return contextlib.closing(sqlite3.connect(f"{db_file.as_uri()}?mode=ro", uri=True))
+
+
 @dataclass
 class StoredRunInfo:
     run_id: str
@@ -485,11 +498,11 @@ def read_sqlite_runs(uri: str, experiment: str | None, limit: int) -> tuple[dict
     (MLflow's path then explains), or the schema is not what this reader knows."""
     import sqlite3
 
-    path = local_store_path(uri)
-    if not uri.startswith("sqlite:") or path is None or not path.is_file():
+    db_file = sqlite_file(uri)
+    if db_file is None:
         return None
     try:
-        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+        with read_only(db_file) as db:
             names = {str(i): str(n) for i, n in db.execute("SELECT experiment_id, name FROM experiments WHERE lifecycle_stage = 'active'")}
             if experiment is not None:
                 names = {i: n for i, n in names.items() if n == experiment}
@@ -522,8 +535,8 @@ def experiment_pages(uri: str, most: int = 10) -> list[tuple[str, str, int, bool
     read without MLflow; [] if unreadable."""
     import sqlite3
 
-    path = local_store_path(uri)
-    if not uri.startswith("sqlite:") or path is None or not path.is_file():
+    db_file = sqlite_file(uri)
+    if db_file is None:
         return []
     query = (
         "SELECT e.experiment_id, e.name, COUNT(r.run_uuid),"
@@ -533,7 +546,7 @@ def experiment_pages(uri: str, most: int = 10) -> list[tuple[str, str, int, bool
         " ORDER BY MAX(r.start_time) DESC LIMIT ?"
     )
     try:
-        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+        with read_only(db_file) as db:
             rows = db.execute(query, (TABLE_VIEW_TAG, most)).fetchall()
             return [(str(i), str(n), int(c), bool(v)) for i, n, c, v in rows]
     except sqlite3.Error:
