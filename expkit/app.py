@@ -163,7 +163,6 @@ def run_experiment(
     """Score the config with its protocol, test once, and track it all; returns the objective and the run id."""
     from expkit.selection.protocols import Context, run_protocol
     from expkit.training.progress import epoch_lines, resolve_verbose
-    from expkit.training.resume import Interrupted, StopRequest, TrainingState
 
     resume = invocation.action == "resume"
     objective = Objective.from_config(config.objective)
@@ -179,6 +178,8 @@ def run_experiment(
                 "the config changed since this run started:\n    " + "\n    ".join(drift),
                 hint="undo the change, or pass --force to resume with the new config (the drift is recorded as a tag)",
             )
+        from expkit.training.resume import TrainingState  # imports Keras
+
         state = TrainingState.load(output_dir / "checkpoints" / "resume")
         run_id = (output_dir / "run_id").read_text().strip() if (output_dir / "run_id").is_file() else None
         print(
@@ -190,18 +191,20 @@ def run_experiment(
         (output_dir / "overrides.yaml").write_text(OmegaConf.to_yaml(overrides))
 
     name = run_name(config.name, overrides, swept_overrides(overrides))
-    tracked = start_tracking(config, name, overrides, run_id, drift, objective) if config.tracking.enabled else None
+    params = None if resume else resolved
+    tracked = start_tracking(config, name, overrides, run_id, drift, objective, params) if config.tracking.enabled else None
+    import_tensorflow()  # without its oneDNN notice; a new run is meanwhile created by another process
+    from expkit.training.resume import Interrupted, StopRequest  # imports Keras
+
     tb_dir = None
     if tracked is not None:
         from expkit.tracking.tensorboard import run_folder
 
+        print(f"MLflow run {tracked.run_id} in {tracked.uri}", file=sys.stderr)
         (output_dir / "run_id").write_text(tracked.run_id + "\n")
         tb_dir = run_folder(output_dir / "tensorboard", name, tracked.run_id)  # TensorBoard lists it by the MLflow run's name and id
-        tracked.set_tags({"tensorboard_dir": str(tb_dir)})
         if state is not None:
             tracked.backfill(state.history, state.epoch)
-        elif not resume:
-            tracked.log_params(resolved, {})
 
     status = "FAILED"
     try:
@@ -211,7 +214,6 @@ def run_experiment(
         hooks = list(epoch_hooks or [])
         if job and verbose == "auto":
             hooks.append(lambda _objective: epoch_lines(job, config.trainer.epochs))
-        import_tensorflow()  # without its oneDNN notice
         with StopRequest() as stop:
             context = Context(
                 config,
@@ -262,9 +264,18 @@ def run_experiment(
 
 
 def start_tracking(
-    config: ExperimentConfig, name: str, overrides: list[str], run_id: str | None, drift: list[str], objective: Objective
+    config: ExperimentConfig,
+    name: str,
+    overrides: list[str],
+    run_id: str | None,
+    drift: list[str],
+    objective: Objective,
+    params: dict[str, Any] | None,
 ) -> Any:
-    """Open (or reopen, on resume) this job's MLflow run, tagged with the objective it is scored by."""
+    """Open (or reopen, on resume) this job's MLflow run, tagged with the objective it is scored by.
+
+    A new run is created in the background while TensorFlow is imported (see `TrackedRun.start`).
+    """
     from expkit.tracking.run import TrackedRun
 
     t = config.tracking
@@ -287,8 +298,8 @@ def start_tracking(
         tags["optuna.study"] = trial["study"]
     if drift:
         tags["resume.config_drift"] = "; ".join(drift)[:5000]
-    run_id = tracked.start(name, tags, run_id=run_id)
-    print(f"MLflow run {run_id} in {tracked.uri}", file=sys.stderr)
+    tensorboard_base = Path(config.paths.output_dir) / "tensorboard"
+    tracked.start(name, tags, run_id=run_id, params=params, tensorboard_base=tensorboard_base, overlap=True)
     return tracked
 
 

@@ -10,6 +10,7 @@ class ExpkitError(Exception):
     """A user-caused failure: bad config, missing file, bad data. The CLI exits 2 on it."""
 
     def __init__(self, message: str, *, key: str | None = None, hint: str | None = None) -> None:
+        self.message = message
         self.key = key
         self.hint = hint
         text = f"{key}: {message}" if key else message

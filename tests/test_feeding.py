@@ -33,6 +33,15 @@ def test_shuffled_batches_follow_the_per_epoch_order_and_cast_compact_storage() 
         reference.on_epoch_end()
 
 
+def test_shuffled_batches_end_with_the_last_epoch_to_train() -> None:
+    """An endless stream was cut by fit() mid-prefetch: its iterator could then stall seconds on teardown."""
+    x, y = data(130)
+    got = [xb.numpy() for xb, _ in feeding.batches(x, y, 64, shuffle=True, seed=5, first_epoch=2, end_epoch=4)]
+    assert [len(b) for b in got] == [64, 64, 2] * 2  # epochs 2 and 3, then the end
+    for epoch, start in ((2, 0), (3, 3)):
+        assert np.array_equal(np.concatenate(got[start : start + 3]), x[feeding.epoch_order(5, epoch, 130)].astype(np.float32))
+
+
 def test_unshuffled_batches_are_one_pass_in_order() -> None:
     x, _ = data(130)
     got = [b.numpy() for b in feeding.batches(x, None, 64)]

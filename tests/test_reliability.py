@@ -179,6 +179,18 @@ def test_bad_data_fails_the_run_cleanly_and_keeps_earlier_runs(workdir: Path) ->
     assert "NaN or inf" in runs[1].data.tags["failure"]
 
 
+def test_a_file_that_is_not_an_mlflow_store_is_one_clear_error(workdir: Path) -> None:
+    """The run is created by another process while TensorFlow loads; its failure still reaches the user as one line."""
+    (workdir / "broken.db").write_text("not a database\n")
+    store = f"sqlite:///{workdir / 'broken.db'}"
+    failed = run_expkit("train", "+experiment=mnist_dense", "trainer.epochs=1", *FAST, f"tracking.uri={store}", cwd=workdir)
+    assert failed.returncode == 2, failed.stderr
+    assert "Traceback" not in failed.stderr
+    errors = [line for line in failed.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: tracking.uri: cannot open the MLflow store {store}: (sqlite3.DatabaseError) file is not a database"]
+    assert (workdir / "broken.db").read_text() == "not a database\n"  # left as it was
+
+
 @pytest.mark.slow
 def test_concurrent_runs_on_a_fresh_store(workdir: Path) -> None:
     repetitions = int(os.environ.get("EXPKIT_CONCURRENCY_REPS", "1"))

@@ -4,9 +4,11 @@ on runs fabricated with MlflowClient (no training)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,9 +22,9 @@ from expkit import runs
 from expkit.errors import ExpkitError
 from expkit.models.builder import build_model
 from expkit.outputs import find_run_dir
-from expkit.tracking import plots
+from expkit.tracking import plots, tensorboard
 from expkit.tracking.epochs import EpochLogger
-from expkit.tracking.run import MAX_PARAM_LENGTH, TrackedRun, git_state
+from expkit.tracking.run import MAX_PARAM_LENGTH, ChildRun, TrackedRun, git_state
 from expkit.tracking.store import PARENT_RUN_ENV
 from expkit.tracking.sweep import SweepTrackingCallback
 from expkit.training.compile import compile_model
@@ -85,7 +87,7 @@ def test_epoch_logger_records_metrics_learning_rate_and_epoch_time(store: FakeSt
     compile_model(model, {"type": "SGD", "learning_rate": schedule}, "sparse_categorical_crossentropy", ["accuracy"])
     run_id = store.client.create_run(store.experiment_id).info.run_id
     started = time.perf_counter()
-    history = model.fit(x, y, epochs=3, batch_size=10, verbose=0, callbacks=[EpochLogger(store.client, run_id)]).history
+    history = model.fit(x, y, epochs=3, batch_size=10, verbose=0, callbacks=[EpochLogger(ChildRun(store.client, run_id))]).history
     elapsed = time.perf_counter() - started
 
     def logged(key: str) -> list[tuple[int, float]]:
@@ -125,7 +127,8 @@ def test_tracked_run_tags_long_params_and_backfill(store: FakeStore, tmp_path: P
     run = tracked_run(store, tmp_path)
     long_value = "x" * (MAX_PARAM_LENGTH + 1)
     try:
-        run_id = run.start("units run", {"preset": "none"})
+        run.start("units run", {"preset": "none"})
+        run_id = run.run_id
         run.log_params({"model": {"units": 64, "note": long_value}}, {"model.num_params": 123})
         # A crash after epoch 3's state was saved but before MLflow got epochs 2 and 3.
         run.log_metrics({"loss": 0.9, "val_loss": 1.0}, step=0)
@@ -145,6 +148,56 @@ def test_tracked_run_tags_long_params_and_backfill(store: FakeStore, tmp_path: P
         logged = sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
         assert logged == [(e, pytest.approx(v)) for e, v in enumerate(history[key][:4])]  # epochs 0..3, each once
     assert client.get_run(run_id).info.status == "FINISHED"
+
+
+# A job's process before it imports TensorFlow: its run is created by expkit.tracking.opener, in a process of its own.
+JOB = """
+import json, sys
+from pathlib import Path
+from expkit.tracking.run import TrackedRun
+
+uri, root = sys.argv[1], Path(sys.argv[2])
+run = TrackedRun(uri=uri, root_dir=str(root), experiment_name="units", artifact_dir=str(root / "mlartifacts"))
+try:
+    run.start("opened run", {"preset": "none"}, params={"model": {"units": 8}}, tensorboard_base=root / "tb", overlap=True)
+    opened_elsewhere = run._opener is not None
+    run.set_tags({"dataset.fingerprint": "abc"})  # before this process opened the store: written once it does
+    print(json.dumps({"run_id": run.run_id, "opened_elsewhere": opened_elsewhere, "mlflow_imported": "mlflow" in sys.modules}))
+    run.log_metrics({"objective": 0.5})
+finally:
+    run.end()
+"""
+
+
+def run_job(tmp_path: Path, uri: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "job.py"
+    script.write_text(JOB)
+    environment = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, str(script), uri, str(tmp_path)], capture_output=True, text=True, env=environment, timeout=120)
+
+
+def test_a_run_opened_by_another_process_gets_params_tags_and_status(store: FakeStore, tmp_path: Path) -> None:
+    parent = store.client.create_run(store.experiment_id).info.run_id
+    done = run_job(tmp_path, store.uri, {PARENT_RUN_ENV: parent})
+    assert done.returncode == 0, done.stderr
+    reply = json.loads(done.stdout.strip().splitlines()[-1])
+    assert reply["opened_elsewhere"] and not reply["mlflow_imported"]  # MLflow's import stayed out of the job's start-up
+    run = store.client.get_run(reply["run_id"])
+    tags = run.data.tags
+    assert run.info.status == "FINISHED" and run.data.metrics["objective"] == 0.5
+    assert run.data.params["model.units"] == "8"
+    assert tags["preset"] == "none" and tags["mlflow.parentRunId"] == parent and tags["dataset.fingerprint"] == "abc"
+    assert tags["tensorboard_dir"] == str(tensorboard.run_folder(tmp_path / "tb", "opened run", reply["run_id"]))
+    assert tags["mlflow.source.name"].endswith("job.py")  # the job's program, not the opener
+
+
+def test_a_store_the_opener_cannot_use_is_a_clear_tracking_uri_error(tmp_path: Path) -> None:
+    (tmp_path / "broken.db").write_text("not a database\n")
+    done = run_job(tmp_path, f"sqlite:///{tmp_path / 'broken.db'}")
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-2:]
+    assert last[0].startswith("expkit.errors.ExpkitError: tracking.uri: cannot open the MLflow store") and "hint:" in last[1], done.stderr
+    assert done.stderr.count("Traceback") == 1  # the job's own (it does not catch the error); none from the opener
 
 
 # --- the sweep's parent run (tracking/sweep.py) -----------------------------------------------------

@@ -10,6 +10,16 @@ import numpy as np
 NOT_CURVES = {"learning_rate", "epoch_time_s"}
 
 
+def pyplot() -> Any:
+    """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def ema(values: list[float], factor: float) -> list[float]:
     """Exponential moving average: each point is factor * previous + (1 - factor) * value."""
     out: list[float] = []
@@ -53,10 +63,7 @@ def learning_curves(history: dict[str, list[float]], out_dir: Path, smoothing: f
     Epoch ticks are integers; the title names the run and says only what is plotted (also stored as the PNG's Title).
     EMA-smoothed if smoothing > 0.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -88,10 +95,7 @@ def class_labels(y: np.ndarray, outputs: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def confusion_matrix_png(y: np.ndarray, outputs: np.ndarray, path: Path, run_name: str = "") -> Path:
     """Plot the test-set confusion matrix of a classifier."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     true, pred, n = class_labels(y, outputs)
     counts = confusion_matrix(true, pred, n)
@@ -127,10 +131,7 @@ def decision_boundary_png(
     probability: np.ndarray, xx: np.ndarray, yy: np.ndarray, points: np.ndarray, labels: np.ndarray, path: Path, title: str
 ) -> Path:
     """Test points over the model's predicted probability of the positive class, as the Playground draws them."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5, 5))
     field = ax.contourf(xx, yy, probability, levels=np.linspace(0, 1, 11), cmap="RdBu", vmin=0, vmax=1, alpha=0.8)

@@ -1,22 +1,30 @@
-"""One MLflow run per training: params, per-epoch metrics, test metrics, artifacts, model, status."""
+"""One MLflow run per training: params, per-epoch metrics, test metrics, artifacts, model, status.
+
+MLflow is imported where first used: a job that starts before TensorFlow is imported has its run
+created by `expkit.tracking.opener` in a separate process, on the core TensorFlow's import leaves idle,
+and imports MLflow itself only while its model trains (see `TrackedRun.warm_up`).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import platform
 import subprocess
+import sys
+import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Any
-
-import mlflow
-from mlflow.entities import Metric, Param, RunStatus, RunTag
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+from typing import TYPE_CHECKING, Any
 
 from expkit import __version__
+from expkit.errors import ExpkitError
 from expkit.tracking.store import PARENT_RUN_ENV, TABLE_VIEW_TAG, ensure_experiment, flatten, table_view, tracking_uri
+
+if TYPE_CHECKING:
+    import mlflow
 
 MAX_PARAM_LENGTH = 6000
 BATCH = 100
@@ -32,6 +40,7 @@ def experiment_params(config: dict[str, Any]) -> dict[str, Any]:
 def requirements() -> list[str]:
     """Pinned pip requirements of a logged model (passed explicitly: inferring them takes seconds)."""
     import keras
+    import mlflow
     import numpy as np
     import tensorflow as tf
 
@@ -62,6 +71,14 @@ def git_state(path: str) -> dict[str, str]:
         return {}
 
 
+def log_metrics(client: mlflow.MlflowClient, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+    """Metrics at one step, in one batch."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+
 class TrackedRun:
     """The MLflow side of one training run. Use start(), then the log_* methods, then end()."""
 
@@ -70,25 +87,64 @@ class TrackedRun:
         self.experiment_name = experiment_name
         self.artifact_dir = artifact_dir
         self.root_dir = root_dir
-        self.client: mlflow.MlflowClient  # opened in create(), after the store exists
-        self.run_id = ""
+        self._client: mlflow.MlflowClient | None = None
+        self._client_lock = threading.RLock()
+        self._run_id = ""
+        self._opener: subprocess.Popen[str] | None = None  # the process creating the run, until its id is read
+        self._opened_elsewhere = False  # the run was created by the opener process
+        self._active = False  # MLflow's active run in the main thread (model logging needs one)
         self._tags: dict[str, str] = {}
+        self._deferred_tags: dict[str, str] = {}  # set before the store was opened here; written when it is
 
-    def start(self, run_name: str, tags: dict[str, str], run_id: str | None = None) -> str:
-        """Start a new run, or continue run `run_id` (resume); returns the run id."""
+    @property
+    def client(self) -> mlflow.MlflowClient:
+        """The store's client, opened on first use (from any thread)."""
+        with self._client_lock:
+            if self._client is None:
+                import mlflow
+
+                mlflow.set_tracking_uri(self.uri)
+                self._client = mlflow.MlflowClient(self.uri)
+                if self._deferred_tags:
+                    tags, self._deferred_tags = self._deferred_tags, {}
+                    self._log_tags(tags)
+            return self._client
+
+    @property
+    def run_id(self) -> str:
+        """The run's id ('' before start); waits for the opener process if the run is still being created."""
+        if self._opener is not None:
+            self._collect_opened_run()
+        return self._run_id
+
+    def start(
+        self,
+        run_name: str,
+        tags: dict[str, str],
+        run_id: str | None = None,
+        *,
+        params: dict[str, Any] | None = None,
+        tensorboard_base: Path | None = None,
+        overlap: bool = False,
+    ) -> None:
+        """Start a new run, or continue run `run_id` (resume), logging `params` and the TensorBoard folder tag.
+
+        With `overlap`, a new run in a process that has not imported TensorFlow yet is created by a
+        separate process (`expkit.tracking.opener`) while this one imports it: `run_id` waits for it.
+        """
+        if overlap and run_id is None and "tensorflow" not in sys.modules:
+            self._open_in_background(run_name, tags, params, tensorboard_base)
+            return
         self.create(run_name, tags, run_id)
+        self.record_start(run_name, params, tensorboard_base)
         self.activate()
-        return self.run_id
 
     def create(self, run_name: str, tags: dict[str, str], run_id: str | None = None) -> str:
-        """Open the store and create the run (or find `run_id`), without making it the active run.
-
-        Imports neither Keras nor TensorFlow, so it can run in a thread while the main thread imports them.
-        """
+        """Open the store and create the run (or find `run_id`), without making it the active run."""
         from mlflow.tracking.context import registry
+        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
         experiment_id = ensure_experiment(self.uri, self.experiment_name, self.artifact_dir)
-        self.client = mlflow.MlflowClient(self.uri)
         versions = {"keras.version": package_version("keras"), "tensorflow.version": package_version("tensorflow", "tensorflow-cpu")}
         self._tags = {
             **tags,
@@ -98,24 +154,100 @@ class TrackedRun:
             **git_state(self.root_dir),
         }
         if run_id:
-            self.run_id = run_id
+            self._run_id = run_id
             return run_id
         parent = os.environ.get(PARENT_RUN_ENV) or None
         run_tags = {**self._tags, MLFLOW_RUN_NAME: run_name, **({MLFLOW_PARENT_RUN_ID: parent} if parent else {})}
         run = self.client.create_run(experiment_id, tags=registry.resolve_tags(run_tags), run_name=run_name)
-        self.run_id = run.info.run_id
+        self._run_id = run.info.run_id
         self._tags = {}  # already on the run
-        return self.run_id
+        return self._run_id
+
+    def record_start(self, run_name: str, params: dict[str, Any] | None, tensorboard_base: Path | None) -> None:
+        """A new run's params, and the TensorBoard folder named after it (`tensorboard.run_folder`)."""
+        if tensorboard_base is not None:
+            from expkit.tracking.tensorboard import run_folder
+
+            self.set_tags({"tensorboard_dir": str(run_folder(tensorboard_base, run_name, self._run_id))})
+        if params is not None:
+            self.log_params(params, {})
+
+    def _open_in_background(
+        self, run_name: str, tags: dict[str, str], params: dict[str, Any] | None, tensorboard_base: Path | None
+    ) -> None:
+        request = {
+            "uri": self.uri,
+            "root_dir": self.root_dir,
+            "experiment_name": self.experiment_name,
+            "artifact_dir": self.artifact_dir,
+            "run_name": run_name,
+            "tags": tags,
+            "params": params,
+            "tensorboard_base": None if tensorboard_base is None else str(tensorboard_base),
+            "source": sys.argv[0],  # MLflow's source tags name the program, not the opener
+        }
+        self._opened_elsewhere = True
+        self._opener = subprocess.Popen(
+            [sys.executable, "-m", "expkit.tracking.opener"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert self._opener.stdin is not None
+        self._opener.stdin.write(json.dumps(request, default=str))
+        self._opener.stdin.close()
+
+    def _collect_opened_run(self) -> None:
+        opener, self._opener = self._opener, None
+        assert opener is not None and opener.stdout is not None
+        output = opener.stdout.read()
+        opener.wait()
+        lines = output.strip().splitlines()
+        try:
+            reply = json.loads(lines[-1]) if lines else {}
+        except ValueError:
+            reply = {}
+        if "error" in reply:
+            raise ExpkitError(reply["error"], key=reply.get("key"), hint=reply.get("hint"))
+        if not reply.get("run_id"):
+            raise ExpkitError(
+                f"could not create the MLflow run in {self.uri} (exit code {opener.returncode}; the reason is printed above)",
+                key="tracking.uri",
+                hint="check the store, or run with tracking=none",
+            )
+        self._run_id = str(reply["run_id"])
 
     def activate(self) -> None:
         """Make the run MLflow's active run in this thread (artifact and model logging use it)."""
+        import mlflow
+
+        self.client  # noqa: B018  (sets the tracking URI the fluent API uses)
         mlflow.start_run(run_id=self.run_id, tags=self._tags or None)
+        self._active = True
+
+    def _ensure_active(self) -> None:
+        if not self._active:
+            self.activate()
+
+    def warm_up(self) -> None:
+        """Import and open what logging the results needs (MLflow's store, model flavors, matplotlib).
+
+        Called from a background thread while the model trains, when the main thread mostly waits
+        on TensorFlow without holding the GIL, so these costs leave the critical path.
+        """
+        self.client  # noqa: B018
+        import mlflow.keras
+        import mlflow.models
+        import mlflow.pyfunc  # noqa: F401
+        from mlflow.utils.requirements_utils import warn_dependency_requirement_mismatches
+
+        from expkit.tracking.plots import pyplot
+
+        warn_dependency_requirement_mismatches(requirements())  # what model logging checks; it caches the installed packages
+        pyplot()
 
     def callback(self) -> Any:
         """The Keras callback that logs every epoch to this run."""
         from expkit.tracking.epochs import EpochLogger
 
-        return EpochLogger(self.client, self.run_id)
+        return EpochLogger(self)
 
     def log_params(self, config: dict[str, Any], extra: dict[str, Any]) -> None:
         """The experiment's config keys as params (see `experiment_params`). A value over MLflow's length limit goes in as an artifact."""
@@ -127,20 +259,31 @@ class TrackedRun:
                 self.client.log_text(self.run_id, text, name)
                 text = f"<see artifact {name}>"
             params[key] = text
+        from mlflow.entities import Param
+
         items = [Param(k, v) for k, v in params.items()]
         for i in range(0, len(items), BATCH):
             self.client.log_batch(self.run_id, params=items[i : i + BATCH])
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        items = [RunTag(k, str(v)) for k, v in tags.items()]
-        self.client.log_batch(self.run_id, tags=items)
+        """Tag the run; before this process has opened the store (see `warm_up`), the tags wait for it."""
+        if self._client is None and self._opened_elsewhere:
+            self._deferred_tags.update({k: str(v) for k, v in tags.items()})
+            return
+        self._log_tags(tags)
+
+    def _log_tags(self, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
-        now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+        log_metrics(self.client, self.run_id, metrics, step)
 
     def backfill(self, history: dict[str, list[float]], last_epoch: int) -> None:
         """On resume: log the saved epochs MLflow missed (a crash between state save and logging)."""
+        from mlflow.entities import Metric
+
         logged = {m.step for m in self.client.get_metric_history(self.run_id, "loss")}
         now = int(time.time() * 1000)
         missing = [
@@ -202,6 +345,9 @@ class TrackedRun:
         title = f"{dataset.name}: test points" + (f", accuracy {accuracy:.3f}" if accuracy is not None else "")
         path = plots.decision_boundary_png(probability, xx, yy, test_points, test_labels, out_dir / "decision_boundary.png", title)
         self.log_artifacts([path], artifact_path="plots")
+        import mlflow
+
+        self._ensure_active()
         with Image.open(path) as image:  # a keyed image: MLflow's chart view shows it side by side across runs
             mlflow.log_image(image.convert("RGB"), key="decision_boundary", step=0, synchronous=True)
         return path
@@ -218,6 +364,7 @@ class TrackedRun:
         """The dataset as an MLflow dataset input (the runs table's Dataset column): name, source, digest, split sizes."""
         import json
 
+        import mlflow.data
         import numpy as np
         from mlflow.entities import DatasetInput, InputTag
         from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
@@ -239,9 +386,11 @@ class TrackedRun:
         The example itself is stored beside the model as `model_input_example.json`: mlflow 3.17's Keras
         flavor fails when given `input_example` (it writes the example before creating the model folder).
         """
+        import mlflow.keras
         import numpy as np
         from mlflow.models import infer_signature
 
+        self._ensure_active()
         if isinstance(input_example, dict):  # a graph model's named inputs and outputs
             example = {k: np.asarray(v) for k, v in input_example.items()}
             predicted = model.predict(example, verbose=0)
@@ -258,23 +407,22 @@ class TrackedRun:
 
     def log_inference_model(self, folder: Path, raw_example: Any, step: int = 0) -> str:
         """Log the raw-input inference model (see expkit.serving.inference) as an MLflow pyfunc model; returns its URI."""
+        import mlflow.pyfunc
         import numpy as np
         from mlflow.models import ModelSignature
         from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
 
         from expkit.serving.inference import pyfunc_class
 
+        self._ensure_active()
         raw = np.asarray(raw_example)
         logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)  # its notes on cloudpickle and example validation
         params = ParamSchema([ParamSpec("output", "string", "classes")])
         ragged = raw.dtype == object
         inputs = None if ragged else Schema([TensorSpec(raw.dtype, (-1, *raw.shape[1:]))])
-        with warnings.catch_warnings():  # MLflow asks for type hints on predict; the signature is given explicitly instead
-            warnings.simplefilter("ignore")
-            wrapper = pyfunc_class()()
         info = mlflow.pyfunc.log_model(
             name="inference",
-            python_model=wrapper,
+            python_model=pyfunc_class()(),
             artifacts={"inference": str(folder)},
             signature=ModelSignature(inputs=inputs, params=params) if inputs is not None else None,
             input_example=None if ragged else raw[:2],
@@ -321,7 +469,7 @@ class TrackedRun:
         )
         card = render(facts)
         (output_dir / "run_card.md").write_text(card)
-        mlflow.log_text(card, "run_card.md")
+        self.client.log_text(self.run_id, card, "run_card.md")
         shown_params = [o.partition("=")[0].lstrip("+~") for o in overrides if not o.startswith(("+experiment=", "experiment=", "hydra"))]
         tested = sorted(k for k in outcome.test_metrics if k.startswith("test_"))  # baselines stay on the run page
         self.show_in_table([*tested, "objective"], shown_params)
@@ -356,12 +504,17 @@ class TrackedRun:
         """Flush async logging and close the run as FINISHED, FAILED or KILLED."""
         if not self.run_id:
             return
-        try:
-            mlflow.flush_async_logging()
-        finally:
-            mlflow.end_run(status=status)
-            if RunStatus.from_string(status) != RunStatus.FINISHED:
-                self.client.set_terminated(self.run_id, status=status)
+        if self._active:
+            import mlflow
+
+            try:
+                mlflow.flush_async_logging()
+            finally:
+                mlflow.end_run(status=status)
+                self._active = False
+            if status == "FINISHED":
+                return
+        self.client.set_terminated(self.run_id, status=status)
 
 
 class ChildRun:
@@ -369,6 +522,9 @@ class ChildRun:
 
     def __init__(self, client: mlflow.MlflowClient, run_id: str) -> None:
         self.client, self.run_id = client, run_id
+
+    def warm_up(self) -> None:
+        """Nothing to open: the parent run's client is already open."""
 
     @classmethod
     def start(cls, parent: TrackedRun, run_name: str, tags: dict[str, str]) -> ChildRun:
@@ -379,11 +535,10 @@ class ChildRun:
     def callback(self) -> Any:
         from expkit.tracking.epochs import EpochLogger
 
-        return EpochLogger(self.client, self.run_id)
+        return EpochLogger(self)
 
     def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
-        now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+        log_metrics(self.client, self.run_id, metrics, step)
 
     def end(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status=status)

@@ -56,8 +56,8 @@ def _ensure_experiment(uri: str, name: str, artifact_dir: str) -> str:
     from mlflow.exceptions import MlflowException
 
     mlflow.set_tracking_uri(uri)
-    client = mlflow.MlflowClient(uri)
     try:
+        client = mlflow.MlflowClient(uri)
         found = client.get_experiment_by_name(name)
         if found is not None:
             return str(found.experiment_id)
@@ -74,6 +74,12 @@ def _ensure_experiment(uri: str, name: str, artifact_dir: str) -> str:
     except OSError as exc:  # connection refused and friends, for a server URI
         raise ExpkitError(
             f"cannot reach the MLflow store {uri}: {exc}", key="tracking.uri", hint="start the server, or unset tracking.uri"
+        ) from None
+    except Exception as exc:  # the store's database driver: e.g. a file that is not an SQLite database
+        raise ExpkitError(
+            f"cannot open the MLflow store {uri}: {str(exc).splitlines()[0]}",
+            key="tracking.uri",
+            hint="point tracking.uri at an MLflow store (a new sqlite:/// file is created on first use)",
         ) from None
 
 

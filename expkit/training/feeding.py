@@ -36,13 +36,19 @@ def batches(
     shuffle: bool = False,
     seed: int = 0,
     first_epoch: int = 0,
+    end_epoch: int | None = None,
     prefetch: bool = True,
     threads: int | None = None,
 ) -> Any:
     """A tf.data.Dataset of (x, y) batches (or x alone when `y` is None).
 
-    With `shuffle`, the dataset is endless: epoch `first_epoch`, then the next, each in its own
-    order; pass `fit(steps_per_epoch=steps(x, batch_size))`. Without, it is one pass in order.
+    With `shuffle`, the dataset runs epoch `first_epoch`, then the next, each in its own order, up
+    to `end_epoch` (exclusive; None: endless); pass `fit(steps_per_epoch=steps(x, batch_size))`.
+    Without, it is one pass in order.
+
+    A dataset that ends with training matters: the epoch orders come from a `tf.numpy_function`, and
+    an endless iterator destroyed at the end of `fit()` (GIL held) could wait seconds for a prefetch
+    thread that was computing the next, unused order (GIL wanted).
     """
     import tensorflow as tf
 
@@ -64,7 +70,8 @@ def batches(
             order.set_shape([n])
             return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
 
-        index = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(one_epoch)
+        last = np.iinfo(np.int64).max if end_epoch is None else end_epoch
+        index = tf.data.Dataset.range(first_epoch, last).flat_map(one_epoch)
     else:
         index = tf.data.Dataset.range(n).batch(batch_size)
     # A few batches ahead are enough to keep the model busy; an autotuned buffer can hold hundreds of MB of float32 batches.

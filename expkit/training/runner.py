@@ -39,6 +39,9 @@ class Outcome:
     splits: Any = None
 
 
+_runtime_configured = False
+
+
 def configure_runtime(seed: int, *, deterministic: bool = False, threads: int | None = None, cpu_devices: int | None = None) -> None:
     """Seed Python, numpy and the backend; optionally make TF ops deterministic, cap threads and split the CPU."""
     import keras
@@ -52,7 +55,9 @@ def configure_runtime(seed: int, *, deterministic: bool = False, threads: int | 
             tf.config.threading.set_inter_op_parallelism_threads(threads)
         except RuntimeError:  # TF already initialised in this process (reused sweep worker)
             pass
-    keras.utils.clear_session()
+    global _runtime_configured
+    keras.utils.clear_session(free_memory=_runtime_configured)  # the first time in a process there is nothing to collect
+    _runtime_configured = True
     keras.utils.set_random_seed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -206,7 +211,7 @@ def feed(
     """Batches of split `name` ("train", "validation", "test") for fit/evaluate/predict.
 
     Training batches are drawn in the order seeded by (seed, epoch), arrays and image folders alike; a shuffled
-    training set is endless from epoch `epoch` on (pass steps_per_epoch to fit()). Arrays go through tf.data
+    training set runs epochs `epoch` to `epochs` - 1 (pass steps_per_epoch to fit()). Arrays go through tf.data
     (`training.feeding`), gathered and cast in TensorFlow's threads.
     """
     if isinstance(splits, ImageSplits):
@@ -215,7 +220,8 @@ def feed(
         name
     ]
     # Epoch e of a run trains on order e + 1, as it did with Keras' per-epoch data sources (resumed runs stay identical).
-    return feeding.batches(x, y, batch_size, shuffle=shuffle, seed=seed, first_epoch=epoch + 1, prefetch=prefetch, threads=threads)
+    orders = {"first_epoch": epoch + 1, "end_epoch": epochs + 1}
+    return feeding.batches(x, y, batch_size, shuffle=shuffle, seed=seed, prefetch=prefetch, threads=threads, **orders)
 
 
 def input_example(splits: Splits | ImageSplits, count: int) -> np.ndarray:
