@@ -21,25 +21,34 @@ def data(n: int = 300) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def epochs_of(dataset: object, orders: keras.callbacks.Callback, epochs: range) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+    """Iterate the dataset once per epoch, as fit() does: the callback sets the epoch's order first."""
+    out = []
+    for epoch in epochs:
+        orders.on_epoch_begin(epoch)
+        out.append([(xb.numpy(), yb.numpy()) for xb, yb in dataset])  # type: ignore[attr-defined]
+    return out
+
+
 def test_shuffled_batches_follow_the_per_epoch_order_and_cast_compact_storage() -> None:
     x, y = data()
+    dataset, orders = feeding.shuffled_epochs(x, y, 64, seed=5, order_offset=1)
     reference = ArrayBatches(x, y, 64, shuffle=True, seed=5, epoch=3)
-    stream = iter(feeding.batches(x, y, 64, shuffle=True, seed=5, first_epoch=3))
-    for _ in range(2):  # two epochs: the stream runs on into the next epoch's order
-        for i in range(len(reference)):
-            xb, yb = next(stream)
+    for batches in epochs_of(dataset, orders, range(2, 4)):  # Keras epochs 2 and 3: orders 3 and 4
+        assert len(batches) == len(reference)
+        for i, (xb, yb) in enumerate(batches):
             assert xb.dtype.name == yb.dtype.name == "float32"
-            assert np.array_equal(xb.numpy(), reference[i][0]) and np.array_equal(yb.numpy(), reference[i][1])
+            assert np.array_equal(xb, reference[i][0]) and np.array_equal(yb, reference[i][1])
         reference.on_epoch_end()
 
 
-def test_shuffled_batches_end_with_the_last_epoch_to_train() -> None:
+def test_each_pass_is_one_epoch_and_ends_with_it() -> None:
     """An endless stream was cut by fit() mid-prefetch: its iterator could then stall seconds on teardown."""
     x, y = data(130)
-    got = [xb.numpy() for xb, _ in feeding.batches(x, y, 64, shuffle=True, seed=5, first_epoch=2, end_epoch=4)]
-    assert [len(b) for b in got] == [64, 64, 2] * 2  # epochs 2 and 3, then the end
-    for epoch, start in ((2, 0), (3, 3)):
-        assert np.array_equal(np.concatenate(got[start : start + 3]), x[feeding.epoch_order(5, epoch, 130)].astype(np.float32))
+    dataset, orders = feeding.shuffled_epochs(x, y, 64, seed=5, order_offset=1)
+    for epoch, batches in zip(range(4), epochs_of(dataset, orders, range(4)), strict=True):
+        assert [len(xb) for xb, _ in batches] == [64, 64, 2]
+        assert np.array_equal(np.concatenate([xb for xb, _ in batches]), x[feeding.epoch_order(5, epoch + 1, 130)].astype(np.float32))
 
 
 def test_unshuffled_batches_are_one_pass_in_order() -> None:
@@ -49,9 +58,14 @@ def test_unshuffled_batches_are_one_pass_in_order() -> None:
     assert np.array_equal(np.concatenate(got), x.astype(np.float32))
 
 
-@pytest.mark.parametrize(("requested", "steps", "expected"), [(16, 469, 7), (16, 98, 14), (16, 59, 1), (1, 98, 1), (32, 8, 8)])
-def test_steps_per_execution_divides_the_epoch(requested: int, steps: int, expected: int) -> None:
+@pytest.mark.parametrize(("requested", "steps", "expected"), [(16, 469, 16), (16, 98, 16), (16, 59, 16), (1, 98, 1), (32, 8, 8)])
+def test_steps_per_execution_when_the_data_ends_with_each_epoch(requested: int, steps: int, expected: int) -> None:
     assert feeding.steps_per_execution(requested, steps) == expected
+
+
+@pytest.mark.parametrize(("requested", "steps", "expected"), [(16, 469, 7), (16, 98, 14), (16, 59, 1), (1, 98, 1), (32, 8, 8)])
+def test_steps_per_execution_divides_an_endless_stream_s_epoch(requested: int, steps: int, expected: int) -> None:
+    assert feeding.steps_per_execution(requested, steps, epoch_ends=False) == expected
 
 
 def test_a_user_batch_callback_keeps_one_batch_per_execution() -> None:
@@ -59,7 +73,7 @@ def test_a_user_batch_callback_keeps_one_batch_per_execution() -> None:
         def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
             pass
 
-    assert feeding.steps_per_execution(16, 98, [keras.callbacks.TerminateOnNaN()]) == 14  # Keras' own: coarser is fine
+    assert feeding.steps_per_execution(16, 98, [keras.callbacks.TerminateOnNaN()]) == 16  # Keras' own: coarser is fine
     assert feeding.steps_per_execution(16, 98, [PerBatch()]) == 1
 
 
@@ -67,19 +81,19 @@ def fit(x: np.ndarray, y: np.ndarray, *, spe: int, tf_data: bool) -> tuple[dict,
     keras.utils.set_random_seed(1)
     model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3, activation="softmax")])
     model.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"], steps_per_execution=spe)
-    if tf_data:  # as the runner does: Keras advances a data source once before epoch 0, so the stream starts at order 1
-        train = feeding.batches(x, y, 32, shuffle=True, seed=5, first_epoch=1)
-        history = model.fit(train, steps_per_epoch=feeding.steps(x, 32), epochs=2, verbose=0, shuffle=False)
+    if tf_data:  # as the runner does: Keras epoch e trains on order e + 1, as with the PyDataset (advanced once before epoch 0)
+        train, orders = feeding.shuffled_epochs(x, y, 32, seed=5, order_offset=1)
+        history = model.fit(train, epochs=2, verbose=0, shuffle=False, callbacks=[orders])
         return history.history, model.evaluate(feeding.batches(x, y, 32), verbose=0)
     history = model.fit(ArrayBatches(x, y, 32, shuffle=True, seed=5), epochs=2, verbose=0, shuffle=False)
     return history.history, model.evaluate(ArrayBatches(x, y, 32), verbose=0)
 
 
 def test_tf_data_and_steps_per_execution_give_the_same_numbers_as_the_pydataset() -> None:
-    x, y = data(320)  # 10 batches: steps_per_execution 5 divides it
+    x, y = data(320)  # 10 batches a epoch: 5 steps per call divide it, 4 and 16 do not (the last call of an epoch runs fewer)
     reference = fit(x, y, spe=1, tf_data=False)
-    assert fit(x, y, spe=1, tf_data=True) == reference
-    assert fit(x, y, spe=5, tf_data=True) == reference
+    for spe in (1, 5, 4, 16):
+        assert fit(x, y, spe=spe, tf_data=True) == reference, spe
 
 
 def test_importing_tensorflow_hides_only_the_onednn_notice() -> None:

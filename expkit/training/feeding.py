@@ -28,54 +28,59 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, int(epoch)]).permutation(n).astype(np.int64)
 
 
-def batches(
-    x: Any,
-    y: Any | None,
-    batch_size: int,
-    *,
-    shuffle: bool = False,
-    seed: int = 0,
-    first_epoch: int = 0,
-    end_epoch: int | None = None,
-    prefetch: bool = True,
-    threads: int | None = None,
-) -> Any:
-    """A tf.data.Dataset of (x, y) batches (or x alone when `y` is None).
+def batches(x: Any, y: Any | None, batch_size: int, *, prefetch: bool = True, threads: int | None = None) -> Any:
+    """A tf.data.Dataset of (x, y) batches (or x alone when `y` is None): one pass, in order."""
+    import tensorflow as tf
 
-    With `shuffle`, the dataset runs epoch `first_epoch`, then the next, each in its own order, up
-    to `end_epoch` (exclusive; None: endless); pass `fit(steps_per_epoch=steps(x, batch_size))`.
-    Without, it is one pass in order.
+    return _dataset(x, y, batch_size, lambda start, stop: tf.range(start, stop, dtype=tf.int64), prefetch, threads)
 
-    A dataset that ends with training matters: the epoch orders come from a `tf.numpy_function`, and
-    an endless iterator destroyed at the end of `fit()` (GIL held) could wait seconds for a prefetch
-    thread that was computing the next, unused order (GIL wanted).
+
+def shuffled_epochs(
+    x: Any, y: Any, batch_size: int, *, seed: int, order_offset: int = 1, prefetch: bool = True, threads: int | None = None
+) -> tuple[Any, Any]:
+    """Training batches that follow one seeded order per epoch, and the Keras callback that sets it.
+
+    Keras epoch e draws its samples in `epoch_order(seed, e + order_offset)`: the callback writes that
+    order into a variable when the epoch begins, before Keras starts iterating the dataset. Each pass
+    over the dataset is one epoch, so a call running several steps (`steps_per_execution`) stops at the
+    epoch's end, and no tf.data thread ever calls back into Python (an endless stream with a
+    `numpy_function` per epoch stalled seconds on teardown at the end of fit()).
     """
+    import keras
+    import tensorflow as tf
+
+    n = num_samples(x)
+    order = tf.Variable(epoch_order(seed, order_offset, n), trainable=False)
+
+    class EpochOrders(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            order.assign(epoch_order(seed, epoch + order_offset, n))
+
+    dataset = _dataset(x, y, batch_size, lambda start, stop: order[start:stop], prefetch, threads)
+    return dataset, EpochOrders()
+
+
+def _dataset(x: Any, y: Any | None, batch_size: int, rows: Any, prefetch: bool, threads: int | None) -> Any:
+    """Batch b gathers `rows(start, stop)` of the arrays (held in variables) and casts compact dtypes to float32."""
     import tensorflow as tf
 
     n = num_samples(x)
     # Held in variables: a tf.data function captures a variable's handle, where a constant would be copied into the graph.
     data = tf.nest.map_structure(lambda a: tf.Variable(a, trainable=False), x if y is None else (x, y))
 
-    def gather(index: Any) -> Any:
+    def gather(batch: Any) -> Any:
+        start = batch * batch_size
+        index = rows(start, tf.minimum(start + batch_size, n))
+
         def pick(a: Any) -> Any:
             part = tf.gather(a, index)
             return tf.cast(part, tf.float32) if a.dtype.name in COMPACT_TF else part
 
         return tf.nest.map_structure(pick, data)
 
-    if shuffle:
-
-        def one_epoch(epoch: Any) -> Any:
-            order = tf.numpy_function(lambda e: epoch_order(seed, int(e), n), [epoch], tf.int64, stateful=False)
-            order.set_shape([n])
-            return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
-
-        last = np.iinfo(np.int64).max if end_epoch is None else end_epoch
-        index = tf.data.Dataset.range(first_epoch, last).flat_map(one_epoch)
-    else:
-        index = tf.data.Dataset.range(n).batch(batch_size)
     # A few batches ahead are enough to keep the model busy; an autotuned buffer can hold hundreds of MB of float32 batches.
-    dataset = index.map(gather, num_parallel_calls=PARALLEL_BATCHES if prefetch else None, deterministic=True)
+    dataset = tf.data.Dataset.range(math.ceil(n / batch_size))
+    dataset = dataset.map(gather, num_parallel_calls=PARALLEL_BATCHES if prefetch else None, deterministic=True)
     if prefetch:
         dataset = dataset.prefetch(PREFETCH_BATCHES)
     options = tf.data.Options()
@@ -90,14 +95,18 @@ def steps(x: Any, batch_size: int) -> int:
     return math.ceil(num_samples(x) / batch_size)
 
 
-def steps_per_execution(requested: int, steps_per_epoch: int, callbacks: list[Any] = ()) -> int:  # type: ignore[assignment]
+def steps_per_execution(requested: int, steps_per_epoch: int, callbacks: list[Any] = (), *, epoch_ends: bool = True) -> int:  # type: ignore[assignment]
     """How many batches to run per call into TensorFlow.
 
-    The largest divisor of `steps_per_epoch` not above `requested`, so one call never spans two
-    epochs; 1 if a callback of the user's own (not Keras') acts on single batches, so it still sees each one.
+    `requested`, capped at the epoch's length, when the data ends with each epoch (arrays: a call
+    stops there); for an endless stream (image folders), the largest divisor of `steps_per_epoch` not
+    above `requested`, so one call never spans two epochs. 1 if a callback of the user's own (not
+    Keras') acts on single batches, so it still sees each one.
     """
     if any(batch_hooks(c) and not type(c).__module__.startswith("keras.") for c in callbacks):
         return 1
+    if epoch_ends:
+        return max(1, min(requested, steps_per_epoch))
     return max(d for d in range(1, min(requested, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
 
 

@@ -196,32 +196,45 @@ def first_nan_epoch(history: dict[str, list[float]]) -> int | None:
     return None
 
 
-def feed(
-    splits: Splits | ImageSplits,
-    name: str,
-    batch_size: int,
-    *,
-    shuffle: bool = False,
-    seed: int = 0,
-    epoch: int = 0,
-    epochs: int = 1,
-    prefetch: bool = True,
-    threads: int | None = None,
-) -> Any:
-    """Batches of split `name` ("train", "validation", "test") for fit/evaluate/predict.
+def feed(splits: Splits | ImageSplits, name: str, batch_size: int, *, prefetch: bool = True, threads: int | None = None) -> Any:
+    """Batches of split `name` ("train", "validation", "test"), one pass in order, for evaluate/predict.
 
-    Training batches are drawn in the order seeded by (seed, epoch), arrays and image folders alike; a shuffled
-    training set runs epochs `epoch` to `epochs` - 1 (pass steps_per_epoch to fit()). Arrays go through tf.data
-    (`training.feeding`), gathered and cast in TensorFlow's threads.
+    Arrays go through tf.data (`training.feeding`), gathered and cast in TensorFlow's threads.
     """
     if isinstance(splits, ImageSplits):
-        return splits.batches(name, batch_size, train=name == "train", shuffle=shuffle, seed=seed, first_epoch=epoch, epochs=epochs)
+        return splits.batches(name, batch_size, train=name == "train")
     x, y = {"train": (splits.x_train, splits.y_train), "validation": (splits.x_val, splits.y_val), "test": (splits.x_test, splits.y_test)}[
         name
     ]
+    return feeding.batches(x, y, batch_size, prefetch=prefetch, threads=threads)
+
+
+def training_batches(
+    splits: Splits | ImageSplits,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int,
+    epoch: int,
+    epochs: int,
+    prefetch: bool = True,
+    threads: int | None = None,
+) -> tuple[Any, int | None, list[Any]]:
+    """The training data for fit() epochs `epoch` to `epochs` - 1: (data, steps_per_epoch, callbacks to pass with it).
+
+    Shuffled batches follow the order seeded by (seed, epoch), arrays and image folders alike. Image folders stream
+    endlessly (fit needs steps_per_epoch); arrays end with each epoch, their order set by a callback as it begins.
+    """
+    if isinstance(splits, ImageSplits):
+        data = splits.batches("train", batch_size, train=True, shuffle=shuffle, seed=seed, first_epoch=epoch, epochs=epochs)
+        return data, splits.steps("train", batch_size), []
+    if not shuffle:
+        return feeding.batches(splits.x_train, splits.y_train, batch_size, prefetch=prefetch, threads=threads), None, []
     # Epoch e of a run trains on order e + 1, as it did with Keras' per-epoch data sources (resumed runs stay identical).
-    orders = {"first_epoch": epoch + 1, "end_epoch": epochs + 1}
-    return feeding.batches(x, y, batch_size, shuffle=shuffle, seed=seed, prefetch=prefetch, threads=threads, **orders)
+    data, orders = feeding.shuffled_epochs(
+        splits.x_train, splits.y_train, batch_size, seed=seed, order_offset=1, prefetch=prefetch, threads=threads
+    )
+    return data, None, [orders]
 
 
 def input_example(splits: Splits | ImageSplits, count: int) -> np.ndarray:
@@ -284,7 +297,9 @@ def train_and_evaluate(
     steps = splits.steps("train", batch) if isinstance(splits, ImageSplits) else feeding.steps(splits.x_train, batch)
     user_callbacks = make_callbacks(config.callbacks, output_dir, objective)
     speed = {
-        "steps_per_execution": feeding.steps_per_execution(trainer.steps_per_execution, steps, user_callbacks),
+        "steps_per_execution": feeding.steps_per_execution(
+            trainer.steps_per_execution, steps, user_callbacks, epoch_ends=not isinstance(splits, ImageSplits)
+        ),
         "jit_compile": trainer.jit_compile,
     }
     with strategy.scope():  # variables (model and optimizer) are created once per replica
@@ -332,16 +347,18 @@ def train_and_evaluate(
                 set_trainable(model, phase.trainable_from, built_trainable, f"phases.{phase.index}.trainable_from")
                 compile_configured(model, config, phase.optimizer, **speed)
         first = max(initial_epoch, phase.start)
-        endless = isinstance(splits, ImageSplits) or trainer.shuffle
+        train, steps_per_epoch, data_callbacks = training_batches(
+            splits, batch, shuffle=trainer.shuffle, seed=config.seed, epoch=first, epochs=phase.end, **tuning
+        )
         model.fit(
-            feed(splits, "train", batch, shuffle=trainer.shuffle, seed=config.seed, epoch=first, epochs=phase.end, **tuning),
+            train,
             epochs=phase.end,
             initial_epoch=first,
-            steps_per_epoch=steps if endless else None,
+            steps_per_epoch=steps_per_epoch,
             verbose=1 if trainer.verbose == "auto" else trainer.verbose,  # the app resolves auto for its terminal
             validation_data=validation,
-            shuffle=False,  # batches are shuffled reproducibly per epoch by feed()
-            callbacks=callbacks,
+            shuffle=False,  # batches are shuffled reproducibly per epoch by training_batches()
+            callbacks=[*data_callbacks, *callbacks],
         )
         resumed_phase = None
     history = epoch_state.history
