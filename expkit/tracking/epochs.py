@@ -13,11 +13,11 @@ import keras
 class EpochLogger(keras.callbacks.Callback):
     """Logs every epoch's metrics, learning rate and duration to one MLflow run, off the training loop's path.
 
-    `run` is a TrackedRun or ChildRun. One background thread first opens its store (`run.warm_up`:
-    MLflow's import and what logging the results needs), then writes each epoch's batch while the
-    next epoch trains. Once the store is open, epoch e's record is on disk by the middle of epoch
-    e + 1 (and before training ends), so a crash loses at most the running epoch's record; a resumed
-    run backfills any epoch that its saved state has and MLflow lacks.
+    `run` is a TrackedRun or ChildRun. A background thread opens its store as training starts (the
+    job may not have imported MLflow yet), then writes each epoch's batch while the next epoch trains;
+    another imports what logging the results will need (`run.warm_up`). Epoch e's record is on disk
+    by the middle of epoch e + 1 (and before training ends), so a crash loses at most the running
+    epoch's record; a resumed run backfills any epoch that its saved state has and MLflow lacks.
     """
 
     def __init__(self, run: Any) -> None:
@@ -25,7 +25,8 @@ class EpochLogger(keras.callbacks.Callback):
         self.run = run
         self._started = 0.0
         self._writer: ThreadPoolExecutor | None = None  # one per fit(): a multi-phase run calls fit() once per phase
-        self._opened: Future[Any] | None = None
+        self._opening: Future[Any] | None = None
+        self._warming: Future[Any] | None = None
         self._pending: list[Future[Any]] = []
 
     def _wait(self) -> None:
@@ -36,19 +37,20 @@ class EpochLogger(keras.callbacks.Callback):
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="expkit-epoch-log")
-        self._opened = self._writer.submit(self.run.warm_up)
+        self._opening = self._writer.submit(lambda: self.run.client)  # the epochs' writes queue behind it
+        warming = ThreadPoolExecutor(1, thread_name_prefix="expkit-warm-up")
+        self._warming = warming.submit(self.run.warm_up)
+        warming.shutdown(wait=False)
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._started = time.perf_counter()
 
     def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        opened = self._opened is None or self._opened.done()
-        if opened and self._pending and batch >= (self.params.get("steps") or 0) // 2:
+        if self._pending and batch >= (self.params.get("steps") or 0) // 2:
             self._wait()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if self._opened is not None and self._opened.done():
-            self._wait()  # raises what an earlier write raised; writes queue up only while the store opens
+        self._wait()  # raises what the previous write raised
         values = {k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}
         values["epoch_time_s"] = time.perf_counter() - self._started
         with contextlib.suppress(AttributeError, TypeError, ValueError):
@@ -67,7 +69,8 @@ class EpochLogger(keras.callbacks.Callback):
         if self._writer is not None:
             self._writer.shutdown(wait=True)
             self._writer = None
-        opened, self._opened = self._opened, None
-        if opened is not None:
-            opened.result()
+        for started in (self._opening, self._warming):
+            if started is not None:
+                started.result()
+        self._opening = self._warming = None
         self._wait()

@@ -298,7 +298,11 @@ def train_and_evaluate(
     user_callbacks = make_callbacks(config.callbacks, output_dir, objective)
     speed = {
         "steps_per_execution": feeding.steps_per_execution(
-            trainer.steps_per_execution, steps, user_callbacks, epoch_ends=not isinstance(splits, ImageSplits)
+            # A multi-step call stops at the epoch's end, except over image streams and across replicas (Keras fails there).
+            trainer.steps_per_execution,
+            steps,
+            user_callbacks,
+            epoch_ends=not isinstance(splits, ImageSplits) and not is_distributed(strategy),
         ),
         "jit_compile": trainer.jit_compile,
     }
