@@ -70,6 +70,7 @@ def install() -> None:
     patch(runner, "build_model", "model build")
     patch(runner, "compile_model", "model compile")
     patch(runner.feeding, "batches", "batch pipelines created")
+    patch(runner.feeding, "shuffled_epochs", "batch pipelines created")
     patch(keras.Model, "fit", "fit (incl. callbacks)")
     patch(keras.Model, "evaluate", "evaluate (test)")
     patch(keras.Model, "save", "save final model (.keras)")
@@ -93,6 +94,7 @@ def install() -> None:
         ("log_model", "tracking: model logging (Keras flavor)"),
         ("log_inference_model", "tracking: inference model logging (pyfunc, validated by MLflow)"),
         ("log_hparams", "tracking: TensorBoard hparams"),
+        ("warm_up", "tracking: warm-up in a thread during fit (model flavors, matplotlib)"),
         ("log_results", "tracking: all results after fit (metrics, files, plots, models, card)"),
         ("end", "tracking: end run"),
     ]:
@@ -119,7 +121,7 @@ def main(args: list[str]) -> dict[str, Any]:
     sys.argv = ["expkit", "train", *args]
     t0 = time.perf_counter()
     try:
-        cli.main()
+        cli.app()  # not cli.main(), which ends a process that trained without returning here
     except SystemExit as stop:
         if stop.code not in (0, None):
             raise

@@ -318,8 +318,9 @@ def report(results: dict[str, Any], args: argparse.Namespace, started: float, lo
             "## Per-phase profile of one run",
             "",
             f"`python benchmarks/profile_run.py +experiment=mnist_dense trainer.verbose=0`: one in-process run with timers around"
-            f" each phase (TF and MLflow are imported first so their classes can be wrapped; in a normal run they are imported"
-            f" where first used, one after the other). Nested rows (the tracking steps inside `all results after fit`) are"
+            f" each phase (TF and MLflow are imported first so their classes can be wrapped, so the run is set up in this"
+            f" process; in a normal run a separate process creates it while TensorFlow is imported, and MLflow's import"
+            f" and the warm-up happen in threads during the fit). Nested rows (the tracking steps inside `all results after fit`) are"
             f" also counted in their parent row. Whole run {p['wall_s']:.1f} s; first training step at"
             f" {p['marks'].get('first training step done (s since start)', 0):.1f} s; load after: {p['load_after']}.",
             "",
