@@ -67,7 +67,14 @@ class Scale(PreprocessStep):
     def fit(self, train: Any) -> Callable[[Any], Any]:
         import numpy as np
 
-        return lambda a: a.astype(np.float32) / np.float32(self.divisor)
+        divisor = np.float32(self.divisor)
+
+        def scale(a: Any) -> Any:
+            out = a.astype(np.float32)
+            out /= divisor  # in place: one float32 copy of the data, not two (the same values)
+            return out
+
+        return scale
 
 
 @register_step
