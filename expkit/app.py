@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -193,7 +194,14 @@ def run_experiment(
     name = run_name(config.name, overrides, swept_overrides(overrides))
     params = None if resume else resolved
     tracked = start_tracking(config, name, overrides, run_id, drift, objective, params) if config.tracking.enabled else None
-    import_tensorflow()  # without its oneDNN notice; a new run is meanwhile created by another process
+    try:
+        import_tensorflow()  # without its oneDNN notice; a new run is meanwhile created by another process
+    except KeyboardInterrupt:
+        if tracked is not None:
+            with contextlib.suppress(Exception):  # the opener runs in its own session: Ctrl-C left it to finish the run
+                tracked.end("KILLED")
+        print("aborted before training started", file=sys.stderr)
+        sys.exit(130)
     from expkit.training.resume import Interrupted, StopRequest  # imports Keras
 
     tb_dir = None

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -191,6 +192,43 @@ def test_a_file_that_is_not_an_mlflow_store_is_one_clear_error(workdir: Path) ->
     assert (workdir / "broken.db").read_text() == "not a database\n"  # left as it was
 
 
+def children_running(pid: int, module: str) -> bool:
+    """Whether a child of `pid` runs `python -m module`."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            command = (stat.parent / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == pid and module.encode() in command:
+            return True
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the opener process through /proc")
+def test_ctrl_c_while_tensorflow_loads_marks_the_opened_run_killed(workdir: Path) -> None:
+    """Ctrl-C reaches the job and the process creating its run; the run is created, then marked KILLED, without a traceback."""
+    job = subprocess.Popen(
+        [sys.executable, "-m", "expkit.cli", "train", "trainer.epochs=2", *FAST],
+        cwd=workdir,
+        env=expkit_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while not children_running(job.pid, "expkit.tracking.opener"):
+        assert job.poll() is None and time.monotonic() < deadline, "the run was not created by an opener process"
+        time.sleep(0.01)
+    os.killpg(job.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground process group
+    _, stderr = job.communicate(timeout=120)
+    assert job.returncode == 130, stderr
+    assert "aborted before training started" in stderr and "Traceback" not in stderr, stderr
+    (run,) = mlflow_runs(workdir, "digits_mlp")
+    assert run.info.status == "KILLED"
+
+
 @pytest.mark.slow
 def test_concurrent_runs_on_a_fresh_store(workdir: Path) -> None:
     repetitions = int(os.environ.get("EXPKIT_CONCURRENCY_REPS", "1"))
@@ -212,4 +250,5 @@ def test_concurrent_runs_on_a_fresh_store(workdir: Path) -> None:
         assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
         runs = mlflow_runs(root, "digits_mlp")
         assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
+        assert len(output_dirs(root)) == 4  # one folder each, though they started in the same second
         assert all(loss_steps(root, r.info.run_id) == [0, 1] and "test_accuracy" in r.data.metrics for r in runs)

@@ -188,7 +188,11 @@ class TrackedRun:
         }
         self._opened_elsewhere = True
         self._opener = subprocess.Popen(
-            [sys.executable, "-m", "expkit.tracking.opener"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-m", "expkit.tracking.opener"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # a Ctrl-C for the job does not cut the run's creation short: the job ends the run
         )
         assert self._opener.stdin is not None
         self._opener.stdin.write(json.dumps(request, default=str))
