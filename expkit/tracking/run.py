@@ -91,7 +91,6 @@ class TrackedRun:
         self._client_lock = threading.RLock()
         self._run_id = ""
         self._opener: subprocess.Popen[str] | None = None  # the process creating the run, until its id is read
-        self._opened_elsewhere = False  # the run was created by the opener process
         self._active = False  # MLflow's active run in the main thread (model logging needs one)
         self._tags: dict[str, str] = {}
         self._deferred_tags: dict[str, str] = {}  # set before the store was opened here; written when it is
@@ -186,7 +185,6 @@ class TrackedRun:
             "tensorboard_base": None if tensorboard_base is None else str(tensorboard_base),
             "source": sys.argv[0],  # MLflow's source tags name the program, not the opener
         }
-        self._opened_elsewhere = True
         self._opener = subprocess.Popen(
             [sys.executable, "-m", "expkit.tracking.opener"],
             stdin=subprocess.PIPE,
@@ -271,7 +269,7 @@ class TrackedRun:
 
     def set_tags(self, tags: dict[str, str]) -> None:
         """Tag the run; before this process has opened the store (see `warm_up`), the tags wait for it."""
-        if self._client is None and self._opened_elsewhere:
+        if self._client is None:
             self._deferred_tags.update({k: str(v) for k, v in tags.items()})
             return
         self._log_tags(tags)
