@@ -145,6 +145,13 @@ def build_only(config: ExperimentConfig) -> None:
     print(f"parameters: {model.count_params():,} ({trainable:,} trainable)")
 
 
+def in_pool_worker() -> bool:
+    """Whether this job runs in a joblib (loky) worker process, which its pool ends when the sweep is over."""
+    import multiprocessing
+
+    return type(multiprocessing.current_process()).__module__.startswith("joblib.")
+
+
 def in_multirun() -> bool:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -282,7 +289,8 @@ def start_tracking(
 ) -> Any:
     """Open (or reopen, on resume) this job's MLflow run, tagged with the objective it is scored by.
 
-    A new run is created in the background while TensorFlow is imported (see `TrackedRun.start`).
+    A new run is created in the background while TensorFlow is imported (see `TrackedRun.start`),
+    unless this job shares the machine's cores with other jobs of a sweep.
     """
     from expkit.tracking.run import TrackedRun
 
@@ -307,7 +315,9 @@ def start_tracking(
     if drift:
         tags["resume.config_drift"] = "; ".join(drift)[:5000]
     tensorboard_base = Path(config.paths.output_dir) / "tensorboard"
-    tracked.start(name, tags, run_id=run_id, params=params, tensorboard_base=tensorboard_base, overlap=True)
+    # Jobs that share the cores (joblib) or were given a few (clusters) have none to spare for the opener.
+    overlap = threads_per_job(config.trainer.cpus) is None
+    tracked.start(name, tags, run_id=run_id, params=params, tensorboard_base=tensorboard_base, overlap=overlap)
     return tracked
 
 
@@ -411,6 +421,10 @@ class HydraTask:
             resolved = OmegaConf.to_container(cfg, resolve=True)
             if config.trainer.threads is None:
                 config.trainer.threads = threads_per_job(config.trainer.cpus)
+            if in_pool_worker():
+                from expkit.backend import skip_teardown_at_exit
+
+                skip_teardown_at_exit()
             from expkit.selection.pruning import epoch_hooks
 
             return run_experiment(config, resolved, overrides, self.invocation, epoch_hooks=epoch_hooks())  # type: ignore[arg-type]

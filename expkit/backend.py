@@ -8,10 +8,13 @@ those lines; anything else TF writes there (real warnings, errors) still reaches
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import sys
 import tempfile
-from typing import Any
+import threading
+from typing import Any, NoReturn
 
 NOISE = ("oneDNN custom operations are on", "All log messages before absl::InitializeLog()")
 
@@ -45,3 +48,37 @@ def import_tensorflow() -> Any:
                 sys.stderr.write("".join(kept))
                 sys.stderr.flush()
     return tensorflow
+
+
+def exit_now(code: object) -> NoReturn:
+    """End a process that trained a model as Python would, minus the interpreter's teardown.
+
+    Threads are joined, atexit handlers run and output is flushed; freeing TensorFlow's runtime and
+    every module's objects, which takes 1.3-2 s after a run and writes nothing, is skipped.
+    """
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+    status = code if isinstance(code, int) else (0 if code is None else 1)
+    shutdown = getattr(threading, "_shutdown", None)  # joins non-daemon threads, as the interpreter does first
+    if shutdown is not None:
+        shutdown()
+    atexit.unregister(_exit_without_teardown)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(status)
+
+
+def _exit_without_teardown() -> None:
+    exit_now(0)
+
+
+def skip_teardown_at_exit() -> None:
+    """Make this worker process (e.g. a joblib sweep worker) end like `exit_now` when its pool shuts it down.
+
+    Registered last, the hook runs first at exit: it runs the other atexit handlers itself, then skips
+    the teardown, so a finished sweep does not wait for each worker to free TensorFlow.
+    """
+    atexit.unregister(_exit_without_teardown)
+    atexit.register(_exit_without_teardown)
