@@ -200,8 +200,10 @@ def run_experiment(
 
     name = run_name(config.name, overrides, swept_overrides(overrides))
     params = None if resume else resolved
-    tracked = start_tracking(config, name, overrides, run_id, drift, objective, params) if config.tracking.enabled else None
+    tracked = new_tracked_run(config) if config.tracking.enabled else None
     try:
+        if tracked is not None:
+            start_tracking(tracked, config, name, overrides, run_id, drift, objective, params)
         import_tensorflow()  # without its oneDNN notice; a new run is meanwhile created by another process
     except KeyboardInterrupt:
         if tracked is not None:
@@ -278,7 +280,16 @@ def run_experiment(
             tracked.end(status)
 
 
+def new_tracked_run(config: ExperimentConfig) -> Any:
+    """The job's TrackedRun, not started yet."""
+    from expkit.tracking.run import TrackedRun
+
+    t = config.tracking
+    return TrackedRun(uri=t.uri, root_dir=config.paths.root_dir, experiment_name=t.experiment_name, artifact_dir=t.artifact_dir)
+
+
 def start_tracking(
+    tracked: Any,
     config: ExperimentConfig,
     name: str,
     overrides: list[str],
@@ -286,16 +297,12 @@ def start_tracking(
     drift: list[str],
     objective: Objective,
     params: dict[str, Any] | None,
-) -> Any:
+) -> None:
     """Open (or reopen, on resume) this job's MLflow run, tagged with the objective it is scored by.
 
     A new run is created in the background while TensorFlow is imported (see `TrackedRun.start`),
     unless this job shares the machine's cores with other jobs of a sweep.
     """
-    from expkit.tracking.run import TrackedRun
-
-    t = config.tracking
-    tracked = TrackedRun(uri=t.uri, root_dir=config.paths.root_dir, experiment_name=t.experiment_name, artifact_dir=t.artifact_dir)
     preset = next((o.split("=", 1)[1] for o in overrides if o.startswith(("+experiment=", "experiment="))), "default")
     tags = {
         "preset": preset,
@@ -318,7 +325,6 @@ def start_tracking(
     # Jobs that share the cores (joblib) or were given a few (clusters) have none to spare for the opener.
     overlap = threads_per_job(config.trainer.cpus) is None
     tracked.start(name, tags, run_id=run_id, params=params, tensorboard_base=tensorboard_base, overlap=overlap)
-    return tracked
 
 
 def log_outcome(

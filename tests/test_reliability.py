@@ -221,6 +221,7 @@ def test_ctrl_c_while_tensorflow_loads_marks_the_opened_run_killed(workdir: Path
     while not children_running(job.pid, "expkit.tracking.opener"):
         assert job.poll() is None and time.monotonic() < deadline, "the run was not created by an opener process"
         time.sleep(0.01)
+    time.sleep(0.2)  # the job hands the opener its request right after starting it; TensorFlow's import takes seconds more
     os.killpg(job.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground process group
     _, stderr = job.communicate(timeout=120)
     assert job.returncode == 130, stderr

@@ -200,6 +200,16 @@ def test_a_store_the_opener_cannot_use_is_a_clear_tracking_uri_error(tmp_path: P
     assert done.stderr.count("Traceback") == 1  # the job's own (it does not catch the error); none from the opener
 
 
+@pytest.mark.parametrize("request_text", ["", '{"uri": "sqlite:///x.db", "run_na'])
+def test_the_opener_ends_quietly_when_the_job_stopped_before_sending_its_request(request_text: str, tmp_path: Path) -> None:
+    """A Ctrl-C can stop the job between starting the opener and handing it the request: no run, no traceback."""
+    done = subprocess.run(
+        [sys.executable, "-m", "expkit.tracking.opener"], input=request_text, capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (1, "", "")
+    assert not list(tmp_path.iterdir())  # no store was created
+
+
 # --- the sweep's parent run (tracking/sweep.py) -----------------------------------------------------
 
 

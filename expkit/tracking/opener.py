@@ -17,7 +17,10 @@ from expkit.errors import ExpkitError
 
 
 def main() -> int:
-    request = json.loads(sys.stdin.read())
+    try:
+        request = json.loads(sys.stdin.read())
+    except ValueError:  # the job was stopped (Ctrl-C) before it sent the whole request: there is nothing to create
+        return 1
     sys.argv[0] = request["source"]  # MLflow's source name and git tags describe the job's program
     from expkit.tracking.run import TrackedRun
 

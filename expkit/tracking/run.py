@@ -7,6 +7,7 @@ and imports MLflow itself only while its model trains (see `TrackedRun.warm_up`)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -199,6 +200,9 @@ class TrackedRun:
     def _collect_opened_run(self) -> None:
         opener, self._opener = self._opener, None
         assert opener is not None and opener.stdout is not None
+        if opener.stdin is not None and not opener.stdin.closed:  # a Ctrl-C cut the request short: let the opener see its end
+            with contextlib.suppress(OSError, ValueError):
+                opener.stdin.close()
         output = opener.stdout.read()
         opener.wait()
         lines = output.strip().splitlines()
