@@ -13,8 +13,8 @@ import keras
 class EpochLogger(keras.callbacks.Callback):
     """Logs every epoch's metrics, learning rate and duration to one MLflow run, off the training loop's path.
 
-    `run` is a TrackedRun or ChildRun. A background thread opens its store as training starts (the
-    job may not have imported MLflow yet), then writes each epoch's batch while the next epoch trains;
+    `run` is a TrackedRun or ChildRun. A background thread opens its store once the first training
+    call is done (the job may not have imported MLflow yet), then writes each epoch's batch while the next epoch trains;
     another imports what logging the results will need (`run.warm_up`). Epoch e's record is on disk
     by the middle of epoch e + 1 (and before training ends), so a crash loses at most the running
     epoch's record; a resumed run backfills any epoch that its saved state has and MLflow lacks.
@@ -37,10 +37,22 @@ class EpochLogger(keras.callbacks.Callback):
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="expkit-epoch-log")
-        self._opening = self._writer.submit(lambda: self.run.client)  # the epochs' writes queue behind it
+
+    def _open(self) -> None:
+        """Open the store (the epochs' writes queue behind it) and warm up, each in a thread of its own.
+
+        Called once the first training call has returned: before it, Keras traces the train step in
+        Python, and these threads would take the GIL from it and delay the first step.
+        """
+        if self._opening is not None or self._writer is None:
+            return
+        self._opening = self._writer.submit(lambda: self.run.client)
         warming = ThreadPoolExecutor(1, thread_name_prefix="expkit-warm-up")
         self._warming = warming.submit(self.run.warm_up)
         warming.shutdown(wait=False)
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self._open()
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._started = time.perf_counter()
@@ -57,6 +69,7 @@ class EpochLogger(keras.callbacks.Callback):
             values["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         if self._writer is None:
             self.on_train_begin()
+        self._open()
         assert self._writer is not None
         self._pending.append(self._writer.submit(self._write, epoch, values, int(time.time() * 1000)))
 
