@@ -109,7 +109,16 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "first_step": statistics.median(firsts) if firsts else None,
         "accuracy": statistics.median(accs) if accs else None,
         "n": len(runs),
+        "walls": [round(w, 3) for w in walls],  # in round order: run r of every variant ran in the same round
     }
+
+
+def paired_ratio(variant: dict[str, Any], raw: dict[str, Any]) -> float | None:
+    """The median over rounds of (this variant's wall time / the raw script's in the same round): drift-robust."""
+    a, b = variant.get("walls"), raw.get("walls")
+    if not a or not b or len(a) != len(b):
+        return None
+    return statistics.median(x / y for x, y in zip(a, b, strict=True))
 
 
 def write_imdb(path: Path, n: int = 25_000, seed: int = 0) -> None:
@@ -286,10 +295,12 @@ def report(results: dict[str, Any], args: argparse.Namespace, started: float, lo
             " at most 1.10x. `first step` is seconds from process start to the end of the first `fit()` batch.",
             "",
             "CPU is user + system seconds of the whole process (median): on a busy machine it is the figure least"
-            " distorted by other processes, so its ratio is given too.",
+            " distorted by other processes, so its ratio is given too. `paired` is the median, over rounds, of the"
+            " variant's wall time over the raw script's in the same round: a slow spell of the machine hits both.",
             "",
-            "| model | variant | median s | min s | ratio | first step s | ratio | CPU s (sys) | CPU ratio | peak RSS MB | test acc |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| model | variant | median s | min s | ratio | paired | first step s | ratio | CPU s (sys) | CPU ratio"
+            " | peak RSS MB | test acc |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for name, res in results["overhead"].items():
             raw = res["variants"]["raw Keras"]
@@ -297,10 +308,11 @@ def report(results: dict[str, Any], args: argparse.Namespace, started: float, lo
                 ratio = s["median"] / raw["median"]
                 first = s["first_step"] / raw["first_step"] if s["first_step"] and raw["first_step"] else None
                 lines.append(
-                    f"| {name} | {variant} | {s['median']:.1f} | {s['min']:.1f} | {ratio:.2f}x | {fmt(s['first_step'])} | {fmt(first, 2)}x"
+                    f"| {name} | {variant} | {s['median']:.1f} | {s['min']:.1f} | {ratio:.2f}x | {fmt(paired_ratio(s, raw), 2)}x"
+                    f" | {fmt(s['first_step'])} | {fmt(first, 2)}x"
                     f" | {s['cpu']:.1f} ({s['sys']:.1f}) | {s['cpu'] / raw['cpu']:.2f}x | {s['rss_mb']:.0f} | {fmt(s['accuracy'], 4)} |"
                 )
-            lines.append(f"| {name} | *load after* | {res['load_after']} | | | | | | | | |")
+            lines.append(f"| {name} | *load after* | {res['load_after']} | | | | | | | | | |")
         lines += ["", "Models: " + "; ".join(f"{n}: {r['what']}" for n, r in results["overhead"].items()) + ".", ""]
         if "imdb_dense" in results["overhead"]:
             v = results["overhead"]["imdb_dense"]["variants"]
