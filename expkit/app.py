@@ -145,13 +145,6 @@ def build_only(config: ExperimentConfig) -> None:
     print(f"parameters: {model.count_params():,} ({trainable:,} trainable)")
 
 
-def in_pool_worker() -> bool:
-    """Whether this job runs in a joblib (loky) worker process, which its pool ends when the sweep is over."""
-    import multiprocessing
-
-    return type(multiprocessing.current_process()).__module__.startswith("joblib.")
-
-
 def in_multirun() -> bool:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -427,10 +420,6 @@ class HydraTask:
             resolved = OmegaConf.to_container(cfg, resolve=True)
             if config.trainer.threads is None:
                 config.trainer.threads = threads_per_job(config.trainer.cpus)
-            if in_pool_worker():
-                from expkit.backend import skip_teardown_at_exit
-
-                skip_teardown_at_exit()
             from expkit.selection.pruning import epoch_hooks
 
             return run_experiment(config, resolved, overrides, self.invocation, epoch_hooks=epoch_hooks())  # type: ignore[arg-type]

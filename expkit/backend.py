@@ -62,23 +62,8 @@ def exit_now(code: object) -> NoReturn:
     shutdown = getattr(threading, "_shutdown", None)  # joins non-daemon threads, as the interpreter does first
     if shutdown is not None:
         shutdown()
-    atexit.unregister(_exit_without_teardown)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
     os._exit(status)
-
-
-def _exit_without_teardown() -> None:
-    exit_now(0)
-
-
-def skip_teardown_at_exit() -> None:
-    """Make this worker process (e.g. a joblib sweep worker) end like `exit_now` when its pool shuts it down.
-
-    Registered last, the hook runs first at exit: it runs the other atexit handlers itself, then skips
-    the teardown, so a finished sweep does not wait for each worker to free TensorFlow.
-    """
-    atexit.unregister(_exit_without_teardown)
-    atexit.register(_exit_without_teardown)

@@ -3,8 +3,6 @@ optimizer / schedule / loss / metric resolution, callback paths, the model build
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
@@ -264,24 +262,3 @@ def test_check_labels_rejects_labels_that_do_not_fit(ten_way_model: keras.Model,
         check_labels(ten_way_model, loss, splits_with_labels(y))
     assert str(info.value).startswith(expected)
     assert "hint:" in str(info.value)
-
-
-WORKER_EXIT = """
-import atexit, sys
-atexit.register(lambda: print("earlier atexit handler ran", flush=True))
-from expkit.backend import skip_teardown_at_exit
-class Teardown:
-    def __del__(self):
-        print("interpreter teardown ran", flush=True)
-kept = Teardown()
-skip_teardown_at_exit()
-skip_teardown_at_exit()  # twice is once
-print("job done", flush=True)
-"""
-
-
-def test_pool_worker_exit_runs_atexit_handlers_but_skips_the_teardown() -> None:
-    """A sweep worker ends like `exit_now`: handlers registered before the hook still run, module teardown does not."""
-    done = subprocess.run([sys.executable, "-c", WORKER_EXIT], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["job done", "earlier atexit handler ran"]
