@@ -8,13 +8,10 @@ those lines; anything else TF writes there (real warnings, errors) still reaches
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import os
 import sys
 import tempfile
-import threading
-from typing import Any, NoReturn
+from typing import Any
 
 NOISE = ("oneDNN custom operations are on", "All log messages before absl::InitializeLog()")
 
@@ -48,22 +45,3 @@ def import_tensorflow() -> Any:
                 sys.stderr.write("".join(kept))
                 sys.stderr.flush()
     return tensorflow
-
-
-def exit_now(code: object) -> NoReturn:
-    """End a process that trained a model as Python would, minus the interpreter's teardown.
-
-    Threads are joined, atexit handlers run and output is flushed; freeing TensorFlow's runtime and
-    every module's objects, which takes 1.3-2 s after a run and writes nothing, is skipped.
-    """
-    if isinstance(code, str):
-        print(code, file=sys.stderr)
-    status = code if isinstance(code, int) else (0 if code is None else 1)
-    shutdown = getattr(threading, "_shutdown", None)  # joins non-daemon threads, as the interpreter does first
-    if shutdown is not None:
-        shutdown()
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(status)

@@ -13,11 +13,11 @@ import keras
 class EpochLogger(keras.callbacks.Callback):
     """Logs every epoch's metrics, learning rate and duration to one MLflow run, off the training loop's path.
 
-    `run` is a TrackedRun or ChildRun. A background thread opens its store once the first training
-    call is done (the job may not have imported MLflow yet), then writes each epoch's batch while the next epoch trains;
-    another imports what logging the results will need (`run.warm_up`). Epoch e's record is on disk
-    by the middle of epoch e + 1 (and before training ends), so a crash loses at most the running
-    epoch's record; a resumed run backfills any epoch that its saved state has and MLflow lacks.
+    `run` is a TrackedRun or ChildRun. Once the first training call is done, a background thread
+    opens its store (the job may not have imported MLflow yet), then writes each epoch's batch while
+    the next epoch trains; another imports what logging the results will need (`run.warm_up`).
+    Epoch e's record is on disk by the middle of epoch e + 1 (and before training ends), so a crash
+    loses at most the running epoch's record; a resumed run backfills any epoch that its saved state has and MLflow lacks.
     """
 
     def __init__(self, run: Any) -> None:
