@@ -89,7 +89,7 @@ def install() -> None:
         ("set_tags", "tracking: tags"),
         ("log_metrics", "tracking: test metrics"),
         ("log_artifacts", "tracking: artifacts (config, summary)"),
-        ("log_plots", "tracking: plots (incl. confusion-matrix predict)"),
+        ("log_plots", "tracking: plots (learning curves, confusion matrix)"),
         ("log_dataset", "tracking: dataset input"),
         ("log_model", "tracking: model logging (Keras flavor)"),
         ("log_inference_model", "tracking: inference model logging (pyfunc, validated by MLflow)"),

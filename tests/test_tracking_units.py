@@ -40,23 +40,6 @@ def test_ema_smoothing() -> None:
     np.testing.assert_allclose(plots.ema([10.0, 0.0, 0.0], 0.9), [10.0, 9.0, 8.1])
 
 
-def test_confusion_matrix_counts() -> None:
-    true = np.array([0, 0, 1, 2, 2, 2])
-    pred = np.array([0, 1, 1, 2, 0, 2])
-    counts = plots.confusion_matrix(true, pred, 3)
-    np.testing.assert_array_equal(counts, [[1, 1, 0], [0, 1, 0], [1, 0, 2]])  # row = true class, column = predicted
-    assert counts.sum() == 6 and np.trace(counts) == 4
-
-
-def test_class_labels_from_softmax_one_hot_and_sigmoid_outputs() -> None:
-    softmax = np.array([[0.1, 0.7, 0.2], [0.8, 0.1, 0.1], [0.2, 0.2, 0.6]])
-    true, pred, n = plots.class_labels(np.array([1, 2, 2]), softmax)
-    assert (true.tolist(), pred.tolist(), n) == ([1, 2, 2], [1, 0, 2], 3)
-    true, pred, n = plots.class_labels(np.eye(3)[[1, 2, 2]], softmax)  # one-hot labels
-    assert (true.tolist(), pred.tolist(), n) == ([1, 2, 2], [1, 0, 2], 3)
-    true, pred, n = plots.class_labels(np.array([1.0, 0.0, 1.0]), np.array([[0.9], [0.6], [0.2]]))  # one sigmoid unit
-    assert (true.tolist(), pred.tolist(), n) == ([1, 0, 1], [1, 1, 0], 2)
-
 
 def test_learning_curves_draw_one_figure_per_metric_not_per_extra(tmp_path: Path) -> None:
     history = {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "accuracy": [0.5, 0.8], "learning_rate": [0.1, 0.1], "epoch_time_s": [1, 1]}

@@ -262,3 +262,69 @@ def test_check_labels_rejects_labels_that_do_not_fit(ten_way_model: keras.Model,
         check_labels(ten_way_model, loss, splits_with_labels(y))
     assert str(info.value).startswith(expected)
     assert "hint:" in str(info.value)
+
+
+# --- test confusion matrices counted during evaluate (training/confusion.py) --------------------
+
+
+def reference_counts(true: np.ndarray, predicted: np.ndarray, n: int) -> np.ndarray:
+    counts = np.zeros((n, n), dtype=np.int64)
+    np.add.at(counts, (true, predicted), 1)
+    return counts
+
+
+@pytest.mark.parametrize(
+    ("units", "activation", "loss", "labels"),
+    [
+        (4, "softmax", "sparse_categorical_crossentropy", "integers"),
+        (4, "softmax", "categorical_crossentropy", "one_hot"),
+        (1, "sigmoid", "binary_crossentropy", "integers"),
+        (1, "tanh", "hinge", "signs"),
+    ],
+)
+def test_confusion_tally_matches_the_predictions(units: int, activation: str, loss: str, labels: str) -> None:
+    from expkit.training.confusion import confusion_tally
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 6)).astype("float32")
+    classes = rng.integers(0, max(units, 2), 300)
+    y = {"integers": classes, "one_hot": np.eye(max(units, 2))[classes], "signs": 2.0 * classes - 1}[labels]
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(units, activation=activation)])
+    model.compile(optimizer="adam", loss=loss, metrics=["accuracy"], steps_per_execution=3)
+    model.fit(x, y, epochs=1, validation_split=0.2, verbose=0)  # validation traces a test function without the tally
+    with confusion_tally(model, {"": loss}) as counts:
+        tallied = model.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)
+    outputs = model.predict(x, verbose=0)
+    threshold = 0.0 if loss == "hinge" else 0.5
+    predicted = outputs.argmax(axis=1) if units > 1 else (outputs.reshape(-1) > threshold).astype(int)
+    expected = reference_counts(classes, predicted, max(units, 2))
+    np.testing.assert_array_equal(counts[""], expected)
+    assert counts[""].sum() == 300
+    assert "compute_metrics" not in vars(model)  # the wrapper is gone after the block
+    assert model.evaluate(x, y, batch_size=32, verbose=0, return_dict=True) == pytest.approx(tallied)
+
+
+def test_confusion_tally_counts_each_classification_head_of_a_graph_model() -> None:
+    from expkit.training.confusion import classifier_heads, confusion_tally
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 5)).astype("float32")
+    topic, flag, score = rng.integers(0, 3, 200), rng.integers(0, 2, 200), rng.normal(size=200)
+    inputs = keras.Input((5,), name="x")
+    outputs = {
+        "topic": keras.layers.Dense(3, activation="softmax", name="topic")(inputs),
+        "flag": keras.layers.Dense(1, activation="sigmoid", name="flag")(inputs),
+        "score": keras.layers.Dense(1, name="score")(inputs),
+    }
+    model = keras.Model(inputs, outputs)
+    losses = {"topic": "sparse_categorical_crossentropy", "flag": "binary_crossentropy", "score": "mse"}
+    model.compile(optimizer="adam", loss=losses)
+    y = {"topic": topic, "flag": flag, "score": score}
+    heads = classifier_heads(losses)
+    assert set(heads) == {"topic", "flag"}
+    with confusion_tally(model, heads) as counts:
+        model.evaluate(x, y, batch_size=64, verbose=0)
+    predicted = model.predict(x, verbose=0)
+    np.testing.assert_array_equal(counts["topic"], reference_counts(topic, predicted["topic"].argmax(axis=1), 3))
+    np.testing.assert_array_equal(counts["flag"], reference_counts(flag, (predicted["flag"].reshape(-1) > 0.5).astype(int), 2))
+    assert set(counts) == {"topic", "flag"}

@@ -78,27 +78,11 @@ def learning_curves(history: dict[str, list[float]], out_dir: Path, smoothing: f
     return written
 
 
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """Counts[i, j]: samples of true class i predicted as j."""
-    counts = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(counts, (y_true.astype(int), y_pred.astype(int)), 1)
-    return counts
-
-
-def class_labels(y: np.ndarray, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """(true classes, predicted classes, number of classes) from labels and model outputs."""
-    if outputs.ndim == 2 and outputs.shape[1] > 1:
-        true = y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else y.reshape(-1)
-        return true.astype(int), outputs.argmax(axis=1), outputs.shape[1]
-    return (y.reshape(-1) > 0.5).astype(int), (outputs.reshape(-1) > 0.5).astype(int), 2
-
-
-def confusion_matrix_png(y: np.ndarray, outputs: np.ndarray, path: Path, run_name: str = "") -> Path:
-    """Plot the test-set confusion matrix of a classifier."""
+def confusion_matrix_png(counts: np.ndarray, path: Path, run_name: str = "") -> Path:
+    """Plot a test confusion matrix: counts[i, j] samples of true class i predicted as j."""
     plt = pyplot()
 
-    true, pred, n = class_labels(y, outputs)
-    counts = confusion_matrix(true, pred, n)
+    n = len(counts)
     size = min(4 + 0.35 * n, 16)
     fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(counts, cmap="Blues")

@@ -302,36 +302,19 @@ class TrackedRun:
             self.client.log_batch(self.run_id, metrics=missing[i : i + 1000])
 
     def log_plots(
-        self,
-        history: dict[str, list[float]],
-        losses: dict[str, Any],
-        model: Any,
-        splits: Any,
-        out_dir: Path,
-        smoothing: float,
-        run_name: str = "",
+        self, history: dict[str, list[float]], confusion: dict[str, Any], out_dir: Path, smoothing: float, run_name: str = ""
     ) -> list[Path]:
-        """Learning curves, and a test confusion matrix for each classification head; returns the PNGs.
+        """Learning curves, and the test confusion matrix of each classification head; returns the PNGs.
 
-        `losses` is {output name: loss}, with the name "" for a single-output model.
+        `confusion` is {head: counts}, as counted by the test evaluation; "" names a single-output model's head.
         """
         from expkit.tracking import plots
 
         paths = plots.learning_curves(history, out_dir, smoothing, run_name)
-        classifiers = [
-            head
-            for head, loss in losses.items()
-            if any(word in (loss if isinstance(loss, str) else str(loss.get("type", ""))).lower() for word in ("crossentropy", "hinge"))
-        ]
-        if classifiers:
-            from expkit.training.runner import feed
-
-            outputs = model.predict(feed(splits, "test", 256), verbose=0)
-            for head in classifiers:
-                predicted, labels = (outputs[head], splits.y_test[head]) if head else (outputs, splits.y_test)
-                name = f"confusion_matrix_{head}.png" if head else "confusion_matrix.png"
-                title = f"{run_name} ({head})" if head and run_name else (run_name or head)
-                paths.append(plots.confusion_matrix_png(labels, predicted, out_dir / name, title))
+        for head, counts in confusion.items():
+            name = f"confusion_matrix_{head}.png" if head else "confusion_matrix.png"
+            title = f"{run_name} ({head})" if head and run_name else (run_name or head)
+            paths.append(plots.confusion_matrix_png(counts, out_dir / name, title))
         self.log_artifacts(paths, artifact_path="plots")
         return paths
 
@@ -448,7 +431,7 @@ class TrackedRun:
         self.log_metrics(outcome.test_metrics, step=last)  # the step the logged models are linked to
         self.log_artifacts([output_dir / n for n in ("config.yaml", "overrides.yaml", "metrics.json", "model_summary.txt")])
         t = config.tracking
-        plots = self.log_plots(history, config.model.head_losses(), outcome.model, splits, output_dir / "plots", t.plot_smoothing, run_name)
+        plots = self.log_plots(history, outcome.confusion, output_dir / "plots", t.plot_smoothing, run_name)
         models: dict[str, str] = {}
         if t.log_model:
             from expkit.training.runner import input_example

@@ -22,6 +22,7 @@ from expkit.training.baseline import is_classification, random_baseline
 from expkit.training.batches import COMPACT
 from expkit.training.callbacks import attach_data, make_callbacks
 from expkit.training.compile import compile_model
+from expkit.training.confusion import classifier_heads, confusion_tally
 from expkit.training.phases import plan_phases, remember_trainable, set_trainable
 from expkit.training.resume import CompleteEpochsOnly, EpochState, Interrupted, StopOnRequest, StopRequest, TrainingState
 from expkit.training.strategy import is_distributed, make_strategy, split_cpu
@@ -37,6 +38,8 @@ class Outcome:
     checkpoints: dict[str, Path] = field(default_factory=dict)
     # The data as the model saw it: named by input/output for graph models, cached base features in feature extraction.
     splits: Any = None
+    # {classification head: test confusion matrix}, counted during the test evaluation ("" names a sequential model's head).
+    confusion: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 _runtime_configured = False
@@ -400,7 +403,9 @@ def evaluate_test(
     """
     history = outcome.history
     splits = outcome.splits or splits  # as the model saw them (named by input/output for graph models)
-    test = outcome.model.evaluate(feed(splits, "test", batch_size), verbose=0, return_dict=True)
+    heads = classifier_heads(config.model.head_losses()) if config is not None else {}
+    with confusion_tally(outcome.model, heads) as outcome.confusion:
+        test = outcome.model.evaluate(feed(splits, "test", batch_size), verbose=0, return_dict=True)
     outcome.test_metrics = {f"test_{k}": float(v) for k, v in test.items()}
     if config is not None and not config.model.is_graph and is_classification(config.model.loss):
         outcome.test_metrics |= random_baseline(outcome.model, splits.y_test, config.seed)
