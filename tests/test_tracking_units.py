@@ -40,7 +40,6 @@ def test_ema_smoothing() -> None:
     np.testing.assert_allclose(plots.ema([10.0, 0.0, 0.0], 0.9), [10.0, 9.0, 8.1])
 
 
-
 def test_learning_curves_draw_one_figure_per_metric_not_per_extra(tmp_path: Path) -> None:
     history = {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "accuracy": [0.5, 0.8], "learning_rate": [0.1, 0.1], "epoch_time_s": [1, 1]}
     paths = plots.learning_curves(history, tmp_path, smoothing=0.6)
