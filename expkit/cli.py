@@ -299,6 +299,7 @@ def main() -> None:
     try:
         app()
     except SystemExit as done:
+        stop_idle_workers()
         if "tensorflow" not in sys.modules and "mlflow" not in sys.modules:
             raise
         exit_now(done.code)
@@ -324,6 +325,20 @@ def exit_now(code: object) -> NoReturn:
         with contextlib.suppress(Exception):
             stream.flush()
     os._exit(status)
+
+
+def stop_idle_workers() -> None:
+    """Kill the idle worker processes a joblib sweep leaves (loky keeps them for reuse).
+
+    Left alone, each outlives this process by the seconds TensorFlow's teardown takes, holding its
+    stdout and stderr open, so a pipe reading the sweep's output does not end until they do. Every
+    job has ended its run, closed its files and flushed its output before it returned.
+    """
+    module = sys.modules.get("joblib.externals.loky.reusable_executor")
+    executor = getattr(module, "_executor", None)  # the pool joblib reuses, if one was started
+    if executor is not None:
+        with contextlib.suppress(Exception):
+            executor.shutdown(wait=True, kill_workers=True)
 
 
 if __name__ == "__main__":

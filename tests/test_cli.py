@@ -199,3 +199,36 @@ def test_user_presets_from_config_dir(workdir: Path, rate: float, code: int, tex
     assert done.returncode == code, done.stderr
     assert text in done.stdout + done.stderr
     assert "Traceback" not in done.stderr
+
+
+def slow_teardown(marker: str) -> int:
+    """A joblib task whose worker, at exit, would spend a second and then leave `marker` behind."""
+    import atexit
+    import os
+    import time
+
+    def teardown() -> None:
+        time.sleep(1)
+        Path(marker).write_text("torn down")
+
+    atexit.register(teardown)
+    return os.getpid()
+
+
+def test_stop_idle_workers_kills_joblib_workers_without_their_teardown(tmp_path: Path) -> None:
+    """A finished joblib sweep's idle workers are killed, not left to tear TensorFlow down for seconds with our pipes open."""
+    import os
+
+    from joblib import Parallel, delayed
+
+    from expkit.cli import stop_idle_workers
+
+    markers = [tmp_path / f"worker{i}" for i in range(2)]
+    pids = set(Parallel(n_jobs=2, backend="loky")(delayed(slow_teardown)(str(m)) for m in markers))
+    assert os.getpid() not in pids
+    stop_idle_workers()
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):  # gone, and reaped: not a zombie
+            os.kill(pid, 0)
+    assert not any(m.exists() for m in markers), "a worker ran its exit handlers"
+    stop_idle_workers()  # nothing left to stop: a no-op
