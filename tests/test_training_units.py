@@ -328,3 +328,17 @@ def test_confusion_tally_counts_each_classification_head_of_a_graph_model() -> N
     np.testing.assert_array_equal(counts["topic"], reference_counts(topic, predicted["topic"].argmax(axis=1), 3))
     np.testing.assert_array_equal(counts["flag"], reference_counts(flag, (predicted["flag"].reshape(-1) > 0.5).astype(int), 2))
     assert set(counts) == {"topic", "flag"}
+
+
+def test_confusion_tally_counts_every_timestep_of_a_sequence_output() -> None:
+    from expkit.training.confusion import confusion_tally
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(64, 5, 3)).astype("float32")
+    y = rng.integers(0, 4, (64, 5))  # one class per timestep
+    model = keras.Sequential([keras.Input((5, 3)), keras.layers.Dense(4, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    with confusion_tally(model, {"": "sparse_categorical_crossentropy"}) as counts:
+        model.evaluate(x, y, batch_size=16, verbose=0)
+    predicted = model.predict(x, verbose=0).argmax(axis=-1)
+    np.testing.assert_array_equal(counts[""], reference_counts(y.reshape(-1), predicted.reshape(-1), 4))

@@ -28,11 +28,16 @@ def _pick(value: Any, head: str, names: list[str]) -> Any:
 
 
 def class_indices(y: Any, outputs: Any, threshold: float) -> tuple[Any, Any]:
-    """(true class, predicted class) per sample: argmax of a softmax, or `outputs > threshold` for one unit."""
+    """(true class, predicted class) per prediction, flattened: argmax of a softmax, or `outputs > threshold` for one unit.
+
+    Labels are class indices or one-hot rows; a per-timestep output counts each timestep.
+    """
+    flat = lambda t: ops.reshape(t, (-1,))  # noqa: E731
     if outputs.shape[-1] is not None and outputs.shape[-1] > 1:
-        true = ops.argmax(y, axis=-1) if len(y.shape) >= 2 and y.shape[-1] != 1 else ops.reshape(y, (-1,))
-        return ops.cast(true, "int32"), ops.cast(ops.argmax(outputs, axis=-1), "int32")
-    above = lambda t: ops.cast(ops.cast(ops.reshape(t, (-1,)), "float32") > threshold, "int32")  # noqa: E731  (integer labels too)
+        one_hot = len(y.shape) == len(outputs.shape) and y.shape[-1] != 1
+        true = ops.argmax(y, axis=-1) if one_hot else y
+        return ops.cast(flat(true), "int32"), ops.cast(flat(ops.argmax(outputs, axis=-1)), "int32")
+    above = lambda t: ops.cast(ops.cast(flat(t), "float32") > threshold, "int32")  # noqa: E731  (integer labels too)
     return above(y), above(outputs)
 
 
