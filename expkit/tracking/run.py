@@ -412,16 +412,14 @@ class TrackedRun:
     def log_results(self, config: Any, outcome: Any, splits: Any, output_dir: Path, run_name: str, overrides: list[str]) -> None:
         """Everything a finished training leaves in MLflow: test metrics, files, plots, models and the run card."""
         from expkit.tracking.card import CardFacts, render
+        from expkit.tracking.plots import start_drawing
 
-        history = outcome.history
+        history, t = outcome.history, config.tracking
+        drawing = start_drawing(history, outcome.confusion, output_dir / "plots", t.plot_smoothing, run_name, separate=self.spare_core)
         last = max(len(history.get("loss", [])) - 1, 0)
         self.log_params({}, {"model.num_params": outcome.model.count_params()})
         self.log_metrics(outcome.test_metrics, step=last)  # the step the logged models are linked to
         self.log_artifacts([output_dir / n for n in ("config.yaml", "overrides.yaml", "metrics.json", "model_summary.txt")])
-        t = config.tracking
-        from expkit.tracking.plots import start_drawing
-
-        drawing = start_drawing(history, outcome.confusion, output_dir / "plots", t.plot_smoothing, run_name, separate=self.spare_core)
         models: dict[str, str] = {}
         if t.log_model:
             from expkit.training.runner import input_example
