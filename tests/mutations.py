@@ -88,6 +88,22 @@ MUTATIONS = (
             "tests/test_reliability.py::test_kill_9_between_state_save_and_mlflow_log_then_resume_backfills_the_epoch",
         ),
     ),
+    Mutation(
+        "confusion-transposed",
+        "the test confusion matrix counts (predicted, true) instead of (true, predicted): rows and columns swapped",
+        "expkit/training/confusion.py",
+        "ops.matmul(ops.transpose(ops.one_hot(true, n)), ops.one_hot(predicted, n))",
+        "ops.matmul(ops.transpose(ops.one_hot(predicted, n)), ops.one_hot(true, n))",
+        ("tests/test_training_units.py::test_confusion_tally_matches_the_predictions",),
+    ),
+    Mutation(
+        "idle-workers-left",
+        "a finished joblib sweep leaves its idle workers to tear TensorFlow down with the sweep's output open",
+        "expkit/cli.py",
+        "            executor.shutdown(wait=True, kill_workers=True)",
+        "            pass",
+        ("tests/test_cli.py::test_stop_idle_workers_kills_joblib_workers_without_their_teardown",),
+    ),
 )
 
 
