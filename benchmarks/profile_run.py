@@ -89,26 +89,17 @@ def install() -> None:
         ("set_tags", "tracking: tags"),
         ("log_metrics", "tracking: test metrics"),
         ("log_artifacts", "tracking: artifacts (config, summary)"),
+        ("log_plots", "tracking: plots (learning curves, confusion matrix)"),
         ("log_dataset", "tracking: dataset input"),
         ("log_model", "tracking: model logging (Keras flavor)"),
         ("log_inference_model", "tracking: inference model logging (pyfunc, validated by MLflow)"),
         ("log_hparams", "tracking: TensorBoard hparams"),
-        ("warm_up", "tracking: warm-up in a thread during fit (MLflow's model flavors)"),
+        ("warm_up", "tracking: warm-up in a thread during fit (model flavors, matplotlib)"),
         ("log_results", "tracking: all results after fit (metrics, files, plots, models, card)"),
         ("end", "tracking: end run"),
     ]:
         patch(run.TrackedRun, method, label)
 
-    import expkit.tracking.plots as plots
-
-    start_drawing = plots.start_drawing
-
-    def drawing(*args: Any, **kwargs: Any) -> Any:
-        """The plots' start (another process draws them while the models are logged) and the wait for them."""
-        finish = timed("tracking: plots, start (drawn in another process)", start_drawing)(*args, **kwargs)
-        return timed("tracking: plots, wait for them after the models are logged", finish)
-
-    plots.start_drawing = drawing  # type: ignore[assignment]
     first_step = keras.callbacks.Callback()
 
     def on_train_batch_end(batch: int, logs: Any = None) -> None:

@@ -46,25 +46,6 @@ def test_learning_curves_draw_one_figure_per_metric_not_per_extra(tmp_path: Path
     assert sorted(p.name for p in paths) == ["accuracy.png", "loss.png"]
 
 
-@pytest.mark.parametrize("separate", [True, False])
-def test_run_plots_are_drawn_in_another_process_or_this_one(tmp_path: Path, separate: bool) -> None:
-    history = {"loss": [1.0, 0.5, float("nan")], "accuracy": [0.5, 0.8, 0.9]}  # a NaN epoch still plots
-    confusion = {"": np.array([[5, 1], [2, 7]]), "topic": np.eye(3, dtype=np.int64) * 4}
-    finish = plots.start_drawing(history, confusion, tmp_path / "plots", 0.0, "run 1", separate=separate)
-    paths = finish()
-    names = ["accuracy.png", "confusion_matrix.png", "confusion_matrix_topic.png", "loss.png"]
-    assert sorted(p.name for p in paths) == names
-    assert all(p.read_bytes().startswith(b"\x89PNG") for p in paths)
-
-
-@pytest.mark.parametrize("separate", [True, False])
-def test_a_plot_that_cannot_be_drawn_is_a_warning(tmp_path: Path, separate: bool, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "taken").write_text("a file where the plots folder should go")
-    finish = plots.start_drawing({"loss": [1.0]}, {}, tmp_path / "taken", 0.0, "", separate=separate)
-    assert finish() == []
-    assert "warning: could not draw the plots" in capsys.readouterr().err
-
-
 # --- a real MLflow store, shared by the tests below --------------------------------------------
 
 

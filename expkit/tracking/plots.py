@@ -1,17 +1,7 @@
-"""Learning-curve and confusion-matrix PNGs, as the books draw them.
-
-    python -m expkit.tracking.plots < request.json
-
-draws a finished run's plots in a process of its own (see `start_drawing`): the request, on
-stdin, holds the history and confusion counts; the last stdout line lists the PNGs as JSON.
-"""
+"""Learning-curve and confusion-matrix PNGs, as the books draw them."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -138,77 +128,3 @@ def decision_boundary_png(
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
-
-
-def draw(
-    history: dict[str, list[float]], confusion: dict[str, Any], out_dir: Path, smoothing: float = 0.0, run_name: str = ""
-) -> list[Path]:
-    """Every plot of a finished run: its learning curves, and the test confusion matrix of each classification head.
-
-    `confusion` is {head: counts}; "" names a single-output model's head.
-    """
-    paths = learning_curves(history, out_dir, smoothing, run_name)
-    for head, counts in confusion.items():
-        name = f"confusion_matrix_{head}.png" if head else "confusion_matrix.png"
-        title = f"{run_name} ({head})" if head and run_name else (run_name or head)
-        paths.append(confusion_matrix_png(np.asarray(counts), out_dir / name, title))
-    return paths
-
-
-def start_drawing(
-    history: dict[str, list[float]],
-    confusion: dict[str, Any],
-    out_dir: Path,
-    smoothing: float,
-    run_name: str,
-    *,
-    separate: bool,
-) -> Callable[[], list[Path]]:
-    """Start drawing a run's plots (see `draw`); call the result to wait for the PNGs.
-
-    With `separate`, they are drawn by another process on a core this one leaves idle while it logs
-    the models, and this process never imports matplotlib. A failure is a warning, not a failed run.
-    """
-    if not separate:
-        try:
-            paths = draw(history, confusion, out_dir, smoothing, run_name)
-        except Exception as error:
-            print(f"warning: could not draw the plots: {error.__class__.__name__}: {error}", file=sys.stderr)
-            paths = []
-        return lambda: paths
-    request = {
-        "history": history,
-        "confusion": {head: np.asarray(counts).tolist() for head, counts in confusion.items()},
-        "out_dir": str(out_dir),
-        "smoothing": smoothing,
-        "run_name": run_name,
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "expkit.tracking.plots"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    assert process.stdin is not None
-    process.stdin.write(json.dumps(request))
-    process.stdin.close()
-    process.stdin = None  # sent: communicate() below only reads
-
-    def finish() -> list[Path]:
-        out, err = process.communicate()
-        lines = out.strip().splitlines()
-        if process.returncode != 0 or not lines:
-            reason = (err.strip().splitlines() or [f"exit code {process.returncode}"])[-1]
-            print(f"warning: could not draw the plots: {reason}", file=sys.stderr)
-            return []
-        return [Path(p) for p in json.loads(lines[-1])]
-
-    return finish
-
-
-def main() -> int:
-    request = json.loads(sys.stdin.read())
-    paths = draw(request["history"], request["confusion"], Path(request["out_dir"]), request["smoothing"], request["run_name"])
-    print(json.dumps([str(p) for p in paths]), flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -95,8 +95,6 @@ class TrackedRun:
         self._active = False  # MLflow's active run in the main thread (model logging needs one)
         self._tags: dict[str, str] = {}
         self._deferred_tags: dict[str, str] = {}  # set before the store was opened here; written when it is
-        # The job has the machine's cores to itself (see `start`): side work may go to another process.
-        self.spare_core = False
 
     @property
     def client(self) -> mlflow.MlflowClient:
@@ -131,11 +129,9 @@ class TrackedRun:
     ) -> None:
         """Start a new run, or continue run `run_id` (resume), logging `params` and the TensorBoard folder tag.
 
-        With `overlap` (the job has the cores to itself), a new run in a process that has not imported
-        TensorFlow yet is created by a separate process (`expkit.tracking.opener`) while this one
-        imports it (`run_id` waits for it), and the plots are drawn by another process too.
+        With `overlap`, a new run in a process that has not imported TensorFlow yet is created by a
+        separate process (`expkit.tracking.opener`) while this one imports it: `run_id` waits for it.
         """
-        self.spare_core = overlap
         if overlap and run_id is None and "tensorflow" not in sys.modules:
             self._open_in_background(run_name, tags, params, tensorboard_base)
             return
@@ -237,7 +233,7 @@ class TrackedRun:
             self.activate()
 
     def warm_up(self) -> None:
-        """Import and open what logging the results needs (MLflow's store, model flavors, and matplotlib unless `spare_core`).
+        """Import and open what logging the results needs (MLflow's store, model flavors, matplotlib).
 
         Called from a background thread while the model trains, when the main thread mostly waits
         on TensorFlow without holding the GIL, so these costs leave the critical path.
@@ -251,8 +247,7 @@ class TrackedRun:
         from expkit.tracking.plots import pyplot
 
         warn_dependency_requirement_mismatches(requirements())  # what model logging checks; it caches the installed packages
-        if not self.spare_core:  # otherwise another process draws the plots
-            pyplot()
+        pyplot()
 
     def callback(self) -> Any:
         """The Keras callback that logs every epoch to this run."""
@@ -305,6 +300,23 @@ class TrackedRun:
         ]
         for i in range(0, len(missing), 1000):
             self.client.log_batch(self.run_id, metrics=missing[i : i + 1000])
+
+    def log_plots(
+        self, history: dict[str, list[float]], confusion: dict[str, Any], out_dir: Path, smoothing: float, run_name: str = ""
+    ) -> list[Path]:
+        """Learning curves, and the test confusion matrix of each classification head; returns the PNGs.
+
+        `confusion` is {head: counts}, as counted by the test evaluation; "" names a single-output model's head.
+        """
+        from expkit.tracking import plots
+
+        paths = plots.learning_curves(history, out_dir, smoothing, run_name)
+        for head, counts in confusion.items():
+            name = f"confusion_matrix_{head}.png" if head else "confusion_matrix.png"
+            title = f"{run_name} ({head})" if head and run_name else (run_name or head)
+            paths.append(plots.confusion_matrix_png(counts, out_dir / name, title))
+        self.log_artifacts(paths, artifact_path="plots")
+        return paths
 
     def log_decision_boundary(self, model: Any, dataset: Any, seed: int, out_dir: Path, accuracy: float | None) -> Path:
         """For a 2-D (playground) problem: test points over the predicted probability field, as an artifact and a keyed image."""
@@ -412,14 +424,14 @@ class TrackedRun:
     def log_results(self, config: Any, outcome: Any, splits: Any, output_dir: Path, run_name: str, overrides: list[str]) -> None:
         """Everything a finished training leaves in MLflow: test metrics, files, plots, models and the run card."""
         from expkit.tracking.card import CardFacts, render
-        from expkit.tracking.plots import start_drawing
 
-        history, t = outcome.history, config.tracking
-        drawing = start_drawing(history, outcome.confusion, output_dir / "plots", t.plot_smoothing, run_name, separate=self.spare_core)
+        history = outcome.history
         last = max(len(history.get("loss", [])) - 1, 0)
         self.log_params({}, {"model.num_params": outcome.model.count_params()})
         self.log_metrics(outcome.test_metrics, step=last)  # the step the logged models are linked to
         self.log_artifacts([output_dir / n for n in ("config.yaml", "overrides.yaml", "metrics.json", "model_summary.txt")])
+        t = config.tracking
+        plots = self.log_plots(history, outcome.confusion, output_dir / "plots", t.plot_smoothing, run_name)
         models: dict[str, str] = {}
         if t.log_model:
             from expkit.training.runner import input_example
@@ -431,8 +443,6 @@ class TrackedRun:
                 steps, raw = config.dataset.preprocess.x, splits.raw_x_example
                 folder = write_inference(outcome.model, steps, splits.x_fitted, raw, config.model.loss, output_dir / "inference")
                 models["inference model (raw inputs)"] = self.log_inference_model(folder, splits.raw_x_example, step=last)
-        plots = drawing()
-        self.log_artifacts(plots, artifact_path="plots")
         facts = CardFacts(
             run_name=run_name,
             run_id=self.run_id,
