@@ -9,9 +9,14 @@ import numpy as np
 SHUFFLES = 10
 
 
+def loss_name(loss: Any) -> str:
+    """A configured loss's name: the string itself, or a {type: ..., kwargs} mapping's type."""
+    return loss if isinstance(loss, str) else str(loss.get("type", ""))
+
+
 def is_classification(loss: Any) -> bool:
-    name = loss if isinstance(loss, str) else str(loss.get("type", ""))
-    return "crossentropy" in name.lower() or "hinge" in name.lower()
+    name = loss_name(loss).lower()
+    return "crossentropy" in name or "hinge" in name
 
 
 def shuffled_predictions(y: np.ndarray, output_width: int, rng: np.random.Generator) -> np.ndarray:

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from expkit.training.baseline import is_classification
+from expkit.training.baseline import is_classification, loss_name
 
 
 def classifier_heads(head_losses: dict[str, Any]) -> dict[str, Any]:
@@ -63,7 +63,7 @@ def confusion_tally(model: Any, heads: dict[str, Any]) -> Iterator[dict[str, np.
         head: keras.Variable(np.zeros((_width(model, head),) * 2, np.float32), trainable=False, name=f"confusion_{head or 'output'}")
         for head in heads
     }
-    thresholds = {head: 0.0 if "hinge" in str(loss).lower() else 0.5 for head, loss in heads.items()}
+    thresholds = {head: 0.0 if "hinge" in loss_name(loss).lower() else 0.5 for head, loss in heads.items()}
     original = model.compute_metrics
 
     def compute_metrics(x: Any, y: Any, y_pred: Any, sample_weight: Any = None) -> Any:

@@ -18,7 +18,7 @@ from expkit.errors import ExpkitError, suggestion
 from expkit.models.builder import build_model
 from expkit.selection.objective import Objective, direction
 from expkit.training import feeding
-from expkit.training.baseline import is_classification, random_baseline
+from expkit.training.baseline import is_classification, loss_name, random_baseline
 from expkit.training.batches import COMPACT
 from expkit.training.callbacks import attach_data, make_callbacks
 from expkit.training.compile import compile_model
@@ -73,11 +73,11 @@ def check_labels(model: Any, loss: Any, splits: Splits | ImageSplits) -> None:
 
 def check_output_labels(units: int, loss: Any, y: np.ndarray, *, loss_key: str, layer_key: str) -> None:
     """One output's labels must fit its units: one-hot width or sparse class range."""
-    loss_name = loss if isinstance(loss, str) else str(loss.get("type", ""))
-    if "sparse" in loss_name.lower():
+    name = loss_name(loss)
+    if "sparse" in name.lower():
         if y.ndim > 1 and y.shape[-1] != 1:
             raise ExpkitError(
-                f"{loss_name} needs integer labels, but labels have shape {y.shape}",
+                f"{name} needs integer labels, but labels have shape {y.shape}",
                 key=loss_key,
                 hint="use categorical_crossentropy for one-hot labels",
             )
