@@ -429,11 +429,19 @@ def test_loss_must_fit_each_output(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_three_headed_model_trains_and_logs_one_loss_per_head(workdir: Path) -> None:
     args = ("+experiment=multi_output", "dataset.train_samples=64", "dataset.test_samples=16", "dataset.validation.holdout=16")
-    done = run_expkit("train", *args, "trainer.verbose=0", "tracking.log_model=false", "tracking.tensorboard.enabled=false", cwd=workdir)
+    done = run_expkit("train", *args, "trainer.verbose=0", "tracking.tensorboard.enabled=false", cwd=workdir)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "no architecture diagram" in done.stderr or "model.png" in str(list(workdir.rglob("model.png")))
     (run,) = mlflow_runs(workdir, "multi_output")
     assert run.info.status == "FINISHED"
+    import mlflow
+    from mlflow.models import Model
+
+    client = mlflow.MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    logged = client.get_logged_model(run.data.tags["model_uri"].removeprefix("models:/")).artifact_location
+    signature = Model.load(logged.removeprefix("file://")).signature  # the named input, and one named output per head
+    assert signature.inputs.input_names() == ["posts"]
+    assert {s.name: s.shape for s in signature.outputs.inputs} == {"age": (-1, 1), "income": (-1, 10), "gender": (-1, 1)}
     for head in ("age", "income", "gender"):
         assert f"{head}_loss" in run.data.metrics and f"val_{head}_loss" in run.data.metrics and f"test_{head}_loss" in run.data.metrics
     assert {"income_accuracy", "gender_accuracy", "age_mae"} <= set(run.data.metrics)

@@ -379,15 +379,14 @@ class TrackedRun:
         import numpy as np
         from mlflow.models import infer_signature
 
+        from expkit.serving.inference import model_outputs
+
         self._ensure_active()
         if isinstance(input_example, dict):  # a graph model's named inputs and outputs
             example = {k: np.asarray(v) for k, v in input_example.items()}
-            predicted = model.predict(example, verbose=0)
-            predicted = {k: np.asarray(v) for k, v in predicted.items()} if isinstance(predicted, dict) else np.asarray(predicted)
-            signature = infer_signature(example, predicted)
         else:
             example = np.asarray(input_example).astype(np.float32)
-            signature = infer_signature(example, np.asarray(model.predict(example, verbose=0)))
+        signature = infer_signature(example, model_outputs(model, example))
         info = mlflow.keras.log_model(model, name="model", signature=signature, pip_requirements=requirements(), step=step)
         listed = {k: v.tolist() for k, v in example.items()} if isinstance(example, dict) else example.tolist()
         mlflow.log_dict({"inputs": listed}, "model_input_example.json")
