@@ -27,6 +27,7 @@ from expkit.config.resolvers import register_resolvers
 from expkit.config.schema import ExperimentConfig
 from expkit.errors import ExpkitError
 from expkit.selection.objective import Objective, SweepAborted, TaskResult, TrialPruned
+from expkit.tracking.store import ParentRunUnavailable
 from expkit.training.strategy import check_strategy
 
 register_resolvers()
@@ -194,10 +195,15 @@ def run_experiment(
     name = run_name(config.name, overrides, swept_overrides(overrides))
     params = None if resume else resolved
     tracked = new_tracked_run(config) if config.tracking.enabled else None
+    # A job that shares the cores with other jobs (joblib, clusters) has no idle core for the opener: it imports
+    # TensorFlow first, by which time a joblib sweep's parent run (created while the workers start) exists.
+    overlap = threads_per_job(config.trainer.cpus) is None
     try:
-        if tracked is not None:
-            start_tracking(tracked, config, name, overrides, run_id, drift, objective, params)
+        if tracked is not None and overlap:
+            start_tracking(tracked, config, name, overrides, run_id, drift, objective, params, overlap=True)
         import_tensorflow()  # without its oneDNN notice; a new run is meanwhile created by another process
+        if tracked is not None and not overlap:
+            start_tracking(tracked, config, name, overrides, run_id, drift, objective, params, overlap=False)
     except KeyboardInterrupt:
         if tracked is not None:
             with contextlib.suppress(Exception):  # the opener runs in its own session: Ctrl-C left it to finish the run
@@ -290,11 +296,12 @@ def start_tracking(
     drift: list[str],
     objective: Objective,
     params: dict[str, Any] | None,
+    *,
+    overlap: bool,
 ) -> None:
     """Open (or reopen, on resume) this job's MLflow run, tagged with the objective it is scored by.
 
-    A new run is created in the background while TensorFlow is imported (see `TrackedRun.start`),
-    unless this job shares the machine's cores with other jobs of a sweep.
+    With `overlap`, a new run is created in the background while TensorFlow is imported (see `TrackedRun.start`).
     """
     preset = next((o.split("=", 1)[1] for o in overrides if o.startswith(("+experiment=", "experiment="))), "default")
     tags = {
@@ -315,8 +322,6 @@ def start_tracking(
     if drift:
         tags["resume.config_drift"] = "; ".join(drift)[:5000]
     tensorboard_base = Path(config.paths.output_dir) / "tensorboard"
-    # Jobs that share the cores (joblib) or were given a few (clusters) have none to spare for the opener.
-    overlap = threads_per_job(config.trainer.cpus) is None
     tracked.start(name, tags, run_id=run_id, params=params, tensorboard_base=tensorboard_base, overlap=overlap)
 
 
@@ -392,6 +397,8 @@ def record_failed_job(cfg: DictConfig, overrides: list[str], reason: str) -> Non
         name = str(OmegaConf.select(cfg, "name", default="job", throw_on_resolution_failure=False))
         tracked.start(run_name(name, overrides), {"overrides": " ".join(overrides) or "(none)", "failure": reason[:5000]})
         tracked.end("FAILED")
+    except ParentRunUnavailable:  # the sweep has no parent run to record it under; the launching process says why
+        pass
     except Exception as exc:  # the store itself is broken: the failure is still reported on stderr
         print(f"warning: could not record the failed job in MLflow: {exc}", file=sys.stderr)
 
@@ -423,6 +430,8 @@ class HydraTask:
             from expkit.selection.pruning import epoch_hooks
 
             return run_experiment(config, resolved, overrides, self.invocation, epoch_hooks=epoch_hooks())  # type: ignore[arg-type]
+        except ParentRunUnavailable as error:  # reported once, by the launching process, when the sweep ends
+            return TaskResult(score=None, state="FAIL", reason=str(error))
         except ExpkitError as error:
             report(error)
             if not multirun:

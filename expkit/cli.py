@@ -55,7 +55,7 @@ def _run_hydra(args: list[str], action: str, force: bool = False, build: bool = 
 
         end_parent("FAILED", str(stop))
         typer.echo(f"error: {stop}", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(getattr(stop, "exit_code", 1)) from None
     except SystemExit as stop:
         # Hydra exits 1 on a config it could not compose: that is a user error.
         if stop.code == 1 and not invocation.task_started:
@@ -67,8 +67,12 @@ def _run_hydra(args: list[str], action: str, force: bool = False, build: bool = 
         # Hydra failed while setting up the run (output folder, logging) from the config it was given.
         _fail(Exception(f"Hydra could not start the run: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"))
     finally:
-        from expkit.tracking.store import PARENT_RUN_ENV
+        from expkit.tracking.store import PARENT_RUN_ENV, PARENT_RUN_FILE_ENV
 
+        if os.environ.get(PARENT_RUN_FILE_ENV):  # a joblib sweep stopped early may still be creating its parent run
+            from expkit.tracking.sweep import finish_opening
+
+            finish_opening()
         if os.environ.get(PARENT_RUN_ENV):  # a multirun stopped without reaching its end (Ctrl+C): close its parent run
             from expkit.tracking.sweep import end_parent
 

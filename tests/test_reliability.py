@@ -192,6 +192,22 @@ def test_a_file_that_is_not_an_mlflow_store_is_one_clear_error(workdir: Path) ->
     assert (workdir / "broken.db").read_text() == "not a database\n"  # left as it was
 
 
+@pytest.mark.parametrize("launcher", ["basic", pytest.param("joblib", marks=pytest.mark.slow)])
+def test_a_sweep_into_a_file_that_is_not_an_mlflow_store_is_one_clear_error(workdir: Path, launcher: str) -> None:
+    """The sweep's parent run fails: one error, exit 2, no job reports it again (under joblib the jobs have already started)."""
+    (workdir / "broken.db").write_text("not a database\n")
+    store = f"sqlite:///{workdir / 'broken.db'}"
+    pool = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
+    failed = run_expkit(
+        "train", "-m", "+experiment=mnist_dense", "trainer.epochs=1", *FAST, "model.units=8,16", f"tracking.uri={store}", *pool, cwd=workdir
+    )
+    assert failed.returncode == 2, failed.stderr
+    assert "Traceback" not in failed.stderr and "Warning" not in failed.stderr and "job failed" not in failed.stderr
+    errors = [line for line in failed.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: tracking.uri: cannot open the MLflow store {store}: (sqlite3.DatabaseError) file is not a database"]
+    assert (workdir / "broken.db").read_text() == "not a database\n"
+
+
 def children_running(pid: int, module: str) -> bool:
     """Whether a child of `pid` runs `python -m module`."""
     for stat in Path("/proc").glob("[0-9]*/stat"):

@@ -25,8 +25,8 @@ from expkit.outputs import find_run_dir
 from expkit.tracking import plots, tensorboard
 from expkit.tracking.epochs import EpochLogger
 from expkit.tracking.run import MAX_PARAM_LENGTH, ChildRun, TrackedRun, git_state
-from expkit.tracking.store import PARENT_RUN_ENV
-from expkit.tracking.sweep import SweepTrackingCallback
+from expkit.tracking.store import PARENT_RUN_ENV, PARENT_RUN_FILE_ENV, ParentRunUnavailable, await_parent, publish_parent
+from expkit.tracking.sweep import PARENT_RUN_FILE, SweepTrackingCallback
 from expkit.training.compile import compile_model
 from tests.fabricate import FakeStore, add_run, expkit_params, make_store, run_ids_starting_with, with_experiment
 
@@ -262,6 +262,53 @@ def test_sweep_callback_does_nothing_without_tracking(store: FakeStore) -> None:
     callback.on_multirun_start(config)
     callback.on_multirun_end(config)
     assert callback.parent_id is None
+
+
+def test_a_joblib_sweep_creates_its_parent_while_jobs_start_and_jobs_read_its_id(
+    store: FakeStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Under joblib the parent run is created in a thread; a job that asks before it exists waits for the published id."""
+    monkeypatch.delenv(PARENT_RUN_ENV, raising=False)
+    monkeypatch.delenv(PARENT_RUN_FILE_ENV, raising=False)
+    callback, config = SweepTrackingCallback(), sweep_config(store)
+    config.hydra.launcher = {"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"}
+    callback.on_multirun_start(config)  # returns at once: the job below asks for the parent while it is being created
+    assert os.environ[PARENT_RUN_FILE_ENV] == str(store.root / "sweep" / PARENT_RUN_FILE)
+    job = tracked_run(store, tmp_path)
+    job.create("lr=0.1", {"overrides": "optimizer.learning_rate=0.1"})
+    callback.wait_for_parent()
+    assert callback.parent_id and job.client.get_run(job.run_id).data.tags["mlflow.parentRunId"] == callback.parent_id
+    assert os.environ[PARENT_RUN_ENV] == callback.parent_id  # for closing the parent if the sweep is interrupted
+    callback.on_multirun_end(config)
+    assert store.client.get_run(callback.parent_id).info.status == "FINISHED"
+    assert not (store.root / "sweep" / PARENT_RUN_FILE).exists() and PARENT_RUN_FILE_ENV not in os.environ
+
+
+def test_a_joblib_sweep_with_a_broken_store_stops_its_jobs_quietly_and_reports_once(
+    store: FakeStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from expkit.tracking.sweep import SweepStoreError
+
+    monkeypatch.delenv(PARENT_RUN_ENV, raising=False)
+    monkeypatch.delenv(PARENT_RUN_FILE_ENV, raising=False)
+    (tmp_path / "broken.db").write_text("not a database\n")
+    config = sweep_config(store)
+    config.tracking.uri = f"sqlite:///{tmp_path / 'broken.db'}"
+    config.hydra.launcher = {"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"}
+    callback = SweepTrackingCallback()
+    callback.on_multirun_start(config)  # no error yet: the jobs learn it from the published reply
+    with pytest.raises(ParentRunUnavailable, match="cannot open the MLflow store"):
+        await_parent(Path(os.environ[PARENT_RUN_FILE_ENV]))
+    with pytest.raises(SweepStoreError, match=r"tracking\.uri: cannot open the MLflow store") as stopped:
+        callback.on_multirun_end(config)
+    assert stopped.value.exit_code == 2 and "hint:" in str(stopped.value)
+
+
+def test_await_parent_gives_up_with_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ExpkitError, match="parent run was not created within 0 s"):
+        await_parent(tmp_path / "never.json", timeout_s=0.05)
+    publish_parent(tmp_path / "p.json", "abc123")
+    assert await_parent(tmp_path / "p.json") == "abc123"
 
 
 # --- finding a run: by folder, by id prefix -------------------------------------------------------

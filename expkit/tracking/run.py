@@ -22,7 +22,16 @@ from typing import TYPE_CHECKING, Any
 
 from expkit import __version__
 from expkit.errors import ExpkitError
-from expkit.tracking.store import PARENT_RUN_ENV, TABLE_VIEW_TAG, ensure_experiment, flatten, table_view, tracking_uri
+from expkit.tracking.store import (
+    PARENT_RUN_ENV,
+    PARENT_RUN_FILE_ENV,
+    TABLE_VIEW_TAG,
+    await_parent,
+    ensure_experiment,
+    flatten,
+    table_view,
+    tracking_uri,
+)
 
 if TYPE_CHECKING:
     import mlflow
@@ -144,6 +153,9 @@ class TrackedRun:
         from mlflow.tracking.context import registry
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
+        parent = os.environ.get(PARENT_RUN_ENV) or None
+        if parent is None and run_id is None and os.environ.get(PARENT_RUN_FILE_ENV):  # a joblib sweep's job: the id comes when made
+            parent = await_parent(Path(os.environ[PARENT_RUN_FILE_ENV]))
         experiment_id = ensure_experiment(self.uri, self.experiment_name, self.artifact_dir)
         versions = {"keras.version": package_version("keras"), "tensorflow.version": package_version("tensorflow", "tensorflow-cpu")}
         self._tags = {
@@ -156,7 +168,6 @@ class TrackedRun:
         if run_id:
             self._run_id = run_id
             return run_id
-        parent = os.environ.get(PARENT_RUN_ENV) or None
         run_tags = {**self._tags, MLFLOW_RUN_NAME: run_name, **({MLFLOW_PARENT_RUN_ID: parent} if parent else {})}
         run = self.client.create_run(experiment_id, tags=registry.resolve_tags(run_tags), run_name=run_name)
         self._run_id = run.info.run_id

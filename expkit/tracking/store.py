@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,8 +13,36 @@ from typing import Any
 from expkit.errors import ExpkitError
 
 PARENT_RUN_ENV = "EXPKIT_PARENT_RUN_ID"
+#: Where a sweep whose jobs start at once (joblib) publishes its parent run's id once created (see `await_parent`).
+PARENT_RUN_FILE_ENV = "EXPKIT_PARENT_RUN_FILE"
 #: The overrides given to a whole sweep (newline-separated), so a job can tell its swept values apart.
 SWEEP_OVERRIDES_ENV = "EXPKIT_SWEEP_OVERRIDES"
+
+
+class ParentRunUnavailable(ExpkitError):
+    """A sweep job's parent run could not be created: the launching process reports why, once, for the whole sweep."""
+
+
+def publish_parent(path: Path, run_id: str | None, error: ExpkitError | None = None) -> None:
+    """Write the sweep's parent run id, or the error that stopped its creation, where `await_parent` reads it."""
+    reply = {"run_id": run_id} if error is None else {"error": error.message, "key": error.key, "hint": error.hint}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(reply))
+    partial.replace(path)  # atomic: a reader sees nothing or the whole reply
+
+
+def await_parent(path: Path, timeout_s: float = 600.0) -> str:
+    """The parent run id `publish_parent` wrote to `path`, waiting for it; ParentRunUnavailable if it could not be created."""
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise ExpkitError(f"the sweep's parent run was not created within {timeout_s:.0f} s ({path} never appeared)")
+        time.sleep(0.02)
+    reply = json.loads(path.read_text())
+    if "error" in reply:
+        raise ParentRunUnavailable(reply["error"], key=reply.get("key"), hint=reply.get("hint"))
+    return str(reply["run_id"])
 
 
 def tracking_uri(uri: str | None, root_dir: str) -> str:

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from expkit.errors import ExpkitError
 from expkit.selection.objective import Objective, SweepAborted
-from expkit.tracking.store import PARENT_RUN_ENV, SWEEP_OVERRIDES_ENV, ensure_experiment, tracking_uri
+from expkit.tracking.store import PARENT_RUN_ENV, PARENT_RUN_FILE_ENV, SWEEP_OVERRIDES_ENV, ensure_experiment, publish_parent, tracking_uri
 
 
 def summary_table(children: list[Any], parent_id: str, best_id: str | None) -> str:
@@ -108,21 +111,91 @@ def retire_interrupted(client: Any, parent_id: str) -> None:
             client.delete_run(run.info.run_id)
 
 
+class SweepStoreError(SweepAborted):
+    """The sweep's parent run could not be created (a bad tracking store): the CLI reports it once and exits 2."""
+
+    exit_code = 2
+
+    def __init__(self, cause: ExpkitError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+#: The thread creating a pool sweep's parent run, per callback (kept off the callback: Hydra pickles it into each job).
+_OPENING: dict[int, threading.Thread] = {}
+#: The name of the file, in the sweep folder, that carries the parent run's id to a pool sweep's jobs.
+PARENT_RUN_FILE = ".parent_run.json"
+
+
+def jobs_start_at_once(config: DictConfig) -> bool:
+    """Whether the launcher starts jobs in worker processes straight away (joblib), not one at a time in this process."""
+    return "joblib" in str(OmegaConf.select(config, "hydra.launcher._target_", default="") or "")
+
+
+def finish_opening() -> None:
+    """Wait for any parent run still being created (a sweep interrupted early must still close its parent)."""
+    for thread in list(_OPENING.values()):
+        thread.join()
+
+
 class SweepTrackingCallback(Callback):
-    """Creates the store and a parent run before jobs start (in the launching process), closes it after."""
+    """Creates the store and a parent run for the sweep (in the launching process), closes it after.
+
+    Under joblib, the parent run is created in a thread while the workers start (they import TensorFlow
+    meanwhile, on the core this process would leave idle); each job reads the parent's id from a file in the
+    sweep folder when it creates its own run (`store.await_parent`). Other launchers get the id before jobs start.
+    """
 
     def __init__(self) -> None:
         self.parent_id: str | None = None
         self.uri = ""
+        self.error: SweepStoreError | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not OmegaConf.select(config, "tracking.enabled", default=False):
             return
+        os.environ[SWEEP_OVERRIDES_ENV] = "\n".join(config.hydra.overrides.task)  # before the workers start: they name runs by it
+        if not jobs_start_at_once(config):
+            self.open_parent(config)
+            return
+        path = Path(str(config.hydra.sweep.dir)) / PARENT_RUN_FILE
+        path.unlink(missing_ok=True)  # a re-run into the same folder must not read the last sweep's parent
+        os.environ[PARENT_RUN_FILE_ENV] = str(path)
+
+        def open_and_publish() -> None:
+            try:
+                self.open_parent(config)
+                publish_parent(path, self.parent_id)
+            except SweepStoreError as error:
+                self.error = error
+                publish_parent(path, None, error.cause)
+            except Exception as error:  # reported at the sweep's end; the jobs must not wait for a file that never comes
+                self.error = SweepStoreError(ExpkitError(f"could not create the sweep's parent run: {error.__class__.__name__}: {error}"))
+                publish_parent(path, None, self.error.cause)
+
+        thread = threading.Thread(target=open_and_publish, name="expkit-sweep-parent")
+        _OPENING[id(self)] = thread
+        thread.start()
+
+    def wait_for_parent(self) -> None:
+        """Wait until a pool sweep's parent run is created (or failed); raise SweepStoreError if it failed."""
+        thread = _OPENING.pop(id(self), None)
+        if thread is not None:
+            thread.join()
+        os.environ.pop(PARENT_RUN_FILE_ENV, None)
+        if self.error is not None:
+            raise self.error
+
+    def open_parent(self, config: DictConfig) -> None:
+        """Create the sweep's parent run (or reopen a resumed search's) and put its id in this process's environment."""
         import mlflow
 
         self.uri = tracking_uri(OmegaConf.select(config, "tracking.uri"), str(config.paths.root_dir))
         # Creating the experiment here creates a fresh SQLite schema once, before parallel jobs race on it.
-        experiment_id = ensure_experiment(self.uri, str(config.tracking.experiment_name), str(config.tracking.artifact_dir))
+        try:
+            experiment_id = ensure_experiment(self.uri, str(config.tracking.experiment_name), str(config.tracking.artifact_dir))
+        except ExpkitError as error:
+            raise SweepStoreError(error) from None
         client = mlflow.MlflowClient(self.uri)
         from expkit.selection.study import previous_parent
 
@@ -148,10 +221,12 @@ class SweepTrackingCallback(Callback):
             self.parent_id = run.info.run_id
         os.environ[PARENT_RUN_ENV] = self.parent_id
         os.environ[PARENT_URI_ENV] = self.uri
-        os.environ[SWEEP_OVERRIDES_ENV] = "\n".join(config.hydra.overrides.task)
         print(f"sweep parent run {self.parent_id} in {self.uri}", file=sys.stderr)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        os.environ.pop(SWEEP_OVERRIDES_ENV, None)
+        self.wait_for_parent()
+        Path(str(config.hydra.sweep.dir), PARENT_RUN_FILE).unlink(missing_ok=True)
         if not self.parent_id:
             return
         import mlflow
@@ -165,7 +240,6 @@ class SweepTrackingCallback(Callback):
         client.set_terminated(self.parent_id, "FAILED" if too_many or (runs and failed == len(runs)) else "FINISHED")
         os.environ.pop(PARENT_RUN_ENV, None)
         os.environ.pop(PARENT_URI_ENV, None)
-        os.environ.pop(SWEEP_OVERRIDES_ENV, None)
         best = figures["best"]
         print(
             f"sweep {self.parent_id}: {len(runs)} job(s), {figures['states']['FINISHED']} finished, {failed} failed, "
