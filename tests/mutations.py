@@ -104,6 +104,14 @@ MUTATIONS = (
         "            pass",
         ("tests/test_cli.py::test_stop_idle_workers_kills_joblib_workers_without_their_teardown",),
     ),
+    Mutation(
+        "joblib-parent-not-awaited",
+        "a joblib job does not wait for the parent run's id the launching process publishes: its run is not in the tree",
+        "expkit/tracking/run.py",
+        "            parent = await_parent(Path(os.environ[PARENT_RUN_FILE_ENV]))",
+        "            parent = None",
+        ("tests/test_runs.py::test_joblib_sweep_makes_a_parent_with_children",),
+    ),
 )
 
 
