@@ -87,7 +87,7 @@ def score(predictions: np.ndarray, y: np.ndarray, config: Any) -> dict[str, floa
 def ensemble(refs: list[str], *, weights: str | None, fit: bool, uri: str | None) -> dict[str, Any]:
     """Average the members' predictions, report ensemble and member test metrics, log the ensemble as its own run."""
     from expkit.data import load_splits
-    from expkit.serving.inference import is_classifier
+    from expkit.training.baseline import is_classification
 
     if len(refs) < 2:
         raise ExpkitError("an ensemble needs at least 2 runs", hint="expkit ensemble RUN_ID RUN_ID ...")
@@ -103,7 +103,7 @@ def ensemble(refs: list[str], *, weights: str | None, fit: bool, uri: str | None
     configs = [m.config_dict() for m in members]
     check_compatible(members, configs)
     config = members[0].config()
-    classifier = is_classifier(config.model.loss)
+    classifier = is_classification(config.model.loss)
     splits = load_splits(config.dataset, data_dir=config.paths.data_dir, seed=config.seed)
     if fit and splits.x_val is None:
         raise ExpkitError("--fit-weights needs validation data, and these runs have none", hint="set dataset.validation, or give --weights")

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from expkit.errors import ExpkitError
+from expkit.training.baseline import is_classification
 
 #: Steps run in numpy by the wrapper (no Keras layer takes their raw input form).
 NUMPY_OPS = {"multi_hot", "pad_sequences", "cast"}
@@ -28,20 +29,13 @@ def model_outputs(model: Any, x: Any, batch_size: int = 256) -> Any:
     `predict` traces a function before its first batch (about 0.2 s); a direct call of the same layers
     gives the same outputs (within float rounding) for the few rows of an example or a request.
     """
+    from keras import ops
+
     rows = len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
-    if rows > batch_size:
-        outputs = model.predict(x, batch_size=batch_size, verbose=0)
-    else:
-        from keras import ops
-
-        outputs = model(x, training=False)
-        outputs = {k: ops.convert_to_numpy(v) for k, v in outputs.items()} if isinstance(outputs, dict) else ops.convert_to_numpy(outputs)
-    return {k: np.asarray(v) for k, v in outputs.items()} if isinstance(outputs, dict) else np.asarray(outputs)
-
-
-def is_classifier(loss: Any) -> bool:
-    name = loss if isinstance(loss, str) else str(loss.get("type", ""))
-    return any(word in name.lower() for word in ("crossentropy", "hinge"))
+    outputs = model.predict(x, batch_size=batch_size, verbose=0) if rows > batch_size else model(x, training=False)
+    if isinstance(outputs, dict):
+        return {k: np.asarray(ops.convert_to_numpy(v)) for k, v in outputs.items()}
+    return np.asarray(ops.convert_to_numpy(outputs))
 
 
 def split_steps(steps: list[dict[str, Any]]) -> int:
@@ -115,8 +109,8 @@ def write_inference(
     units = int(model.output_shape[-1])
     spec = {
         "numpy_steps": numpy_part,
-        "classifier": is_classifier(loss),
-        "class_names": class_names(units) if is_classifier(loss) else [],
+        "classifier": is_classification(loss),
+        "class_names": class_names(units) if is_classification(loss) else [],
         "raw_dtype": str(raw.dtype),
         "raw_shape": list(raw.shape[1:]) if raw.dtype != object else None,
     }
