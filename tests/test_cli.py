@@ -136,6 +136,8 @@ def test_multirun_sweep_records_a_run_per_job(workdir: Path, shared_data: Path) 
     [
         (["trainer.epoch=3"], ["trainer.epoch", "did you mean 'trainer.epochs'"]),
         (["optimizer.learning_rat=0.1"], ["did you mean 'optimizer.learning_rate'"]),
+        (["-m", "optimizer.lr=1e-3,1e-4"], ["optimizer.lr", "did you mean 'optimizer.learning_rate'"]),
+        (["optimizer.rate=0.1"], ["keys under 'optimizer': type, learning_rate. To add a new key"]),
         (["+experiment=mnist_dens"], ["unknown preset 'mnist_dens'", "did you mean 'mnist_dense'"]),
         (["model.layers.0.type=Dens"], ["model.layers.0.type", "unknown layer 'Dens'", "did you mean 'Dense'"]),
         (["model.layers.0.unit=3"], ["model.layers.0.unit", "did you mean 'model.layers.0.units'"]),

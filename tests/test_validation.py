@@ -117,6 +117,15 @@ def test_misspelled_nested_key(config: dict[str, Any]) -> None:
     assert "allowed: epochs, batch_size" in message
 
 
+def test_abbreviated_key_suggests_the_full_name(config: dict[str, Any]) -> None:
+    """Keras 2's `lr`, or `spe`, is read as the initials of the key it abbreviates."""
+    spe = copy.deepcopy(config)
+    spe["trainer"]["spe"] = 4
+    assert "trainer.spe: unknown key (did you mean 'trainer.steps_per_execution'?" in error_of(spe)
+    config["optimizer"]["lr"] = config["optimizer"].pop("learning_rate")
+    assert "did you mean 'learning_rate'?" in error_of(config)
+
+
 def test_misspelled_key_in_preprocessing_step(config: dict[str, Any]) -> None:
     config["dataset"]["preprocess"]["x"][0] = {"op": "scale", "divisr": 16.0}
     message = error_of(config)

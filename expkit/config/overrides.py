@@ -113,12 +113,13 @@ def _explain_missing_key(key: str, overrides: list[str], dirs: list[Path]) -> Ex
     except Exception:  # a broken node on the way to the key: no suggestion, the error still names the key
         choices = []
     best = did_you_mean(leaf, [str(c) for c in choices])
-    hint = (
-        f"did you mean '{parent + '.' if parent else ''}{best}'?"
-        if best
-        else (f"keys under '{parent or 'the root'}': {', '.join(map(str, choices))}" if choices else "")
-    )
-    return ExpkitError("unknown config key", key=key, hint=f"{hint + ' ' if hint else ''}To add a new key on purpose, write +{key}=...")
+    if best:
+        hint = f"did you mean '{parent + '.' if parent else ''}{best}'? "
+    elif choices:
+        hint = f"keys under '{parent or 'the root'}': {', '.join(map(str, choices))}. "
+    else:
+        hint = ""
+    return ExpkitError("unknown config key", key=key, hint=f"{hint}To add a new key on purpose, write +{key}=...")
 
 
 def check_overrides(args: list[str]) -> Any:
