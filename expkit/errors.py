@@ -25,10 +25,10 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     lowered = {c.lower(): c for c in pool}
     if word.lower() in lowered:
         return lowered[word.lower()]
-    # An abbreviation made of the words' initials: lr -> learning_rate, spe -> steps_per_execution.
-    initials = [c for c in pool if len(word) > 1 and "".join(part[:1] for part in c.lower().split("_")) == word.lower()]
-    if len(initials) == 1:
-        return initials[0]
+    if len(word) > 1:  # an abbreviation made of the words' initials: lr -> learning_rate, spe -> steps_per_execution
+        initials = [c for c in pool if "".join(part[:1] for part in c.lower().split("_")) == word.lower()]
+        if len(initials) == 1:
+            return initials[0]
     match = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
     return lowered[match[0]] if match else None
 
