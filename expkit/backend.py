@@ -1,19 +1,53 @@
-"""Import TensorFlow once, without the start-up noise its C++ side writes straight to stderr.
+"""Import TensorFlow once, without the start-up noise its C++ side writes to stderr or the extras Keras loads.
 
 TF prints an INFO line about oneDNN custom ops (and absl's "before InitializeLog" warning) at
 import time, past `TF_CPP_MIN_LOG_LEVEL`. Turning oneDNN off would hide it but costs a lot of
 speed, so the import's stderr is captured at the file-descriptor level and replayed without
 those lines; anything else TF writes there (real warnings, errors) still reaches the user.
+
+Keras also imports scikit-learn, pandas and pyplot when they are installed (MLflow installs them),
+only to offer integrations expkit never uses: scikit-learn wrappers, DataFrame inputs and an image
+gallery. That is about 1.3 s of every run's start-up, so they are hidden while Keras is imported;
+they import normally afterwards (MLflow and expkit's plots load what they need, off the critical path).
 """
 
 from __future__ import annotations
 
+import importlib.abc
 import os
 import sys
 import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 NOISE = ("oneDNN custom operations are on", "All log messages before absl::InitializeLog()")
+#: Modules Keras imports only for optional integrations expkit does not use (see the module docstring).
+KERAS_EXTRAS = ("sklearn", "pandas", "matplotlib.pyplot")
+
+
+class _Hidden(importlib.abc.MetaPathFinder):
+    """Makes `modules` (and their submodules) look absent to imports made by one thread."""
+
+    def __init__(self, modules: Sequence[str]) -> None:
+        self.modules = tuple(modules)
+        self.thread = threading.get_ident()
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if threading.get_ident() == self.thread and any(name == m or name.startswith(m + ".") for m in self.modules):
+            raise ModuleNotFoundError(f"{name} is not loaded while Keras is imported (expkit.backend)", name=name)
+
+
+@contextmanager
+def hidden(modules: Sequence[str] = KERAS_EXTRAS) -> Iterator[None]:
+    """Within the block, this thread's imports of `modules` fail as if they were not installed."""
+    finder = _Hidden(modules)
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
 
 
 def import_tensorflow() -> Any:
@@ -23,8 +57,9 @@ def import_tensorflow() -> Any:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         stderr_fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # stderr replaced (pytest capture, notebooks): import plainly
-        import tensorflow
+    except (AttributeError, OSError, ValueError):  # stderr replaced (pytest capture, notebooks): no noise to filter
+        with hidden():
+            import tensorflow
 
         return tensorflow
     sys.stderr.flush()
@@ -32,7 +67,8 @@ def import_tensorflow() -> Any:
     with tempfile.TemporaryFile(mode="w+b") as captured:
         os.dup2(captured.fileno(), stderr_fd)
         try:
-            import tensorflow
+            with hidden():
+                import tensorflow
         finally:
             sys.stderr.flush()
             os.dup2(saved, stderr_fd)
