@@ -43,11 +43,12 @@ class _Hidden(importlib.abc.MetaPathFinder):
 def hidden(modules: Sequence[str] = KERAS_EXTRAS) -> Iterator[None]:
     """Within the block, this thread's imports of `modules` fail as if they were not installed."""
     finder = _Hidden(modules)
-    sys.meta_path.insert(0, finder)
+    # New lists rather than insert/remove: another thread part-way through sys.meta_path keeps its own list.
+    sys.meta_path = [finder, *sys.meta_path]
     try:
         yield
     finally:
-        sys.meta_path.remove(finder)
+        sys.meta_path = [f for f in sys.meta_path if f is not finder]
 
 
 def import_tensorflow() -> Any:
