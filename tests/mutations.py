@@ -51,6 +51,14 @@ MUTATIONS = (
         ),
     ),
     Mutation(
+        "keras-extras-loaded",
+        "TensorFlow is imported without hiding Keras' unused scikit-learn, pandas and pyplot extras",
+        "expkit/backend.py",
+        "            with hidden():\n                import tensorflow\n        finally:",
+        "            import tensorflow\n        finally:",
+        ("tests/test_feeding.py::test_importing_tensorflow_hides_only_the_onednn_notice_and_skips_kerass_extras",),
+    ),
+    Mutation(
         "standardize-own-mean",
         "standardize centres each split on its own mean instead of the training mean",
         "expkit/config/schema.py",
