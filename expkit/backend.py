@@ -52,15 +52,19 @@ def hidden(modules: Sequence[str] = KERAS_EXTRAS) -> Iterator[None]:
 
 
 def import_tensorflow() -> Any:
-    """`import tensorflow`, replaying its stderr output minus the known INFO noise."""
+    """`import tensorflow` without Keras' unused extras, replaying its stderr output minus the known INFO noise."""
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with hidden():
+        return _import_with_quiet_stderr()
+
+
+def _import_with_quiet_stderr() -> Any:
     try:
         stderr_fd = sys.stderr.fileno()
     except (AttributeError, OSError, ValueError):  # stderr replaced (pytest capture, notebooks): no noise to filter
-        with hidden():
-            import tensorflow
+        import tensorflow
 
         return tensorflow
     sys.stderr.flush()
@@ -68,8 +72,7 @@ def import_tensorflow() -> Any:
     with tempfile.TemporaryFile(mode="w+b") as captured:
         os.dup2(captured.fileno(), stderr_fd)
         try:
-            with hidden():
-                import tensorflow
+            import tensorflow
         finally:
             sys.stderr.flush()
             os.dup2(saved, stderr_fd)
