@@ -59,6 +59,14 @@ MUTATIONS = (
         ("tests/test_feeding.py::test_importing_tensorflow_hides_only_the_onednn_notice_and_skips_kerass_extras",),
     ),
     Mutation(
+        "tf-data-autotuned",
+        "the array pipelines leave tf.data's autotuning on (its model thread stalls each epoch's end)",
+        "expkit/training/feeding.py",
+        "    options.autotune.enabled = False\n",
+        "",
+        ("tests/test_feeding.py::test_both_pipelines_run_with_fixed_parallelism_and_no_autotuning",),
+    ),
+    Mutation(
         "standardize-own-mean",
         "standardize centres each split on its own mean instead of the training mean",
         "expkit/config/schema.py",

@@ -51,6 +51,15 @@ def test_each_pass_is_one_epoch_and_ends_with_it() -> None:
         assert np.array_equal(np.concatenate([xb for xb, _ in batches]), x[feeding.epoch_order(5, epoch + 1, 130)].astype(np.float32))
 
 
+def test_both_pipelines_run_with_fixed_parallelism_and_no_autotuning() -> None:
+    """Autotuning's model thread held up each epoch's end; the pipelines' parallelism is fixed instead."""
+    x, y = data(130)
+    train, _ = feeding.shuffled_epochs(x, y, 64, seed=5, threads=1)
+    for dataset in (train, feeding.batches(x, y, 64)):
+        assert dataset.options().autotune.enabled is False  # type: ignore[attr-defined]
+    assert train.options().threading.private_threadpool_size == 1  # type: ignore[attr-defined]
+
+
 def test_unshuffled_batches_are_one_pass_in_order() -> None:
     x, _ = data(130)
     got = [b.numpy() for b in feeding.batches(x, None, 64)]

@@ -84,6 +84,9 @@ def _dataset(x: Any, y: Any | None, batch_size: int, rows: Any, prefetch: bool, 
     if prefetch:
         dataset = dataset.prefetch(PREFETCH_BATCHES)
     options = tf.data.Options()
+    # Parallelism and buffer are fixed above, so autotuning has nothing to tune. Its model thread stalled each epoch's
+    # end: a one-thread sweep job sat idle 150-250 ms per epoch until a timer woke that thread (benchmarks/CHANGES.md).
+    options.autotune.enabled = False
     if threads:
         options.threading.private_threadpool_size = threads
         options.threading.max_intra_op_parallelism = 1
