@@ -15,6 +15,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from expkit.backend import hidden
 from expkit.errors import ExpkitError
 from expkit.selection.objective import Objective, SweepAborted
 from expkit.tracking.store import PARENT_RUN_ENV, PARENT_RUN_FILE_ENV, SWEEP_OVERRIDES_ENV, ensure_experiment, publish_parent, tracking_uri
@@ -164,6 +165,8 @@ class SweepTrackingCallback(Callback):
 
         def open_and_publish() -> None:
             try:
+                with hidden(("pandas",)):  # this process never needs it; MLflow would load it (0.3 s) while the workers start
+                    import mlflow  # noqa: F401
                 self.open_parent(config)
                 publish_parent(path, self.parent_id)
             except SweepStoreError as error:
