@@ -59,6 +59,14 @@ MUTATIONS = (
         ("tests/test_feeding.py::test_importing_tensorflow_hides_only_the_onednn_notice_and_skips_kerass_extras",),
     ),
     Mutation(
+        "import-not-frozen",
+        "the objects TensorFlow's import leaves are not frozen, so every garbage collection walks them again",
+        "expkit/backend.py",
+        "    gc.freeze()\n",
+        "",
+        ("tests/test_feeding.py::test_importing_tensorflow_hides_only_the_onednn_notice_and_skips_kerass_extras",),
+    ),
+    Mutation(
         "tf-data-autotuned",
         "the array pipelines leave tf.data's autotuning on (its model thread stalls each epoch's end)",
         "expkit/training/feeding.py",
