@@ -59,6 +59,14 @@ MUTATIONS = (
         ("tests/test_feeding.py::test_importing_tensorflow_hides_only_the_onednn_notice_and_skips_kerass_extras",),
     ),
     Mutation(
+        "dataset-race-fails-run",
+        "a run whose dataset another job inserted first fails instead of linking it (no retry)",
+        "expkit/tracking/run.py",
+        "            if attempt == attempts - 1 or not any(marker in str(exc) for marker in DUPLICATE_ROW):",
+        "            if True:",
+        ("tests/test_tracking_units.py::test_parallel_runs_logging_one_dataset_all_record_it",),
+    ),
+    Mutation(
         "import-not-frozen",
         "the objects TensorFlow's import leaves are not frozen, so every garbage collection walks them again",
         "expkit/backend.py",

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -90,6 +91,34 @@ def test_epoch_logger_records_metrics_learning_rate_and_epoch_time(store: FakeSt
 def git(repo: Path, *args: str) -> str:
     done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True)
     return done.stdout.strip()
+
+
+def test_parallel_runs_logging_one_dataset_all_record_it(tmp_path: Path) -> None:
+    """A sweep's jobs log the same dataset at once: MLflow's look-up-then-insert let one of them fail (a Ray sweep did)."""
+    store = make_store(tmp_path, "race")
+    tracked = [tracked_run(store, tmp_path) for _ in range(4)]
+    for t in tracked:
+        t.create("job", {})
+    failures: list[BaseException] = []
+
+    def log(t: TrackedRun, digest: str, barrier: threading.Barrier) -> None:
+        barrier.wait()
+        try:
+            t.log_dataset("mnist", "/data/mnist.npz", digest, {"train": 10}, np.zeros((1, 3)))
+        except Exception as exc:
+            failures.append(exc)
+
+    for round_ in range(5):  # a fresh dataset each round: every round races to insert it
+        barrier = threading.Barrier(len(tracked))
+        threads = [threading.Thread(target=log, args=(t, f"digest{round_}", barrier)) for t in tracked]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []
+    client = mlflow.MlflowClient(store.uri)
+    for t in tracked:
+        assert sorted(d.dataset.digest for d in client.get_run(t.run_id).inputs.dataset_inputs) == [f"digest{i}" for i in range(5)]
 
 
 def test_git_state_of_a_repo_and_of_a_plain_folder(tmp_path: Path) -> None:

@@ -89,6 +89,26 @@ def log_metrics(client: mlflow.MlflowClient, run_id: str, metrics: dict[str, flo
     client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
 
 
+#: How a store's database refuses a second copy of a row (SQLite, PostgreSQL, MySQL), locally or through a server.
+DUPLICATE_ROW = ("UNIQUE constraint failed", "duplicate key value", "Duplicate entry")
+
+
+def log_inputs_once_inserted(client: mlflow.MlflowClient, run_id: str, datasets: list[Any], attempts: int = 3) -> None:
+    """`log_inputs`, tried again when a concurrent run inserted the same dataset first.
+
+    MLflow looks the dataset up, then inserts it: two parallel jobs logging one dataset (a sweep's) can both miss it,
+    and the second insert fails. On the next attempt the dataset is found and only linked to this run.
+    """
+    for attempt in range(attempts):
+        try:
+            client.log_inputs(run_id, datasets=datasets)
+            return
+        except Exception as exc:
+            if attempt == attempts - 1 or not any(marker in str(exc) for marker in DUPLICATE_ROW):
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
 class TrackedRun:
     """The MLflow side of one training run. Use start(), then the log_* methods, then end()."""
 
@@ -377,7 +397,7 @@ class TrackedRun:
             dataset = mlflow.data.from_numpy(example, source=origin, name=name, digest=digest)._to_mlflow_entity()
         dataset._profile = json.dumps({f"{split}_samples": n for split, n in sizes.items()})
         tags = [InputTag(MLFLOW_DATASET_CONTEXT, "training"), *(InputTag(f"{split}_samples", str(n)) for split, n in sizes.items())]
-        self.client.log_inputs(self.run_id, datasets=[DatasetInput(dataset, tags)])
+        log_inputs_once_inserted(self.client, self.run_id, [DatasetInput(dataset, tags)])
 
     def log_model(self, model: Any, input_example: Any, step: int = 0) -> str:
         """Log the training model with MLflow's Keras flavor and a tensor signature; returns the model URI.
