@@ -60,11 +60,14 @@ MUTATIONS = (
     ),
     Mutation(
         "dataset-race-fails-run",
-        "a run whose dataset another job inserted first fails instead of linking it (no retry)",
+        "a run whose dataset or table view another job inserted first fails instead of linking or updating it (no retry)",
         "expkit/tracking/run.py",
         "            if attempt == attempts - 1 or not any(marker in str(exc) for marker in DUPLICATE_ROW):",
         "            if True:",
-        ("tests/test_tracking_units.py::test_parallel_runs_logging_one_dataset_all_record_it",),
+        (
+            "tests/test_tracking_units.py::test_parallel_runs_logging_one_dataset_all_record_it",
+            "tests/test_tracking_units.py::test_parallel_runs_of_a_new_experiment_all_add_their_table_columns",
+        ),
     ),
     Mutation(
         "import-not-frozen",

@@ -26,7 +26,7 @@ from expkit.outputs import find_run_dir
 from expkit.tracking import plots, tensorboard
 from expkit.tracking.epochs import EpochLogger
 from expkit.tracking.run import MAX_PARAM_LENGTH, ChildRun, TrackedRun, git_state
-from expkit.tracking.store import PARENT_RUN_ENV, PARENT_RUN_FILE_ENV, ParentRunUnavailable, await_parent, publish_parent
+from expkit.tracking.store import PARENT_RUN_ENV, PARENT_RUN_FILE_ENV, TABLE_VIEW_TAG, ParentRunUnavailable, await_parent, publish_parent
 from expkit.tracking.sweep import PARENT_RUN_FILE, SweepTrackingCallback
 from expkit.training.compile import compile_model
 from tests.fabricate import FakeStore, add_run, expkit_params, make_store, run_ids_starting_with, with_experiment
@@ -119,6 +119,36 @@ def test_parallel_runs_logging_one_dataset_all_record_it(tmp_path: Path) -> None
     client = mlflow.MlflowClient(store.uri)
     for t in tracked:
         assert sorted(d.dataset.digest for d in client.get_run(t.run_id).inputs.dataset_inputs) == [f"digest{i}" for i in range(5)]
+
+
+def test_parallel_runs_of_a_new_experiment_all_add_their_table_columns(tmp_path: Path) -> None:
+    """A sweep's first jobs finish together: each adds its columns to the experiment's table view, which none has yet."""
+    store = make_store(tmp_path, "first")
+    failures: list[BaseException] = []
+
+    def show(t: TrackedRun, barrier: threading.Barrier) -> None:
+        barrier.wait()
+        try:
+            t.show_in_table(["objective"], [])
+        except Exception as exc:
+            failures.append(exc)
+
+    for round_ in range(10):  # a new experiment each round: its view tag does not exist yet
+        tracked = [
+            TrackedRun(uri=store.uri, root_dir=str(tmp_path), experiment_name=f"new{round_}", artifact_dir=str(tmp_path / "a"))
+            for _ in range(8)
+        ]
+        for t in tracked:
+            t.create("job", {})
+        barrier = threading.Barrier(len(tracked))
+        threads = [threading.Thread(target=show, args=(t, barrier)) for t in tracked]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        experiment = store.client.get_experiment_by_name(f"new{round_}")
+        assert "metrics.`objective`" in json.loads(experiment.tags[TABLE_VIEW_TAG])["selectedColumns"]
+    assert failures == []
 
 
 def test_git_state_of_a_repo_and_of_a_plain_folder(tmp_path: Path) -> None:

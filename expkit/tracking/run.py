@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -93,15 +94,15 @@ def log_metrics(client: mlflow.MlflowClient, run_id: str, metrics: dict[str, flo
 DUPLICATE_ROW = ("UNIQUE constraint failed", "duplicate key value", "Duplicate entry")
 
 
-def log_inputs_once_inserted(client: mlflow.MlflowClient, run_id: str, datasets: list[Any], attempts: int = 3) -> None:
-    """`log_inputs`, tried again when a concurrent run inserted the same dataset first.
+def tolerate_concurrent_insert(write: Callable[[], None], attempts: int = 3) -> None:
+    """Run `write` (a store write), again when a concurrent run inserted the same new row first.
 
-    MLflow looks the dataset up, then inserts it: two parallel jobs logging one dataset (a sweep's) can both miss it,
-    and the second insert fails. On the next attempt the dataset is found and only linked to this run.
+    MLflow looks a row up, then inserts it: parallel jobs writing one new dataset (a sweep's) or one new experiment
+    tag can all miss it, and every insert but one fails. On the next attempt the row is found and linked or updated.
     """
     for attempt in range(attempts):
         try:
-            client.log_inputs(run_id, datasets=datasets)
+            write()
             return
         except Exception as exc:
             if attempt == attempts - 1 or not any(marker in str(exc) for marker in DUPLICATE_ROW):
@@ -397,7 +398,7 @@ class TrackedRun:
             dataset = mlflow.data.from_numpy(example, source=origin, name=name, digest=digest)._to_mlflow_entity()
         dataset._profile = json.dumps({f"{split}_samples": n for split, n in sizes.items()})
         tags = [InputTag(MLFLOW_DATASET_CONTEXT, "training"), *(InputTag(f"{split}_samples", str(n)) for split, n in sizes.items())]
-        log_inputs_once_inserted(self.client, self.run_id, [DatasetInput(dataset, tags)])
+        tolerate_concurrent_insert(lambda: self.client.log_inputs(self.run_id, datasets=[DatasetInput(dataset, tags)]))
 
     def log_model(self, model: Any, input_example: Any, step: int = 0) -> str:
         """Log the training model with MLflow's Keras flavor and a tensor signature; returns the model URI.
@@ -507,9 +508,13 @@ class TrackedRun:
         """Add these columns to expkit's view of the experiment's runs table (the UI hides all metric columns by default)."""
         run = self.client.get_run(self.run_id)
         experiment_id = run.info.experiment_id
-        current = self.client.get_experiment(experiment_id).tags.get(TABLE_VIEW_TAG)
         params = [p for p in params if p in run.data.params]
-        self.client.set_experiment_tag(experiment_id, TABLE_VIEW_TAG, table_view(current, metrics, params))
+
+        def add_columns() -> None:
+            current = self.client.get_experiment(experiment_id).tags.get(TABLE_VIEW_TAG)
+            self.client.set_experiment_tag(experiment_id, TABLE_VIEW_TAG, table_view(current, metrics, params))
+
+        tolerate_concurrent_insert(add_columns)  # a sweep's first jobs finish together and create the tag at once
 
     def ui_link(self) -> str:
         """Where to see this run: the server's page, or the `expkit ui` command and the page it serves."""
