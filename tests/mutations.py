@@ -54,8 +54,8 @@ MUTATIONS = (
         "keras-extras-loaded",
         "TensorFlow is imported without hiding Keras' unused scikit-learn, pandas and pyplot extras",
         "expkit/backend.py",
-        "    with hidden():\n        return _import_with_quiet_stderr()",
-        "    return _import_with_quiet_stderr()",
+        "    with hidden():\n        tensorflow = _import_with_quiet_stderr()",
+        "    tensorflow = _import_with_quiet_stderr()",
         ("tests/test_feeding.py::test_importing_tensorflow_hides_only_the_onednn_notice_and_skips_kerass_extras",),
     ),
     Mutation(
