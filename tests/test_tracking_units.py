@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -93,6 +94,26 @@ def git(repo: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
+def at_once(calls: list[Callable[[], object]]) -> list[BaseException]:
+    """Run the calls in threads released together by a barrier; the exceptions they raised."""
+    barrier = threading.Barrier(len(calls))
+    failures: list[BaseException] = []
+
+    def run(call: Callable[[], object]) -> None:
+        barrier.wait()
+        try:
+            call()
+        except Exception as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return failures
+
+
 def test_parallel_runs_logging_one_dataset_all_record_it(tmp_path: Path) -> None:
     """A sweep's jobs log the same dataset at once: MLflow's look-up-then-insert let one of them fail (a Ray sweep did)."""
     store = make_store(tmp_path, "race")
@@ -100,21 +121,13 @@ def test_parallel_runs_logging_one_dataset_all_record_it(tmp_path: Path) -> None
     for t in tracked:
         t.create("job", {})
     failures: list[BaseException] = []
-
-    def log(t: TrackedRun, digest: str, barrier: threading.Barrier) -> None:
-        barrier.wait()
-        try:
-            t.log_dataset("mnist", "/data/mnist.npz", digest, {"train": 10}, np.zeros((1, 3)))
-        except Exception as exc:
-            failures.append(exc)
-
     for round_ in range(5):  # a fresh dataset each round: every round races to insert it
-        barrier = threading.Barrier(len(tracked))
-        threads = [threading.Thread(target=log, args=(t, f"digest{round_}", barrier)) for t in tracked]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        failures += at_once(
+            [
+                lambda t=t, d=f"digest{round_}": t.log_dataset("mnist", "/data/mnist.npz", d, {"train": 10}, np.zeros((1, 3)))
+                for t in tracked
+            ]
+        )
     assert failures == []
     client = mlflow.MlflowClient(store.uri)
     for t in tracked:
@@ -125,14 +138,6 @@ def test_parallel_runs_of_a_new_experiment_all_add_their_table_columns(tmp_path:
     """A sweep's first jobs finish together: each adds its columns to the experiment's table view, which none has yet."""
     store = make_store(tmp_path, "first")
     failures: list[BaseException] = []
-
-    def show(t: TrackedRun, barrier: threading.Barrier) -> None:
-        barrier.wait()
-        try:
-            t.show_in_table(["objective"], [])
-        except Exception as exc:
-            failures.append(exc)
-
     for round_ in range(10):  # a new experiment each round: its view tag does not exist yet
         tracked = [
             TrackedRun(uri=store.uri, root_dir=str(tmp_path), experiment_name=f"new{round_}", artifact_dir=str(tmp_path / "a"))
@@ -140,12 +145,7 @@ def test_parallel_runs_of_a_new_experiment_all_add_their_table_columns(tmp_path:
         ]
         for t in tracked:
             t.create("job", {})
-        barrier = threading.Barrier(len(tracked))
-        threads = [threading.Thread(target=show, args=(t, barrier)) for t in tracked]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        failures += at_once([lambda t=t: t.show_in_table(["objective"], []) for t in tracked])
         experiment = store.client.get_experiment_by_name(f"new{round_}")
         assert "metrics.`objective`" in json.loads(experiment.tags[TABLE_VIEW_TAG])["selectedColumns"]
     assert failures == []
