@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from expkit.config.arguments import argument_problem, plain_pydantic
 from expkit.config.catalog import load_catalog
 from expkit.config.graph import check_graph
 from expkit.config.schema import STEP_OPS, ExperimentConfig, OneHot
@@ -68,6 +69,7 @@ def validate_config(cfg: Any) -> ExperimentConfig:
         raise  # unreachable: every error added a problem
     _check_model_form(config, problems)
     _check_components(config, problems)
+    _name_hyperparameters(problems, raw_model)
     _check_model_hparams(config, raw_model, problems)
     if config.model.is_graph:
         check_graph(config.model, _layer_checker(problems), problems.add)
@@ -195,7 +197,8 @@ def _add_pydantic_error(problems: Problems, err: Any, cfg: Any) -> None:
     else:
         key = _dotted(tuple(p for p in loc if not _is_type_label(p)))
         if not any(item.startswith(f"{key}: ") for item in problems.items):  # one problem per key, not one per union member
-            problems.add(key, f"{err['msg']}, got {err.get('input')!r}")
+            plain = plain_pydantic(err)
+            problems.add(key, *plain) if plain else problems.add(key, f"{err['msg']}, got {err.get('input')!r}")
 
 
 def _is_type_label(part: Any) -> bool:
@@ -251,6 +254,11 @@ def _layer_checker(problems: Problems) -> Any:
         rate = spec.get("rate")
         if "Dropout" in str(spec.get("type")) and isinstance(rate, int | float) and not 0 <= rate < 1:
             problems.add(f"{key}.rate", f"dropout rate must be in [0, 1), got {rate}", "0.5 drops half the units")
+        known = layers.get(str(spec.get("type")), [])
+        for arg, value in spec.items():
+            problem = argument_problem(arg, value) if arg in known and arg not in skip else None
+            if problem and not any(item.startswith(f"{key}.{arg}: ") for item in problems.items):
+                problems.add(f"{key}.{arg}", *problem)
         act = spec.get("activation")
         if isinstance(act, str) and not act.startswith("$") and act not in activations:
             problems.add(f"{key}.activation", f"unknown activation '{act}'", suggestion(act, activations, noun="known"))
@@ -310,6 +318,22 @@ def _check_loss_and_metrics(problems: Problems, prefix: str, loss: Any, metrics:
                 f"unknown metric '{metric}'",
                 suggestion(metric, [n for n in catalog["metrics"] if n.islower()] + sorted(METRIC_ALIASES), noun="known"),
             )
+
+
+def _name_hyperparameters(problems: Problems, raw_model: dict[str, Any]) -> None:
+    """A bad layer argument that came from `${model.KEY}` is the user's model.KEY: name that key first."""
+    layers = raw_model.get("layers")
+    if not isinstance(layers, list):
+        return
+    for n, item in enumerate(problems.items):
+        found = re.match(r"model\.layers\.(\d+)\.(\w+): ", item)
+        if not found or int(found.group(1)) >= len(layers) or not isinstance(layers[int(found.group(1))], dict):
+            continue
+        raw = layers[int(found.group(1))].get(found.group(2))
+        source = re.fullmatch(r"\$\{(model\.\w+)\}", raw) if isinstance(raw, str) else None
+        if source:
+            where = item[: found.end() - 2]
+            problems.items[n] = f"{source.group(1)} (used by {where}): " + item[found.end() :]
 
 
 def _check_model_hparams(config: ExperimentConfig, raw_model: dict[str, Any], problems: Problems) -> None:
