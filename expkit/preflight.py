@@ -236,7 +236,7 @@ def sweep_points(fixed: list[str], swept: dict[str, list[str]]) -> list[list[str
         first = [v[0] for v in swept.values()]
         combos = [tuple(first)]
         for i, key in enumerate(keys):
-            combos += [tuple(first[:i] + [value] + first[i + 1 :]) for value in swept[key][1:]]
+            combos += [(*first[:i], value, *first[i + 1 :]) for value in swept[key][1:]]
         combos.append(tuple(v[-1] for v in swept.values()))
     return [[*fixed, *(f"{k}={v}" for k, v in zip(keys, combo, strict=True))] for combo in combos]
 
