@@ -210,11 +210,11 @@ def _stub_runtime(cfg: Any) -> Any:
     return probe
 
 
-def check_config(cfg: Any) -> ExperimentConfig:
-    """validate_config + preflight on a config composed outside Hydra."""
+def check_config(cfg: Any, dirs: list[Path]) -> ExperimentConfig:
+    """validate_config + preflight on a config composed outside Hydra (`dirs`: the --config-dir folders)."""
     from expkit.config.validate import validate_config
 
-    return preflight(validate_config(_stub_runtime(cfg)))
+    return preflight(validate_config(_stub_runtime(cfg), dirs))
 
 
 def _swept_values(override: Any) -> list[str]:
@@ -285,16 +285,16 @@ def check_command(args: list[str], cfg: Any) -> None:
     """
     from expkit.config.overrides import _compose, split_args
 
-    if not any(a in ("-m", "--multirun") for a in args):
-        check_config(cfg)
-        return
     raw, dirs = split_args(args)
+    if not any(a in ("-m", "--multirun") for a in args):
+        check_config(cfg, dirs)
+        return
     fixed, swept = _sweep_space(raw, dirs)
     points = sweep_points(fixed, swept)
     first_error: ExpkitError | None = None
     for point in points:
         try:
-            check_config(_compose(point, dirs))
+            check_config(_compose(point, dirs), dirs)
             return  # at least one job can run
         except ExpkitError as error:
             first_error = first_error or error

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import typing
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -38,8 +39,11 @@ class Problems:
             raise ExpkitError(f"{len(self.items)} problems in the config:\n  - " + "\n  - ".join(self.items))
 
 
-def validate_config(cfg: Any) -> ExperimentConfig:
-    """Resolve `cfg` (DictConfig or dict), check it against the schema and Keras' names."""
+def validate_config(cfg: Any, config_dirs: list[Path] | None = None) -> ExperimentConfig:
+    """Resolve `cfg` (DictConfig or dict), check it against the schema and Keras' names.
+
+    `config_dirs`: extra config folders (--config-dir) whose presets may be extended; default: the running Hydra app's.
+    """
     from omegaconf import DictConfig, OmegaConf, open_dict
     from omegaconf.errors import OmegaConfBaseException
 
@@ -48,7 +52,7 @@ def validate_config(cfg: Any) -> ExperimentConfig:
     try:
         model_node = cfg.get("model")
         raw_model: dict[str, Any] = OmegaConf.to_container(model_node, resolve=False) if isinstance(model_node, DictConfig) else {}  # type: ignore[assignment]
-        drop = inherited_model_keys(raw_model) if raw_model else []
+        drop = inherited_model_keys(raw_model, config_dirs) if raw_model else []
         if drop:
             with open_dict(model_node):
                 for key in drop:
@@ -93,13 +97,56 @@ def _model_group_files() -> list[dict[str, Any]]:
     return [OmegaConf.to_container(OmegaConf.load(f), resolve=False) for f in sorted(folder.glob("*.yaml"))]  # type: ignore[misc]
 
 
-def inherited_model_keys(raw_model: dict[str, Any]) -> list[str]:
-    """Keys a preset that defines its own model inherited unchanged from a `model` group file and does not use:
-    the default mlp's `units`, or its `layers`/`loss`/`metrics` under a graph model. The model starts clean without them."""
+def _preset_model_nodes(config_dirs: list[Path]) -> list[dict[str, Any]]:
+    """The raw `model` node of every experiment preset (packaged, and in the given config dirs) whose layers, nodes or
+    outputs reference one of its own hyperparameters: a preset that extends it may replace those layers."""
+    from omegaconf import OmegaConf
+
+    from expkit.config.locate import conf_dir
+
+    try:
+        folders = [conf_dir() / "experiment", *(Path(d) / "experiment" for d in config_dirs)]
+    except RuntimeError:
+        folders = [Path(d) / "experiment" for d in config_dirs]
+    nodes = []
+    for file in sorted(f for folder in folders if folder.is_dir() for f in folder.glob("*.yaml")):
+        try:
+            model = OmegaConf.to_container(OmegaConf.load(file), resolve=False).get("model")  # type: ignore[union-attr]
+        except Exception:  # a broken file is reported when it is composed, not here
+            continue
+        if isinstance(model, dict) and "${model." in repr({k: model.get(k) for k in ("layers", "nodes", "outputs")}):
+            nodes.append(model)
+    return nodes
+
+
+def _hydra_config_dirs() -> list[Path]:
+    """The --config-dir folders of the running Hydra app (none outside one)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if not HydraConfig.initialized():
+            return []
+        sources = HydraConfig.get().runtime.config_sources
+        return [Path(s.path) for s in sources if s.provider == "command-line" and s.schema == "file"]
+    except Exception:
+        return []
+
+
+def inherited_model_keys(raw_model: dict[str, Any], config_dirs: list[Path] | None = None) -> list[str]:
+    """Keys a preset that defines its own model inherited unchanged and does not use: the default mlp's `units`, its
+    `layers`/`loss`/`metrics` under a graph model, or a parent preset's hyperparameter (mnist_dense's `units`) once the
+    preset extending it wrote its own layers. The user wrote none of them; the model starts clean without them."""
     groups = _model_group_files()
+    parents = [p for p in _preset_model_nodes(_hydra_config_dirs() if config_dirs is None else config_dirs) if p != raw_model]
     inherited = {k for k, v in raw_model.items() if any(k in g and g[k] == v for g in groups)}
-    drop = [k for k in ("layers", "loss", "metrics") if "outputs" in raw_model and (k in inherited or raw_model.get(k) == "???")]
+    own_layers = {k: raw_model.get(k) for k in ("layers", "nodes", "outputs")}
     fields = set(ExperimentConfig.model_fields["model"].annotation.model_fields)  # type: ignore[union-attr]
+    for parent in parents:  # a parent: its own hyperparameters all arrived unchanged, but its layers were replaced
+        hparams = {k: v for k, v in parent.items() if k not in fields}
+        replaced = {n: parent.get(n) for n in own_layers} != own_layers
+        if hparams and replaced and all(raw_model.get(k, object()) == v for k, v in hparams.items()):
+            inherited |= set(hparams)
+    drop = [k for k in ("layers", "loss", "metrics") if "outputs" in raw_model and (k in inherited or raw_model.get(k) == "???")]
     kept = {k: v for k, v in raw_model.items() if k not in drop}
     for key in sorted(inherited - fields):
         if "${model." + key + "}" not in repr({k: v for k, v in kept.items() if k != key}):
