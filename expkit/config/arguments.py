@@ -27,7 +27,7 @@ def _whole(value: Any) -> bool:
 
 def argument_problem(name: str, value: Any) -> tuple[str, str | None] | None:
     """(message, hint) when `value` cannot be the argument `name` (a $placeholder of a graph block is left alone)."""
-    if isinstance(value, str) and value.startswith("$"):
+    if name not in POSITIVE_INT | POSITIVE_INT_OR_LIST | RATE | BOOL or (isinstance(value, str) and value.startswith("$")):
         return None
     if value is None:
         return None if name in NULLABLE else (f"{name} must be set, got null", "give a value or remove the key")
