@@ -45,6 +45,11 @@ def known_sources() -> dict[str, Any]:
 
 def npz_lengths(path: Path, arrays: tuple[str, ...]) -> dict[str, int]:
     """The first dimension of each array in an npz, read from the array headers only (nothing is loaded)."""
+    return {name: shape[0] if shape else 0 for name, shape in npz_shapes(path, arrays).items()}
+
+
+def npz_shapes(path: Path, arrays: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
+    """The shape of each array in an npz, read from the array headers only (nothing is loaded)."""
     import numpy as np
 
     from expkit.data.sources import read_npz
@@ -54,13 +59,12 @@ def npz_lengths(path: Path, arrays: tuple[str, ...]) -> dict[str, int]:
             members = {n.removesuffix(".npy"): n for n in archive.namelist()}
             if any(a not in members for a in arrays):
                 read_npz(path, arrays)  # raises the loader's own error, naming the missing arrays
-            lengths = {}
+            lengths: dict[str, tuple[int, ...]] = {}
             for name in arrays:
                 with archive.open(members[name]) as f:
                     version = np.lib.format.read_magic(f)
                     read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                    shape = read(f)[0]
-                    lengths[name] = int(shape[0]) if shape else 0
+                    lengths[name] = tuple(int(n) for n in read(f)[0])
             return lengths
     except ExpkitError:
         raise
@@ -173,6 +177,62 @@ def check_split_sizes(config: ExperimentConfig, n_train: int, n_test: int) -> No
         )
 
 
+def target_shapes(config: ExperimentConfig) -> dict[str, tuple[int, ...]]:
+    """Each target's per-sample shape, for sources whose targets have the user's own shape (random: from its options;
+    npz: from the file's headers); {} for sources whose labels are class indices."""
+    dataset = config.dataset
+    if dataset.source not in ("random", "npz"):
+        return {}
+    from expkit.data.named import SOURCES as NAMED
+
+    options: Any = NAMED[dataset.source].options.model_validate(dataset.model_extra or {})
+    if dataset.source == "random":
+        return {name: tuple(spec.shape) for name, spec in options.targets.items()}
+    shapes = npz_shapes(Path(str(dataset.path)).expanduser(), tuple(f"{a}_train" for a in options.targets.values()))
+    return {name: shapes[f"{a}_train"][1:] for name, a in options.targets.items()}
+
+
+def check_targets(config: ExperimentConfig) -> None:
+    """The loss must fit each target's shape: integer labels for sparse losses, one value per class (one-hot or soft
+    targets, as the book's functional models use) for categorical ones, with as many output units."""
+    from expkit.config.validate import CATEGORICAL_LOSSES, SPARSE_LOSSES, loss_key
+
+    shapes = target_shapes(config)
+    model = config.model
+    if model.is_graph:
+        heads = {n: (spec.get("loss"), spec, f"model.outputs.{n}") for n, spec in (model.outputs or {}).items()}
+    elif len(shapes) == 1 and model.layers:
+        heads = {next(iter(shapes)): (model.loss, model.layers[-1], "model")}
+    else:
+        return
+    for name, (loss, last, key) in heads.items():
+        steps = config.dataset.preprocess.steps_for("y", name)
+        if name not in shapes or any(step.op == "one_hot" for step in steps) or not isinstance(loss, str | dict):
+            continue
+        shape, kind = shapes[name], loss_key(loss)
+        width = shape[-1] if shape else 1
+        units = last.get("units") if last.get("type") == "Dense" else None
+        shown = loss if isinstance(loss, str) else loss.get("type")
+        if kind in CATEGORICAL_LOSSES and width == 1 and units != 1:
+            raise ExpkitError(
+                f"{shown} expects one value per class (one-hot or soft targets), but target '{name}' holds one label per sample",
+                key=f"{key}.loss",
+                hint=f"use sparse_categorical_crossentropy, or add dataset.preprocess.{name}: [{{op: one_hot, num_classes: N}}]",
+            )
+        if kind in CATEGORICAL_LOSSES and isinstance(units, int) and units != width:
+            raise ExpkitError(
+                f"the output has {units} units but target '{name}' has {width} values per sample",
+                key=f"{key}.units" if model.is_graph else "model.layers",
+                hint="make them match",
+            )
+        if kind in SPARSE_LOSSES and width > 1:
+            raise ExpkitError(
+                f"{shown} expects integer labels, but target '{name}' has {width} values per sample (shape {list(shape)})",
+                key=f"{key}.loss",
+                hint="use categorical_crossentropy for one-hot or soft targets",
+            )
+
+
 def preflight(config: ExperimentConfig) -> ExperimentConfig:
     """Raise ExpkitError for anything about the data that would fail the run before training: the source and name,
     files and folders, split sizes. Cheap: no data is loaded, no TensorFlow imported. Returns `config`."""
@@ -191,6 +251,7 @@ def preflight(config: ExperimentConfig) -> ExperimentConfig:
     sizes = dataset_sizes(config)
     if sizes is not None:
         check_split_sizes(config, *sizes)
+    check_targets(config)
     return config
 
 
