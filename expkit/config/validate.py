@@ -34,6 +34,8 @@ def named_source(config: ExperimentConfig) -> bool:
     from expkit.data.named import SOURCES
 
     return config.dataset.source in SOURCES
+
+
 # Metric/loss names Keras resolves by string without a module attribute of that name.
 METRIC_ALIASES = {"accuracy", "acc", "crossentropy", "ce", "mse", "mae", "mape", "msle"}
 
