@@ -302,8 +302,9 @@ def sweep_points(fixed: list[str], swept: dict[str, list[str]]) -> list[list[str
     return [[*fixed, *(f"{k}={v}" for k, v in zip(keys, combo, strict=True))] for combo in combos]
 
 
-def _sweep_space(overrides: list[str], dirs: list[Path]) -> tuple[list[str], dict[str, list[str]]]:
-    """(fixed overrides, {swept key: values to check}) of a multirun: the command line's sweeps and hydra.sweeper.params."""
+def _sweep_space(overrides: list[str], dirs: list[Path]) -> tuple[list[str], dict[str, list[str]], Any]:
+    """(fixed overrides, {swept key: values to check}, the launcher node) of a multirun: the command line's sweeps and
+    hydra.sweeper.params."""
     from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
@@ -335,7 +336,7 @@ def _sweep_space(overrides: list[str], dirs: list[Path]) -> tuple[list[str], dic
             swept[key] = _swept_values(override)
         else:
             fixed.append(override.input_line)
-    return fixed, swept
+    return fixed, swept, OmegaConf.select(cfg, "hydra.launcher", default=None)
 
 
 def check_command(args: list[str], cfg: Any) -> None:
@@ -350,7 +351,11 @@ def check_command(args: list[str], cfg: Any) -> None:
     if not any(a in ("-m", "--multirun") for a in args):
         check_config(cfg, dirs)
         return
-    fixed, swept = _sweep_space(raw, dirs)
+    fixed, swept, launcher = _sweep_space(raw, dirs)
+    from expkit.cluster import launcher_is_remote
+
+    if launcher_is_remote(launcher):  # the data may exist only on the workers: each job checks it there, before its run
+        return
     points = sweep_points(fixed, swept)
     first_error: ExpkitError | None = None
     for point in points:

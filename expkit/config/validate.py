@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import typing
 from pathlib import Path
@@ -117,23 +118,28 @@ def _model_group_files() -> list[dict[str, Any]]:
 def _preset_model_nodes(config_dirs: list[Path]) -> list[dict[str, Any]]:
     """The raw `model` node of every experiment preset (packaged, and in the given config dirs) whose layers, nodes or
     outputs reference one of its own hyperparameters: a preset that extends it may replace those layers."""
-    from omegaconf import OmegaConf
-
     from expkit.config.locate import conf_dir
 
     try:
         folders = [conf_dir() / "experiment", *(Path(d) / "experiment" for d in config_dirs)]
     except RuntimeError:
         folders = [Path(d) / "experiment" for d in config_dirs]
-    nodes = []
-    for file in sorted(f for folder in folders if folder.is_dir() for f in folder.glob("*.yaml")):
-        try:
-            model = OmegaConf.to_container(OmegaConf.load(file), resolve=False).get("model")  # type: ignore[union-attr]
-        except Exception:  # a broken file is reported when it is composed, not here
-            continue
-        if isinstance(model, dict) and "${model." in repr({k: model.get(k) for k in ("layers", "nodes", "outputs")}):
-            nodes.append(model)
-    return nodes
+    files = sorted(f for folder in folders if folder.is_dir() for f in folder.glob("*.yaml"))
+    return [node for f in files for node in _hyperparameter_model(str(f), f.stat().st_mtime_ns)]
+
+
+@functools.cache
+def _hyperparameter_model(path: str, mtime: int) -> list[dict[str, Any]]:
+    """[the file's `model` node] if its layers, nodes or outputs use a ${model.KEY}, else [] (cached per file version)."""
+    import yaml
+
+    try:
+        model = (yaml.safe_load(Path(path).read_text()) or {}).get("model")
+    except Exception:  # a broken file is reported when it is composed, not here
+        return []
+    if isinstance(model, dict) and "${model." in repr({k: model.get(k) for k in ("layers", "nodes", "outputs")}):
+        return [model]
+    return []
 
 
 def _hydra_config_dirs() -> list[Path]:
@@ -154,10 +160,12 @@ def inherited_model_keys(raw_model: dict[str, Any], config_dirs: list[Path] | No
     `layers`/`loss`/`metrics` under a graph model, or a parent preset's hyperparameter (mnist_dense's `units`) once the
     preset extending it wrote its own layers. The user wrote none of them; the model starts clean without them."""
     groups = _model_group_files()
-    parents = [p for p in _preset_model_nodes(_hydra_config_dirs() if config_dirs is None else config_dirs) if p != raw_model]
     inherited = {k for k, v in raw_model.items() if any(k in g and g[k] == v for g in groups)}
     own_layers = {k: raw_model.get(k) for k in ("layers", "nodes", "outputs")}
     fields = set(ExperimentConfig.model_fields["model"].annotation.model_fields)  # type: ignore[union-attr]
+    unused = [k for k in raw_model if k not in fields and "${model." + k not in repr({n: v for n, v in raw_model.items() if n != k})]
+    dirs = (_hydra_config_dirs() if config_dirs is None else config_dirs) if unused else []
+    parents = [p for p in _preset_model_nodes(dirs) if p != raw_model] if unused else []
     for parent in parents:  # a parent: its own hyperparameters all arrived unchanged, but its layers were replaced
         hparams = {k: v for k, v in parent.items() if k not in fields}
         replaced = {n: parent.get(n) for n in own_layers} != own_layers
