@@ -109,20 +109,13 @@ def _named_sizes(dataset: Any) -> tuple[int, int] | None:
 
 
 def _check_image_dir(dataset: Any) -> None:
-    if dataset.validation.holdout is not None or dataset.validation.split is not None:
+    from expkit.data.images import check_image_folders
+
+    if any(v is not None for v in (dataset.validation.holdout, dataset.validation.split, dataset.validation.folds)):
         raise ExpkitError(
             "image_dir takes its validation data from the validation/ folder", key="dataset.validation", hint="remove the setting"
         )
-    if not dataset.path:
-        raise ExpkitError("the image_dir source needs dataset.path: the folder holding train/ and test/", key="dataset.path")
-    root = Path(dataset.path).expanduser()
-    for sub in ("", "train", "test"):
-        if not (root / sub).is_dir():
-            raise ExpkitError(
-                f"{root / sub} does not exist" + ("" if sub else " (or is not a folder)"),
-                key="dataset.path",
-                hint="the folder needs train/ and test/ (and optionally validation/), one sub-folder per class",
-            )
+    check_image_folders(dataset)
 
 
 def dataset_sizes(config: ExperimentConfig) -> tuple[int, int] | None:

@@ -78,8 +78,9 @@ def preset(folder: Path, name: str, text: str) -> Path:
             ["+experiment=mnist_dense", "dataset.path={data}", "dataset.max_train_samples=100", "dataset.validation.holdout=200"],
             ["dataset.validation.holdout", "100 training samples", "max_train_samples"],
         ),
+        (["dataset=image_dir", "dataset.path={tmp}", "dataset.image_size=[16,16]"], ["dataset.path", "train does not exist"]),
     ],
-    ids=["missing-file", "unknown-source", "holdout-larger-than-data", "holdout-larger-than-max-train"],
+    ids=["missing-file", "unknown-source", "holdout-larger-than-data", "holdout-larger-than-max-train", "image-folder-without-train"],
 )
 def test_config_errors_exit_2_before_a_run_or_folder_exists(workdir: Path, overrides: list[str], expected: list[str]) -> None:
     data = small_mnist(workdir)
