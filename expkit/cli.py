@@ -43,7 +43,7 @@ def _run_hydra(args: list[str], action: str, force: bool = False, build: bool = 
         composed: list[object] = []
         _guarded(lambda: composed.append(check_overrides(args)))
         if action != "show" and not any(a in ("--cfg", "-c") or a.startswith("--cfg=") for a in args):
-            from expkit.preflight import check_command  # the config and its data, before Hydra makes a folder or a run exists
+            from expkit.launch_check import check_command  # the config and its data, before Hydra makes a folder or a run exists
 
             _guarded(lambda: check_command(args, composed[0]))
     from expkit import app as hydra_app

@@ -2,18 +2,19 @@
 
 `preflight(config)` checks the data a validated config points at: the source and dataset name are known, the
 files and folders exist, and the split sizes fit the data (read from npz headers or the source's own figures,
-never by loading the data). The CLI calls `check_command` before Hydra starts, so a single run, and a sweep
-whose every point has the same error, stop with exit 2 before anything is recorded. A sweep job calls
-`preflight` too, before its run starts: an error that depends on the swept values fails only that job.
+never by loading the data). The CLI calls `expkit.launch_check.check_command` before Hydra starts, so a single
+run, and a sweep whose every point has the same error, stop with exit 2 before anything is recorded. Each job
+calls `preflight` too, right after validation, before its run starts: an error that depends on a sweep's values
+fails only that job.
 
 Imports no TensorFlow or MLflow.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,10 +77,27 @@ def npz_shapes(path: Path, arrays: tuple[str, ...]) -> dict[str, tuple[int, ...]
         ) from None
 
 
-def _keras_sizes(dataset: Any, data_dir: str | None) -> tuple[int, int] | None:
+#: How each source tells its (training, test) sizes without loading its data (None: unknown). A new source adds its own
+#: entry with @sizes_of("name"); a source without one still gets its source, name and target checks.
+SIZES: dict[str, Callable[[ExperimentConfig], tuple[int, int] | None]] = {}
+#: Sources whose layout is checked instead of sized (folders of files).
+LAYOUT_CHECKS: dict[str, Callable[[ExperimentConfig], None]] = {}
+
+
+def sizes_of(source: str) -> Callable[[Callable[[ExperimentConfig], Any]], Callable[[ExperimentConfig], Any]]:
+    def add(probe: Callable[[ExperimentConfig], Any]) -> Callable[[ExperimentConfig], Any]:
+        SIZES[source] = probe
+        return probe
+
+    return add
+
+
+@sizes_of("keras")
+def _keras_sizes(config: ExperimentConfig) -> tuple[int, int] | None:
     from expkit.data.sources import find_local_file
 
-    local = find_local_file(f"{dataset.name}.npz", dataset.path, data_dir)  # a missing dataset.path raises here
+    dataset = config.dataset
+    local = find_local_file(f"{dataset.name}.npz", dataset.path, config.paths.data_dir)  # a missing dataset.path raises here
     if local is None:  # read from the Keras cache or downloaded: the published sizes
         return KERAS_SIZES.get(dataset.name)
     if dataset.name in KERAS_FILE_ARRAYS:
@@ -89,52 +107,67 @@ def _keras_sizes(dataset: Any, data_dir: str | None) -> tuple[int, int] | None:
     return lengths["x_train"], lengths["x_test"]
 
 
-def _named_sizes(dataset: Any) -> tuple[int, int] | None:
-    from expkit.data.named import SOURCES as NAMED
-
-    options = NAMED[dataset.source].options.model_validate(dataset.model_extra or {})
-    if dataset.source == "random":
-        return options.train_samples, options.test_samples  # type: ignore[attr-defined]
-    if dataset.source == "npz":
-        if not dataset.path:
-            raise ExpkitError("the npz source needs dataset.path: the .npz file", key="dataset.path")
-        file = Path(dataset.path).expanduser()
-        if not file.is_file():
-            raise ExpkitError(f"dataset file {file} does not exist", key="dataset.path", hint="fix the path to your .npz file")
-        first = next(iter(options.inputs.values()))  # type: ignore[attr-defined]
-        names = {**options.inputs, **options.targets}.values()  # type: ignore[attr-defined]
-        lengths = npz_lengths(file, tuple(f"{a}_{s}" for a in names for s in ("train", "test")))
-        return lengths[f"{first}_train"], lengths[f"{first}_test"]
-    return None
+@sizes_of("sklearn")
+def _sklearn_sizes(config: ExperimentConfig) -> tuple[int, int] | None:
+    rows = SKLEARN_ROWS.get(config.dataset.name)
+    if rows is None:
+        return None
+    test = math.ceil(rows * config.dataset.test_fraction)  # as train_test_split cuts
+    return rows - test, test
 
 
-def _check_image_dir(dataset: Any) -> None:
+@sizes_of("playground")
+def _playground_sizes(config: ExperimentConfig) -> tuple[int, int]:
+    from expkit.config.schema import Playground
+
+    options = config.dataset.playground or Playground()
+    cut = int(options.num_samples * options.train_fraction)
+    return cut, options.num_samples - cut
+
+
+@sizes_of("random")
+def _random_sizes(config: ExperimentConfig) -> tuple[int, int]:
+    from expkit.data.named import RandomOptions
+
+    options = RandomOptions.model_validate(config.dataset.model_extra or {})
+    return options.train_samples, options.test_samples
+
+
+@sizes_of("npz")
+def _npz_sizes(config: ExperimentConfig) -> tuple[int, int]:
+    from expkit.data.named import NpzOptions
+
+    dataset = config.dataset
+    options = NpzOptions.model_validate(dataset.model_extra or {})
+    if not dataset.path:
+        raise ExpkitError("the npz source needs dataset.path: the .npz file", key="dataset.path")
+    file = Path(dataset.path).expanduser()
+    if not file.is_file():
+        raise ExpkitError(f"dataset file {file} does not exist", key="dataset.path", hint="fix the path to your .npz file")
+    first = next(iter(options.inputs.values()))
+    names = {**options.inputs, **options.targets}.values()
+    lengths = npz_lengths(file, tuple(f"{a}_{s}" for a in names for s in ("train", "test")))
+    return lengths[f"{first}_train"], lengths[f"{first}_test"]
+
+
+def _check_image_dir(config: ExperimentConfig) -> None:
     from expkit.data.images import check_image_folders
 
-    if any(v is not None for v in (dataset.validation.holdout, dataset.validation.split, dataset.validation.folds)):
+    v = config.dataset.validation
+    if any(value is not None for value in (v.holdout, v.split, v.folds)):
         raise ExpkitError(
             "image_dir takes its validation data from the validation/ folder", key="dataset.validation", hint="remove the setting"
         )
-    check_image_folders(dataset)
+    check_image_folders(config.dataset)
+
+
+LAYOUT_CHECKS["image_dir"] = _check_image_dir
 
 
 def dataset_sizes(config: ExperimentConfig) -> tuple[int, int] | None:
     """(training, test) samples the source gives before max_*_samples, or None when unknown without loading."""
-    dataset = config.dataset
-    if dataset.source in ("keras",):
-        return _keras_sizes(dataset, config.paths.data_dir)
-    if dataset.source == "sklearn" and dataset.name in SKLEARN_ROWS:
-        rows = SKLEARN_ROWS[dataset.name]
-        return rows - math.ceil(rows * dataset.test_fraction), math.ceil(rows * dataset.test_fraction)
-    if dataset.source == "playground":
-        from expkit.config.schema import Playground
-
-        options = dataset.playground or Playground()
-        cut = int(options.num_samples * options.train_fraction)
-        return cut, options.num_samples - cut
-    from expkit.data.named import SOURCES as NAMED
-
-    return _named_sizes(dataset) if dataset.source in NAMED else None
+    probe = SIZES.get(config.dataset.source)
+    return probe(config) if probe else None
 
 
 def check_split_sizes(config: ExperimentConfig, n_train: int, n_test: int) -> None:
@@ -238,127 +271,11 @@ def preflight(config: ExperimentConfig) -> ExperimentConfig:
     registry = sources[dataset.source]
     if registry is not None:
         registry.get(dataset.name, key="dataset.name")  # an unknown name fails with a suggestion
-    if dataset.source == "image_dir":
-        _check_image_dir(dataset)
+    if dataset.source in LAYOUT_CHECKS:
+        LAYOUT_CHECKS[dataset.source](config)
         return config
     sizes = dataset_sizes(config)
     if sizes is not None:
         check_split_sizes(config, *sizes)
     check_targets(config)
     return config
-
-
-# --- the command line: check before Hydra starts -----------------------------------------------------------------
-
-
-#: Beyond this many points a sweep is checked one swept value at a time (plus its first and last points).
-FULL_GRID = 64
-
-
-def _stub_runtime(cfg: Any) -> Any:
-    """A composed config with Hydra's run-time paths stubbed, so it validates outside a Hydra run."""
-    from omegaconf import OmegaConf
-
-    probe = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
-    OmegaConf.update(probe, "paths.output_dir", "<output_dir>", force_add=True)
-    return probe
-
-
-def check_config(cfg: Any, dirs: list[Path]) -> ExperimentConfig:
-    """validate_config + preflight on a config composed outside Hydra (`dirs`: the --config-dir folders)."""
-    from expkit.config.validate import validate_config
-
-    return preflight(validate_config(_stub_runtime(cfg), dirs))
-
-
-def _swept_values(override: Any) -> list[str]:
-    """The values of one sweep override to check: each listed value, or an interval's two ends."""
-    from hydra.core.override_parser.types import IntervalSweep
-
-    value = override.value()
-    if isinstance(value, IntervalSweep):
-        return [str(value.start), str(value.end)]
-    return list(override.sweep_string_iterator())
-
-
-def sweep_points(fixed: list[str], swept: dict[str, list[str]]) -> list[list[str]]:
-    """Override lists to check: every point of a small grid, else the first point, each value varied alone, the last point."""
-    keys = list(swept)
-    if math.prod(len(v) for v in swept.values()) <= FULL_GRID:
-        combos = list(itertools.product(*swept.values()))
-    else:
-        first = [v[0] for v in swept.values()]
-        combos = [tuple(first)]
-        for i, key in enumerate(keys):
-            combos += [(*first[:i], value, *first[i + 1 :]) for value in swept[key][1:]]
-        combos.append(tuple(v[-1] for v in swept.values()))
-    return [[*fixed, *(f"{k}={v}" for k, v in zip(keys, combo, strict=True))] for combo in combos]
-
-
-def _sweep_space(overrides: list[str], dirs: list[Path]) -> tuple[list[str], dict[str, list[str]], Any]:
-    """(fixed overrides, {swept key: values to check}, the launcher node) of a multirun: the command line's sweeps and
-    hydra.sweeper.params."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from omegaconf import OmegaConf
-
-    from expkit.config.locate import conf_dir
-
-    parser = OverridesParser.create()
-    parsed = parser.parse_overrides(overrides)
-    hydra_choices = [o.input_line for o in parsed if o.key_or_group.startswith("hydra")]
-    firsts = [o for o in overrides if not o.startswith("hydra")]
-    from expkit.config.overrides import first_choice
-
-    extra = [f"hydra.searchpath=[{','.join('file://' + str(d) for d in dirs)}]"] if dirs else []
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        cfg = compose(
-            "config",
-            overrides=extra + hydra_choices + [first_choice(o) for o in parser.parse_overrides(firsts)],
-            return_hydra_config=True,
-        )
-    params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None) or {}
-    lines = [f"{k}={v}" for k, v in params.items()] + [o.input_line for o in parsed if not o.key_or_group.startswith("hydra")]
-    fixed: list[str] = []
-    swept: dict[str, list[str]] = {}
-    for override in parser.parse_overrides(lines):
-        key = override.get_key_element()
-        swept.pop(key, None)
-        fixed = [f for f in fixed if not f.startswith(f"{key}=")]
-        if override.is_sweep_override():
-            swept[key] = _swept_values(override)
-        else:
-            fixed.append(override.input_line)
-    return fixed, swept, OmegaConf.select(cfg, "hydra.launcher", default=None)
-
-
-def check_command(args: list[str], cfg: Any) -> None:
-    """Before Hydra starts: a single run's config must pass validation and pre-flight (`cfg`, composed by check_overrides).
-
-    A sweep stops (exit 2) when every point checked fails: then the error does not depend on the swept values. When one
-    point passes, the sweep runs, and a job whose own values are wrong fails alone, recorded in the sweep.
-    """
-    from expkit.config.overrides import _compose, split_args
-
-    raw, dirs = split_args(args)
-    if not any(a in ("-m", "--multirun") for a in args):
-        check_config(cfg, dirs)
-        return
-    fixed, swept, launcher = _sweep_space(raw, dirs)
-    from expkit.cluster import launcher_is_remote
-
-    if launcher_is_remote(launcher):  # the data may exist only on the workers: each job checks it there, before its run
-        return
-    points = sweep_points(fixed, swept)
-    first_error: ExpkitError | None = None
-    for point in points:
-        try:
-            check_config(_compose(point, dirs), dirs)
-            return  # at least one job can run
-        except ExpkitError as error:
-            first_error = first_error or error
-        except Exception:  # a point that cannot be composed is that job's failure, reported by Hydra
-            return
-    raise ExpkitError(
-        f"every job of this sweep would fail before training ({len(points)} point(s) checked), so none was started: {first_error}"
-    )

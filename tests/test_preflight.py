@@ -46,7 +46,7 @@ def small_mnist(root: Path, n_train: int = 300, n_test: int = 60) -> Path:
 def check(*args: str, dirs: list[Path] | None = None) -> Any:
     """What the CLI checks before Hydra starts, in-process: compose (first sweep values), validate, pre-flight."""
     from expkit.config.overrides import check_overrides
-    from expkit.preflight import check_command
+    from expkit.launch_check import check_command
 
     flags = [a for d in dirs or [] for a in ("--config-dir", str(d))]
     cfg = check_overrides([*flags, *args])
@@ -129,7 +129,7 @@ def test_a_sweep_with_one_good_point_is_not_stopped(tmp_path: Path) -> None:
 
 
 def test_sweep_points_cover_every_value_of_a_large_grid() -> None:
-    from expkit.preflight import sweep_points
+    from expkit.launch_check import sweep_points
 
     swept = {"a": [str(i) for i in range(10)], "b": [str(i) for i in range(10)]}
     points = sweep_points(["x=1"], swept)
@@ -215,7 +215,7 @@ def test_a_preset_extending_another_may_write_its_own_layers(tmp_path: Path) -> 
     config = check("+experiment=wide", f"paths.root_dir={tmp_path}", dirs=[folder])
     assert config is None  # passed
     from expkit.config.overrides import _compose
-    from expkit.preflight import check_config
+    from expkit.launch_check import check_config
 
     validated = check_config(_compose(["+experiment=wide", f"paths.root_dir={tmp_path}"], [folder]), [folder])
     assert validated.model.layers[0]["units"] == 256 and "units" not in (validated.model.model_extra or {})
