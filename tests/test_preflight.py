@@ -170,6 +170,13 @@ def test_validate_checks_other_layer_arguments(tmp_path: Path) -> None:
     assert message.startswith("model.layers.0.filters") and "whole number" in message
 
 
+def test_validate_checks_optimizer_and_callback_settings(tmp_path: Path) -> None:
+    message = error_of("optimizer=sgd", "+optimizer.momentum=1.5", f"paths.root_dir={tmp_path}")
+    assert message.startswith("optimizer.momentum") and "[0, 1]" in message
+    message = error_of("callbacks=early_stopping", "callbacks.early_stopping.patience=-1", f"paths.root_dir={tmp_path}")
+    assert message.startswith("callbacks.early_stopping.patience") and ">= 0" in message
+
+
 def test_a_word_for_a_number_gets_a_plain_message_and_a_hint(tmp_path: Path) -> None:
     message = error_of("trainer.epochs=two", f"paths.root_dir={tmp_path}")
     assert message.startswith("trainer.epochs: must be a whole number, got 'two'"), message

@@ -17,6 +17,9 @@ POSITIVE_INT_OR_LIST = {"kernel_size", "strides", "pool_size", "dilation_rate", 
 RATE = {"rate", "dropout", "recurrent_dropout"}
 # Switches.
 BOOL = {"use_bias", "return_sequences", "return_state", "go_backwards", "stateful", "unroll", "trainable"}
+# Optimizer and callback settings: waits and counts (0 allowed), and factors in [0, 1].
+NON_NEGATIVE_INT = {"patience", "start_from_epoch", "cooldown"}
+UNIT_INTERVAL = {"momentum", "beta_1", "beta_2", "rho", "ema_momentum"}
 # Arguments that may be null.
 NULLABLE = POSITIVE_INT_OR_LIST | BOOL - {"trainable"}
 
@@ -27,7 +30,8 @@ def _whole(value: Any) -> bool:
 
 def argument_problem(name: str, value: Any) -> tuple[str, str | None] | None:
     """(message, hint) when `value` cannot be the argument `name` (a $placeholder of a graph block is left alone)."""
-    if name not in POSITIVE_INT | POSITIVE_INT_OR_LIST | RATE | BOOL or (isinstance(value, str) and value.startswith("$")):
+    known = POSITIVE_INT | POSITIVE_INT_OR_LIST | RATE | BOOL | NON_NEGATIVE_INT | UNIT_INTERVAL
+    if name not in known or (isinstance(value, str) and value.startswith("$")):
         return None
     if value is None:
         return None if name in NULLABLE else (f"{name} must be set, got null", "give a value or remove the key")
@@ -45,6 +49,10 @@ def argument_problem(name: str, value: Any) -> tuple[str, str | None] | None:
             return f"must be a number in [0, 1), got {value!r}", "0.5 drops half the units"
         if not 0 <= value < 1:
             return f"must be in [0, 1), got {value}", "0.5 drops half the units"
+    elif name in NON_NEGATIVE_INT and not (_whole(value) and value >= 0):
+        return f"must be a whole number >= 0, got {value!r}", f"e.g. {name}: 3"
+    elif name in UNIT_INTERVAL and (isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1):
+        return f"must be a number in [0, 1], got {value!r}", f"e.g. {name}: 0.9"
     elif name in BOOL and not isinstance(value, bool):
         return f"must be true or false, got {value!r}", None
     return None

@@ -300,6 +300,8 @@ def _check_kwargs(problems: Problems, key: str, kind: str, spec: dict[str, Any],
             problems.add(
                 f"{key}.{arg}", f"{name} has no argument '{arg}'", f"did you mean '{best}'?" if best else f"allowed: {', '.join(allowed)}"
             )
+        elif kind != "layer" and arg not in skip and (problem := argument_problem(arg, spec[arg])):  # layers: see _layer_checker
+            problems.add(f"{key}.{arg}", *problem)
 
 
 def layer_catalog() -> dict[str, list[str]]:
