@@ -100,30 +100,35 @@ def _sweep_space(overrides: list[str], dirs: list[Path]) -> tuple[list[str], dic
 
 
 def check_command(args: list[str], cfg: Any) -> None:
-    """Before Hydra starts: a single run's config must pass validation and pre-flight (`cfg`, composed by check_overrides).
+    """Before Hydra starts: a single run's config must pass validation and pre-flight (`cfg`, composed by check_overrides
+    with each sweep's first value).
 
-    A sweep stops (exit 2) when every point checked fails: then the error does not depend on the swept values. When one
-    point passes, the sweep runs, and a job whose own values are wrong fails alone, recorded in the sweep.
+    A sweep whose `cfg` passes runs at once. Otherwise its points are checked, and it stops (exit 2) when every one
+    fails: then the error does not depend on the swept values. When one point passes, the sweep runs, and a job whose
+    own values are wrong fails alone, recorded in the sweep.
     """
     from expkit.config.overrides import _compose, split_args
 
     raw, dirs = split_args(args)
-    if not any(a in ("-m", "--multirun") for a in args):
+    try:
         check_config(cfg, dirs)
         return
+    except ExpkitError as error:
+        if not any(a in ("-m", "--multirun") for a in args):
+            raise
+        first_error = error
     fixed, swept, launcher = _sweep_space(raw, dirs)
     from expkit.cluster import launcher_is_remote
 
     if launcher_is_remote(launcher):  # the data may exist only on the workers: each job checks it there, before its run
         return
     points = sweep_points(fixed, swept)
-    first_error: ExpkitError | None = None
     for point in points:
         try:
             check_config(_compose(point, dirs), dirs)
             return  # at least one job can run
-        except ExpkitError as error:
-            first_error = first_error or error
+        except ExpkitError:
+            continue
         except Exception:  # a point that cannot be composed is that job's failure, reported by Hydra
             return
     raise ExpkitError(
