@@ -7,6 +7,7 @@ The CLI tests import no TensorFlow (they stop before training), so they are quic
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -309,3 +310,25 @@ def test_the_books_functional_toy_model_trains_on_soft_targets(workdir: Path) ->
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "test_accuracy" in done.stdout
+
+
+# --- fuzzing: the checks before Hydra never crash ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_random_overrides_never_crash_the_checks_before_hydra() -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from expkit.config.overrides import check_overrides
+    from expkit.launch_check import check_command
+    from tests.test_fuzz import OVERRIDE
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(OVERRIDE, max_size=4), st.booleans())
+    def run(overrides: list[str], sweep: bool) -> None:
+        args = ["-m", *overrides] if sweep else overrides
+        with contextlib.suppress(ExpkitError):  # a clean error is fine; anything else is a crash
+            check_command(args, check_overrides(args))
+
+    run()
