@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,7 @@ def npz_shapes(path: Path, arrays: tuple[str, ...]) -> dict[str, tuple[int, ...]
             return lengths
     except ExpkitError:
         raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
         raise ExpkitError(
             f"cannot read {path}: {exc.__class__.__name__}: {exc}",
             key="dataset.path",
