@@ -26,6 +26,7 @@ from expkit.config.locate import conf_dir
 from expkit.config.resolvers import register_resolvers
 from expkit.config.schema import ExperimentConfig
 from expkit.errors import ExpkitError
+from expkit.preflight import preflight
 from expkit.selection.objective import Objective, SweepAborted, TaskResult, TrialPruned
 from expkit.tracking.store import ParentRunUnavailable
 from expkit.training.strategy import check_strategy
@@ -417,7 +418,7 @@ class HydraTask:
         multirun = in_multirun()
         overrides = [o for o in job_overrides() if not o.startswith("hydra.run.dir=")]
         try:
-            config = validate_config(cfg)
+            config = preflight(validate_config(cfg))  # files, sources, split sizes: before any run or run folder
             check_strategy(config.trainer.strategy)
             if self.invocation.action == "validate":
                 print(f"config OK: {config.name}")

@@ -40,7 +40,12 @@ def _run_hydra(args: list[str], action: str, force: bool = False, build: bool = 
     from expkit.config.overrides import check_overrides
 
     if not any(a in ("--help", "-h", "--hydra-help", "--info", "-i") or a.startswith("--info") for a in args):
-        _guarded(lambda: check_overrides(args))
+        composed: list[object] = []
+        _guarded(lambda: composed.append(check_overrides(args)))
+        if action != "show" and not any(a in ("--cfg", "-c") or a.startswith("--cfg=") for a in args):
+            from expkit.launch_check import check_command  # the config and its data, before Hydra makes a folder or a run exists
+
+            _guarded(lambda: check_command(args, composed[0]))
     from expkit import app as hydra_app
 
     invocation = hydra_app.Invocation(action=action, force=force, build=build)

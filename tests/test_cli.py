@@ -142,7 +142,7 @@ def test_multirun_sweep_records_a_run_per_job(workdir: Path, shared_data: Path) 
         (["model.layers.0.type=Dens"], ["model.layers.0.type", "unknown layer 'Dens'", "did you mean 'Dense'"]),
         (["model.layers.0.unit=3"], ["model.layers.0.unit", "did you mean 'model.layers.0.units'"]),
         (["+model.layers.0.unit=3"], ["Dense has no argument 'unit'", "did you mean 'units'"]),
-        (["trainer.epochs=ten"], ["trainer.epochs", "valid integer"]),
+        (["trainer.epochs=ten"], ["trainer.epochs", "whole number"]),
         (["model.loss=categorical_crossentropy"], ["categorical_crossentropy expects one-hot labels"]),
         (["dataset=nope"], ["unknown dataset option 'nope'"]),
         (["trainer.epochs=[1"], ["cannot parse override"]),

@@ -155,14 +155,14 @@ def test_missing_required_group(config: dict[str, Any]) -> None:
 def test_wrong_type(config: dict[str, Any]) -> None:
     config["trainer"]["epochs"] = "ten"
     message = error_of(config)
-    assert message.startswith("trainer.epochs:") and "valid integer" in message and "'ten'" in message
+    assert message.startswith("trainer.epochs:") and "whole number" in message and "'ten'" in message
 
 
 @pytest.mark.parametrize("key", ["epochs", "batch_size"])
 def test_zero_is_rejected(config: dict[str, Any], key: str) -> None:
     config["trainer"][key] = 0
     message = error_of(config)
-    assert message == f"trainer.{key}: Input should be greater than or equal to 1, got 0"
+    assert message == f"trainer.{key}: must be >= 1, got 0"
 
 
 def test_holdout_and_split_together(config: dict[str, Any]) -> None:

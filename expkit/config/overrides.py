@@ -157,8 +157,12 @@ def check_overrides(args: list[str]) -> Any:
         unknown = re.search(r"Could not override '([^']+)'", text) or re.search(r"Could not delete from config\. '?([\w.]+)'?", text)
         if unknown:
             raise _explain_missing_key(unknown.group(1), overrides, dirs) from None
-        raise ExpkitError(_first_line(text)) from None
+        located = yaml_problem(exc)
+        raise ExpkitError(f"cannot compose the config: {located}" if located else _first_line(text)) from None
     except Exception as exc:  # composing touches only the config files and the overrides, so any failure is theirs
+        located = yaml_problem(exc)
+        if located:
+            raise ExpkitError(f"cannot compose the config: {located}", hint="fix the YAML at that line") from None
         raise ExpkitError(
             f"cannot compose the config: {_first_line(str(exc)) or exc.__class__.__name__}", hint="check the overrides and preset files"
         ) from None
@@ -185,6 +189,20 @@ def _check_interpolations(cfg: Any) -> None:
         value = OmegaConf.select(OmegaConf.create(resolved), key)
         if not isinstance(value, str) or not value.strip():
             raise ExpkitError(f"must be a non-empty string (it names the run folder), got {value!r}", key=key)
+
+
+def yaml_problem(exc: BaseException) -> str | None:
+    """A YAML error (or one caused by it) as 'found duplicate key epochs in FILE, line 5 (while constructing a mapping)'."""
+    import yaml
+
+    while exc is not None and not isinstance(exc, yaml.YAMLError):
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return None
+    mark = exc.problem_mark or exc.context_mark
+    where = f" in {mark.name}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    context = f" ({exc.context})" if exc.context else ""
+    return f"{exc.problem or exc.context}{where}{context}"
 
 
 def _first_line(text: str) -> str:

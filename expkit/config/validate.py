@@ -2,21 +2,41 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import typing
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from expkit.config.arguments import argument_problem, plain_pydantic
 from expkit.config.catalog import load_catalog
 from expkit.config.graph import check_graph
 from expkit.config.schema import STEP_OPS, ExperimentConfig, OneHot
 from expkit.errors import ExpkitError, did_you_mean, suggestion
 
-# Losses that need one output unit per class, and those that need a single unit.
-CATEGORICAL_LOSSES = {"categorical_crossentropy", "CategoricalCrossentropy", "categorical_focal_crossentropy"}
-SPARSE_LOSSES = {"sparse_categorical_crossentropy", "SparseCategoricalCrossentropy"}
-BINARY_LOSSES = {"binary_crossentropy", "BinaryCrossentropy", "binary_focal_crossentropy"}
+# Losses that need one output unit per class, and those that need a single unit (snake_case: see loss_key).
+CATEGORICAL_LOSSES = {"categorical_crossentropy", "categorical_focal_crossentropy"}
+SPARSE_LOSSES = {"sparse_categorical_crossentropy"}
+BINARY_LOSSES = {"binary_crossentropy", "binary_focal_crossentropy"}
+
+
+def loss_key(loss: Any) -> str:
+    """A configured loss as Keras' snake_case function name: 'categorical_crossentropy' for that string, for
+    'CategoricalCrossentropy' and for {type: CategoricalCrossentropy, ...}; '' for a `_target_` loss."""
+    name = loss if isinstance(loss, str) else str(loss.get("type", "")) if isinstance(loss, dict) else ""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+def named_source(config: ExperimentConfig) -> bool:
+    """A source whose targets are arrays of the user's own shape (random, npz): their encoding shows in their shape,
+    which the pre-flight reads (expkit.preflight.check_targets), not in the preprocessing steps."""
+    from expkit.data.named import SOURCES
+
+    return config.dataset.source in SOURCES
+
+
 # Metric/loss names Keras resolves by string without a module attribute of that name.
 METRIC_ALIASES = {"accuracy", "acc", "crossentropy", "ce", "mse", "mae", "mape", "msle"}
 
@@ -37,8 +57,11 @@ class Problems:
             raise ExpkitError(f"{len(self.items)} problems in the config:\n  - " + "\n  - ".join(self.items))
 
 
-def validate_config(cfg: Any) -> ExperimentConfig:
-    """Resolve `cfg` (DictConfig or dict), check it against the schema and Keras' names."""
+def validate_config(cfg: Any, config_dirs: list[Path] | None = None) -> ExperimentConfig:
+    """Resolve `cfg` (DictConfig or dict), check it against the schema and Keras' names.
+
+    `config_dirs`: extra config folders (--config-dir) whose presets may be extended; default: the running Hydra app's.
+    """
     from omegaconf import DictConfig, OmegaConf, open_dict
     from omegaconf.errors import OmegaConfBaseException
 
@@ -47,7 +70,7 @@ def validate_config(cfg: Any) -> ExperimentConfig:
     try:
         model_node = cfg.get("model")
         raw_model: dict[str, Any] = OmegaConf.to_container(model_node, resolve=False) if isinstance(model_node, DictConfig) else {}  # type: ignore[assignment]
-        drop = inherited_model_keys(raw_model) if raw_model else []
+        drop = inherited_model_keys(raw_model, config_dirs) if raw_model else []
         if drop:
             with open_dict(model_node):
                 for key in drop:
@@ -68,6 +91,7 @@ def validate_config(cfg: Any) -> ExperimentConfig:
         raise  # unreachable: every error added a problem
     _check_model_form(config, problems)
     _check_components(config, problems)
+    _name_hyperparameters(problems, raw_model)
     _check_model_hparams(config, raw_model, problems)
     if config.model.is_graph:
         check_graph(config.model, _layer_checker(problems), problems.add)
@@ -91,13 +115,63 @@ def _model_group_files() -> list[dict[str, Any]]:
     return [OmegaConf.to_container(OmegaConf.load(f), resolve=False) for f in sorted(folder.glob("*.yaml"))]  # type: ignore[misc]
 
 
-def inherited_model_keys(raw_model: dict[str, Any]) -> list[str]:
-    """Keys a preset that defines its own model inherited unchanged from a `model` group file and does not use:
-    the default mlp's `units`, or its `layers`/`loss`/`metrics` under a graph model. The model starts clean without them."""
+def _preset_model_nodes(config_dirs: list[Path]) -> list[dict[str, Any]]:
+    """The raw `model` node of every experiment preset (packaged, and in the given config dirs) whose layers, nodes or
+    outputs reference one of its own hyperparameters: a preset that extends it may replace those layers."""
+    from expkit.config.locate import conf_dir
+
+    try:
+        folders = [conf_dir() / "experiment", *(Path(d) / "experiment" for d in config_dirs)]
+    except RuntimeError:
+        folders = [Path(d) / "experiment" for d in config_dirs]
+    files = sorted(f for folder in folders if folder.is_dir() for f in folder.glob("*.yaml"))
+    return [node for f in files for node in _hyperparameter_model(str(f), f.stat().st_mtime_ns)]
+
+
+@functools.cache
+def _hyperparameter_model(path: str, mtime: int) -> list[dict[str, Any]]:
+    """[the file's `model` node] if its layers, nodes or outputs use a ${model.KEY}, else [] (cached per file version)."""
+    import yaml
+
+    try:
+        model = (yaml.safe_load(Path(path).read_text()) or {}).get("model")
+    except Exception:  # a broken file is reported when it is composed, not here
+        return []
+    if isinstance(model, dict) and "${model." in repr({k: model.get(k) for k in ("layers", "nodes", "outputs")}):
+        return [model]
+    return []
+
+
+def _hydra_config_dirs() -> list[Path]:
+    """The --config-dir folders of the running Hydra app (none outside one)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if not HydraConfig.initialized():
+            return []
+        sources = HydraConfig.get().runtime.config_sources
+        return [Path(s.path) for s in sources if s.provider == "command-line" and s.schema == "file"]
+    except Exception:
+        return []
+
+
+def inherited_model_keys(raw_model: dict[str, Any], config_dirs: list[Path] | None = None) -> list[str]:
+    """Keys a preset that defines its own model inherited unchanged and does not use: the default mlp's `units`, its
+    `layers`/`loss`/`metrics` under a graph model, or a parent preset's hyperparameter (mnist_dense's `units`) once the
+    preset extending it wrote its own layers. The user wrote none of them; the model starts clean without them."""
     groups = _model_group_files()
     inherited = {k for k, v in raw_model.items() if any(k in g and g[k] == v for g in groups)}
-    drop = [k for k in ("layers", "loss", "metrics") if "outputs" in raw_model and (k in inherited or raw_model.get(k) == "???")]
+    own_layers = {k: raw_model.get(k) for k in ("layers", "nodes", "outputs")}
     fields = set(ExperimentConfig.model_fields["model"].annotation.model_fields)  # type: ignore[union-attr]
+    unused = [k for k in raw_model if k not in fields and "${model." + k not in repr({n: v for n, v in raw_model.items() if n != k})]
+    dirs = (_hydra_config_dirs() if config_dirs is None else config_dirs) if unused else []
+    parents = [p for p in _preset_model_nodes(dirs) if p != raw_model] if unused else []
+    for parent in parents:  # a parent: its own hyperparameters all arrived unchanged, but its layers were replaced
+        hparams = {k: v for k, v in parent.items() if k not in fields}
+        replaced = {n: parent.get(n) for n in own_layers} != own_layers
+        if hparams and replaced and all(raw_model.get(k, object()) == v for k, v in hparams.items()):
+            inherited |= set(hparams)
+    drop = [k for k in ("layers", "loss", "metrics") if "outputs" in raw_model and (k in inherited or raw_model.get(k) == "???")]
     kept = {k: v for k, v in raw_model.items() if k not in drop}
     for key in sorted(inherited - fields):
         if "${model." + key + "}" not in repr({k: v for k, v in kept.items() if k != key}):
@@ -195,7 +269,8 @@ def _add_pydantic_error(problems: Problems, err: Any, cfg: Any) -> None:
     else:
         key = _dotted(tuple(p for p in loc if not _is_type_label(p)))
         if not any(item.startswith(f"{key}: ") for item in problems.items):  # one problem per key, not one per union member
-            problems.add(key, f"{err['msg']}, got {err.get('input')!r}")
+            plain = plain_pydantic(err)
+            problems.add(key, *plain) if plain else problems.add(key, f"{err['msg']}, got {err.get('input')!r}")
 
 
 def _is_type_label(part: Any) -> bool:
@@ -225,6 +300,8 @@ def _check_kwargs(problems: Problems, key: str, kind: str, spec: dict[str, Any],
             problems.add(
                 f"{key}.{arg}", f"{name} has no argument '{arg}'", f"did you mean '{best}'?" if best else f"allowed: {', '.join(allowed)}"
             )
+        elif kind != "layer" and arg not in skip and (problem := argument_problem(arg, spec[arg])):  # layers: see _layer_checker
+            problems.add(f"{key}.{arg}", *problem)
 
 
 def layer_catalog() -> dict[str, list[str]]:
@@ -251,6 +328,11 @@ def _layer_checker(problems: Problems) -> Any:
         rate = spec.get("rate")
         if "Dropout" in str(spec.get("type")) and isinstance(rate, int | float) and not 0 <= rate < 1:
             problems.add(f"{key}.rate", f"dropout rate must be in [0, 1), got {rate}", "0.5 drops half the units")
+        known = layers.get(str(spec.get("type")), [])
+        for arg, value in spec.items():
+            problem = argument_problem(arg, value) if arg in known and arg not in skip else None
+            if problem and not any(item.startswith(f"{key}.{arg}: ") for item in problems.items):
+                problems.add(f"{key}.{arg}", *problem)
         act = spec.get("activation")
         if isinstance(act, str) and not act.startswith("$") and act not in activations:
             problems.add(f"{key}.activation", f"unknown activation '{act}'", suggestion(act, activations, noun="known"))
@@ -312,6 +394,22 @@ def _check_loss_and_metrics(problems: Problems, prefix: str, loss: Any, metrics:
             )
 
 
+def _name_hyperparameters(problems: Problems, raw_model: dict[str, Any]) -> None:
+    """A bad layer argument that came from `${model.KEY}` is the user's model.KEY: name that key first."""
+    layers = raw_model.get("layers")
+    if not isinstance(layers, list):
+        return
+    for n, item in enumerate(problems.items):
+        found = re.match(r"model\.layers\.(\d+)\.(\w+): ", item)
+        if not found or int(found.group(1)) >= len(layers) or not isinstance(layers[int(found.group(1))], dict):
+            continue
+        raw = layers[int(found.group(1))].get(found.group(2))
+        source = re.fullmatch(r"\$\{(model\.\w+)\}", raw) if isinstance(raw, str) else None
+        if source:
+            where = item[: found.end() - 2]
+            problems.items[n] = f"{source.group(1)} (used by {where}): " + item[found.end() :]
+
+
 def _check_model_hparams(config: ExperimentConfig, raw_model: dict[str, Any], problems: Problems) -> None:
     """Extra keys under `model` are hyperparameters; each must be used by a `${model.KEY}` interpolation."""
     extras = set(config.model.model_extra or {}) - {"name"}
@@ -328,7 +426,9 @@ def _check_model_hparams(config: ExperimentConfig, raw_model: dict[str, Any], pr
 def _check_task(config: ExperimentConfig, problems: Problems) -> None:
     """The loss must fit the output layer and the label encoding."""
     one_hot = [step.num_classes for step in config.dataset.preprocess.y if isinstance(step, OneHot)]
-    _check_loss_fit(problems, "model.loss", "model.layers", config.model.loss, config.model.layers[-1], one_hot, "dataset.preprocess.y")
+    encoded = bool(one_hot) or not named_source(config)
+    last = config.model.layers[-1]
+    _check_loss_fit(problems, "model.loss", "model.layers", config.model.loss, last, one_hot, "dataset.preprocess.y", encoded)
 
 
 def _check_outputs(config: ExperimentConfig, problems: Problems) -> None:
@@ -339,38 +439,48 @@ def _check_outputs(config: ExperimentConfig, problems: Problems) -> None:
         steps = config.dataset.preprocess.steps_for("y", name)
         one_hot = [step.num_classes for step in steps if step.op == "one_hot"]
         key = f"model.outputs.{name}"
-        _check_loss_fit(problems, f"{key}.loss", f"{key}.units", spec["loss"], spec, one_hot, f"dataset.preprocess.{name}")
+        encoded = bool(one_hot) or not named_source(config)
+        _check_loss_fit(problems, f"{key}.loss", f"{key}.units", spec["loss"], spec, one_hot, f"dataset.preprocess.{name}", encoded)
 
 
 def _check_loss_fit(
-    problems: Problems, loss_key: str, units_key: str, loss: Any, last: dict[str, Any], one_hot_classes: list[int], labels_key: str
+    problems: Problems,
+    key: str,
+    units_key: str,
+    loss: Any,
+    last: dict[str, Any],
+    one_hot_classes: list[int],
+    labels_key: str,
+    encoded: bool = True,
 ) -> None:
-    loss = loss if isinstance(loss, str) else loss.get("type", "")
+    """`encoded`: the steps say how labels are encoded (False: a named source's targets, checked by their shape)."""
+    shown = loss if isinstance(loss, str) else str(loss.get("type", ""))
+    loss = loss_key(loss)
     units = last.get("units") if last.get("type") == "Dense" else None
     activation = last.get("activation")
     one_hot = bool(one_hot_classes)
     if loss in CATEGORICAL_LOSSES | SPARSE_LOSSES and units == 1:
         problems.add(
-            loss_key,
-            f"{loss} needs one output unit per class, but the last layer has 1 unit",
+            key,
+            f"{shown} needs one output unit per class, but the last layer has 1 unit",
             "for two classes with a 1-unit sigmoid use binary_crossentropy",
         )
     if loss in BINARY_LOSSES and isinstance(units, int) and units > 1 and activation == "softmax":
         problems.add(
-            loss_key,
+            key,
             f"binary_crossentropy on a {units}-way softmax",
             "use categorical_crossentropy (one-hot labels) or sparse_categorical_crossentropy (integer labels)",
         )
     if loss in SPARSE_LOSSES and one_hot:
         problems.add(
-            loss_key,
-            f"{loss} expects integer labels, but {labels_key} one-hot encodes them",
+            key,
+            f"{shown} expects integer labels, but {labels_key} one-hot encodes them",
             "use categorical_crossentropy, or drop the one_hot step",
         )
-    if loss in CATEGORICAL_LOSSES and not one_hot and units != 1:
+    if loss in CATEGORICAL_LOSSES and not one_hot and units != 1 and encoded:
         problems.add(
-            loss_key,
-            f"{loss} expects one-hot labels, but {labels_key} has no one_hot step",
+            key,
+            f"{shown} expects one-hot labels, but {labels_key} has no one_hot step",
             "use sparse_categorical_crossentropy, or add {op: one_hot, num_classes: N}",
         )
     for classes in one_hot_classes:

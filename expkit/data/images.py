@@ -305,8 +305,9 @@ def folder_fingerprint(root: Path, splits: dict[str, list[str]]) -> str:
     return digest.hexdigest()[:16]
 
 
-def load_image_folders(dataset: Any, *, seed: int) -> ImageSplits:
-    """Index the folder tree of `dataset` (the validated config node) without reading pixels into memory."""
+def check_image_folders(dataset: Any) -> tuple[Path, list[str], list[str]]:
+    """(root, class names, splits present): the folder layout of `dataset`, checked without reading an image
+    (also the pre-flight's check, before a run exists)."""
     if not dataset.path:
         raise ExpkitError("the image_dir source needs dataset.path: the folder holding train/ and test/", key="dataset.path")
     if not dataset.image_size:
@@ -337,6 +338,19 @@ def load_image_folders(dataset: Any, *, seed: int) -> ImageSplits:
                 key="dataset.path",
                 hint="every split needs the same class folders",
             )
+    for i, step in enumerate(dataset.preprocess.x):
+        if step.op != "scale":
+            raise ExpkitError(
+                f"image_dir streams images and supports only scale steps, not '{step.op}'",
+                key=f"dataset.preprocess.x.{i}",
+                hint="resize with dataset.image_size; other steps belong in the model",
+            )
+    return root, classes, present
+
+
+def load_image_folders(dataset: Any, *, seed: int) -> ImageSplits:
+    """Index the folder tree of `dataset` (the validated config node) without reading pixels into memory."""
+    root, classes, present = check_image_folders(dataset)
     skipped: list[str] = []
     listed = {s: list_split(root / s, classes, dataset.on_bad_image, skipped) for s in present}
     if skipped:
@@ -349,13 +363,7 @@ def load_image_folders(dataset: Any, *, seed: int) -> ImageSplits:
         listed["test"] = ([listed["test"][0][i] for i in keep], listed["test"][1][keep])
 
     divisor = None
-    for i, step in enumerate(dataset.preprocess.x):
-        if step.op != "scale":
-            raise ExpkitError(
-                f"image_dir streams images and supports only scale steps, not '{step.op}'",
-                key=f"dataset.preprocess.x.{i}",
-                hint="resize with dataset.image_size; other steps belong in the model",
-            )
+    for step in dataset.preprocess.x:
         divisor = (divisor or 1.0) * step.divisor
     train_y, rest_y = apply_steps(dataset.preprocess.y, listed["train"][1], [listed[s][1] for s in present[1:]], "dataset.preprocess.y")
     encoded = dict(zip(present, [train_y, *rest_y], strict=True))

@@ -88,6 +88,12 @@ def check_output_labels(units: int, loss: Any, y: np.ndarray, *, loss_key: str, 
                 key=layer_key,
                 hint=f"give the last layer {top + 1} units",
             )
+    elif "categorical" in name.lower() and units > 1 and y.ndim == 1:  # one label per sample: Keras would fail on the shapes
+        raise ExpkitError(
+            f"{name} expects one value per class (one-hot or soft targets), but labels have shape {y.shape}",
+            key=loss_key,
+            hint="use sparse_categorical_crossentropy for integer labels, or one-hot encode them",
+        )
     elif y.ndim == 2 and units != y.shape[-1]:
         raise ExpkitError(
             f"the model outputs {units} values per sample but labels have {y.shape[-1]}",
