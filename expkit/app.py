@@ -216,7 +216,8 @@ def run_experiment(
     if tracked is not None:
         from expkit.tracking.tensorboard import run_folder
 
-        print(f"MLflow run {tracked.run_id} in {tracked.uri}", file=sys.stderr)
+        label = sweep_job_label(overrides)
+        print(f"[{label}] " * bool(label) + f"MLflow run {tracked.run_id} in {tracked.uri}", file=sys.stderr)
         (output_dir / "run_id").write_text(tracked.run_id + "\n")
         tb_dir = run_folder(output_dir / "tensorboard", name, tracked.run_id)  # TensorBoard lists it by the MLflow run's name and id
         if state is not None:

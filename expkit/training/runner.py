@@ -24,6 +24,7 @@ from expkit.training.callbacks import attach_data, make_callbacks
 from expkit.training.compile import compile_model
 from expkit.training.confusion import classifier_heads, confusion_tally
 from expkit.training.phases import plan_phases, remember_trainable, set_trainable
+from expkit.training.progress import progress_bars
 from expkit.training.resume import CompleteEpochsOnly, EpochState, Interrupted, StopOnRequest, StopRequest, TrainingState
 from expkit.training.strategy import is_distributed, make_strategy, split_cpu
 
@@ -365,7 +366,8 @@ def train_and_evaluate(
             verbose=1 if trainer.verbose == "auto" else trainer.verbose,  # the app resolves auto for its terminal
             validation_data=validation,
             shuffle=False,  # batches are shuffled reproducibly per epoch by training_batches()
-            callbacks=[*data_callbacks, *callbacks],
+            # Added after steps_per_execution is chosen: the bar is Keras' own, redrawn only when a call returns.
+            callbacks=[*data_callbacks, *callbacks, *progress_bars(1 if trainer.verbose == "auto" else int(trainer.verbose), steps_per_epoch or steps)],
         )
         resumed_phase = None
     history = epoch_state.history
