@@ -367,7 +367,7 @@ def train_and_evaluate(
             validation_data=validation,
             shuffle=False,  # batches are shuffled reproducibly per epoch by training_batches()
             # Added after steps_per_execution is chosen: the bar is Keras' own, redrawn only when a call returns.
-            callbacks=[*data_callbacks, *callbacks, *progress_bars(1 if trainer.verbose == "auto" else int(trainer.verbose), steps_per_epoch or steps)],
+            callbacks=[*data_callbacks, *callbacks, *progress_bars(1 if trainer.verbose == "auto" else int(trainer.verbose), steps)],
         )
         resumed_phase = None
     history = epoch_state.history
