@@ -18,7 +18,7 @@ from expkit.errors import ExpkitError, suggestion
 from expkit.models.builder import build_model
 from expkit.selection.objective import Objective, direction
 from expkit.training import feeding
-from expkit.training.baseline import is_classification, loss_name, random_baseline
+from expkit.training.baseline import loss_name, random_baseline
 from expkit.training.batches import COMPACT
 from expkit.training.callbacks import attach_data, make_callbacks
 from expkit.training.compile import compile_model
@@ -401,7 +401,7 @@ def evaluate_test(
 ) -> dict[str, float]:
     """Evaluate the trained model on test data once, after selection; writes metrics.json and fills outcome.test_metrics.
 
-    With `config`, a single-output classifier also gets the books' random baseline (`baseline_<metric>`).
+    With `config`, each classification head also gets the books' random baseline (`baseline_<metric>`).
     """
     history = outcome.history
     splits = outcome.splits or splits  # as the model saw them (named by input/output for graph models)
@@ -409,8 +409,8 @@ def evaluate_test(
     with confusion_tally(outcome.model, heads) as outcome.confusion:
         test = outcome.model.evaluate(feed(splits, "test", batch_size), verbose=0, return_dict=True)
     outcome.test_metrics = {f"test_{k}": float(v) for k, v in test.items()}
-    if config is not None and not config.model.is_graph and is_classification(config.model.loss):
-        outcome.test_metrics |= random_baseline(outcome.model, splits.y_test, config.seed)
+    if config is not None:  # each classification head's exact random baseline (expkit.training.baseline)
+        outcome.test_metrics |= random_baseline(outcome.model, splits.y_test, set(outcome.test_metrics))
     record = {
         "test": outcome.test_metrics,
         "epochs_run": len(history.get("loss", [])),
