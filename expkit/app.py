@@ -116,7 +116,14 @@ def swept_overrides(overrides: list[str]) -> set[str]:
     common = os.environ.get(SWEEP_OVERRIDES_ENV)
     if common is None:
         return set()
-    return set(overrides) - set(common.split("\n"))
+    given = {_spelled(o) for o in common.split("\n")}
+    # A launcher may re-spell a value it passes on (joblib: `flag=false` becomes `flag=False`).
+    return {o for o in overrides if _spelled(o) not in given}
+
+
+def _spelled(override: str) -> str:
+    key, sep, value = override.partition("=")
+    return f"{key}{sep}{value.lower()}" if value.lower() in ("true", "false") else override
 
 
 def config_drift(run_dir: Path, resolved: dict[str, Any]) -> list[str]:
