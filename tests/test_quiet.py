@@ -26,7 +26,8 @@ def cli(*args: str, cwd: Path, timeout: float = 600, **env: str) -> subprocess.C
     """`python -m expkit.cli ARGS`, piped, in the environment a user has: TF_CPP_MIN_LOG_LEVEL not set."""
     environment = expkit_env(**env)
     environment.pop("TF_CPP_MIN_LOG_LEVEL", None)
-    return subprocess.run([sys.executable, "-m", "expkit.cli", *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout)
+    command = [sys.executable, "-m", "expkit.cli", *args]
+    return subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout)
 
 
 def assert_quiet(done: subprocess.CompletedProcess[str]) -> None:
@@ -53,8 +54,8 @@ def test_first_run_then_predict_evaluate_and_resume_print_no_library_noise(workd
     params = run.data.params
     assert params["model.units"] == "64" and params["optimizer.learning_rate"] == "0.001"
     assert not [k for k in params if k.startswith("model.layers.") and k.endswith(".units") and params[k] == "64"], params
-    for absent in ("dataset.color_mode", "dataset.on_bad_image", "dataset.augment", "dataset.augment_preview", "phases", "model.num_params"):
-        assert absent not in params, absent
+    absent = ("dataset.color_mode", "dataset.on_bad_image", "dataset.augment", "dataset.augment_preview", "phases", "model.num_params")
+    assert not [k for k in absent if k in params]
     assert not [k for k in params if k.startswith("sweep.")]
     assert run.data.metrics["model.num_params"] == 64 * 64 + 64 + 64 * 10 + 10
 
@@ -90,7 +91,8 @@ def test_joblib_sweep_lines_carry_their_job_and_the_summary_is_best_first(workdi
     out = done.stdout + done.stderr
     assert "Joblib.Parallel(" not in out
     mlflow_lines = [line for line in out.splitlines() if "MLflow run " in line and " in sqlite:" in line]
-    assert sorted(line.split("]")[0] for line in mlflow_lines) == ["[job 0: optimizer.learning_rate=0.001", "[job 1: optimizer.learning_rate=0.01"]
+    labels = sorted(line.split("]")[0] for line in mlflow_lines)
+    assert labels == ["[job 0: optimizer.learning_rate=0.001", "[job 1: optimizer.learning_rate=0.01"]
     summary = done.stdout[done.stdout.index("sweep summary:") :].splitlines()
     header = summary[1].split()
     assert "val_loss" not in header, "the objective is val_loss: one column, not two identical ones"
@@ -106,8 +108,8 @@ def test_summary_is_best_first_cuts_names_between_words_and_shows_val_loss_once(
     long = "holdout=1000 " + " ".join(f"knob{i}=value{i}" for i in range(12))
     runs = []
     for i, loss in enumerate((0.9, 0.2, 0.5)):
-        runs.append(add_run(store, name=f"lr={i} {long}", params={}, metrics={"objective": loss, "val_loss": loss, "test_loss": loss + 0.01},
-                            start_time=1_000 + i))  # fmt: skip
+        metrics = {"objective": loss, "val_loss": loss, "test_loss": loss + 0.01}
+        runs.append(add_run(store, name=f"lr={i} {long}", params={}, metrics=metrics, start_time=1_000 + i))
     add_run(store, name="lr=9 failed", params={}, metrics={}, status="FAILED", start_time=2_000)
     children = store.client.search_runs([store.experiment_id])
     table = summary_table(children, "parent", runs[1].info.run_id, Objective.create("val_loss"))
