@@ -103,13 +103,15 @@ def quiet_stderr() -> Iterator[None]:
 class _QuietLoader:
     """Wraps TensorFlow's loader: its module runs inside `quiet_stderr`, with Keras' extras hidden."""
 
-    def __init__(self, loader: Any) -> None:
+    def __init__(self, loader: Any, finder: _QuietFirstImport) -> None:
         self.loader = loader
+        self.finder = finder
 
     def create_module(self, spec: Any) -> Any:
         return self.loader.create_module(spec)
 
     def exec_module(self, module: Any) -> None:
+        sys.meta_path = [f for f in sys.meta_path if f is not self.finder]  # once: later imports find TensorFlow loaded
         module.__loader__ = self.loader  # the module keeps its real loader (resources, reloads)
         if module.__spec__ is not None:
             module.__spec__.loader = self.loader
@@ -121,15 +123,25 @@ class _QuietLoader:
 
 
 class _QuietFirstImport(importlib.abc.MetaPathFinder):
-    """Sees TensorFlow's first import, wherever it comes from (`import keras`, MLflow loading a model), and quiets it."""
+    """Sees TensorFlow's first import, wherever it comes from (`import keras`, MLflow loading a model), and quiets it.
+
+    A mere lookup (`importlib.util.find_spec("tensorflow")`, as libraries probe for it) imports nothing and leaves
+    the finder in place; it steps aside when TensorFlow's module actually runs.
+    """
+
+    def __init__(self) -> None:
+        self.busy = False
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name != "tensorflow":
+        if name != "tensorflow" or self.busy:
             return None
-        sys.meta_path = [f for f in sys.meta_path if f is not self]  # once: the real finders answer from here on
-        spec = importlib.util.find_spec(name)
+        self.busy = True  # the real finders answer the lookup below
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self.busy = False
         if spec is not None and spec.loader is not None:
-            spec.loader = _QuietLoader(spec.loader)
+            spec.loader = _QuietLoader(spec.loader, self)
         return spec
 
 
