@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from expkit.backend import import_tensorflow
 from expkit.config import validate_config
 from expkit.config.locate import conf_dir
+from expkit.config.params import derived_keys, run_params
 from expkit.config.resolvers import register_resolvers
 from expkit.config.schema import ExperimentConfig
 from expkit.errors import ExpkitError
@@ -116,7 +117,14 @@ def swept_overrides(overrides: list[str]) -> set[str]:
     common = os.environ.get(SWEEP_OVERRIDES_ENV)
     if common is None:
         return set()
-    return set(overrides) - set(common.split("\n"))
+    given = {_spelled(o) for o in common.split("\n")}
+    # A launcher may re-spell a value it passes on (joblib: `flag=false` becomes `flag=False`).
+    return {o for o in overrides if _spelled(o) not in given}
+
+
+def _spelled(override: str) -> str:
+    key, sep, value = override.partition("=")
+    return f"{key}{sep}{value.lower()}" if value.lower() in ("true", "false") else override
 
 
 def config_drift(run_dir: Path, resolved: dict[str, Any]) -> list[str]:
@@ -162,6 +170,7 @@ def run_experiment(
     *,
     selecting: bool = False,
     epoch_hooks: list[Any] | None = None,
+    derived: list[str] | None = None,
 ) -> TaskResult:
     """Score the config with its protocol, test once, and track it all; returns the objective and the run id."""
     from expkit.selection.protocols import Context, run_protocol
@@ -194,7 +203,8 @@ def run_experiment(
         (output_dir / "overrides.yaml").write_text(OmegaConf.to_yaml(overrides))
 
     name = run_name(config.name, overrides, swept_overrides(overrides))
-    params = None if resume else resolved
+    # One param per knob: keys written as interpolations of others (`derived`) are left out (expkit.config.params).
+    params = None if resume else run_params(resolved, derived or [])
     tracked = new_tracked_run(config) if config.tracking.enabled else None
     # A job that shares the cores with other jobs (joblib, clusters) has no idle core for the opener: it imports
     # TensorFlow first, by which time a joblib sweep's parent run (created while the workers start) exists.
@@ -217,7 +227,8 @@ def run_experiment(
     if tracked is not None:
         from expkit.tracking.tensorboard import run_folder
 
-        print(f"MLflow run {tracked.run_id} in {tracked.uri}", file=sys.stderr)
+        label = sweep_job_label(overrides)
+        print(f"[{label}] " * bool(label) + f"MLflow run {tracked.run_id} in {tracked.uri}", file=sys.stderr)
         (output_dir / "run_id").write_text(tracked.run_id + "\n")
         tb_dir = run_folder(output_dir / "tensorboard", name, tracked.run_id)  # TensorBoard lists it by the MLflow run's name and id
         if state is not None:
@@ -430,7 +441,8 @@ class HydraTask:
                 config.trainer.threads = threads_per_job(config.trainer.cpus)
             from expkit.selection.pruning import epoch_hooks
 
-            return run_experiment(config, resolved, overrides, self.invocation, epoch_hooks=epoch_hooks())  # type: ignore[arg-type]
+            derived = derived_keys(cfg)  # keys written as interpolations: logged once, under the key they refer to
+            return run_experiment(config, resolved, overrides, self.invocation, epoch_hooks=epoch_hooks(), derived=derived)  # type: ignore[arg-type]
         except ParentRunUnavailable as error:  # reported once, by the launching process, when the sweep ends
             return TaskResult(score=None, state="FAIL", reason=str(error))
         except ExpkitError as error:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gc
 import importlib.abc
+import importlib.util
 import os
 import sys
 import tempfile
@@ -67,18 +68,25 @@ def import_tensorflow() -> Any:
 
 
 def _import_with_quiet_stderr() -> Any:
+    with quiet_stderr():
+        import tensorflow
+    return tensorflow
+
+
+@contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Within the block, what is written to file descriptor 2 is held back, then replayed minus the `NOISE` lines."""
     try:
         stderr_fd = sys.stderr.fileno()
     except (AttributeError, OSError, ValueError):  # stderr replaced (pytest capture, notebooks): no noise to filter
-        import tensorflow
-
-        return tensorflow
+        yield
+        return
     sys.stderr.flush()
     saved = os.dup(stderr_fd)
     with tempfile.TemporaryFile(mode="w+b") as captured:
         os.dup2(captured.fileno(), stderr_fd)
         try:
-            import tensorflow
+            yield
         finally:
             sys.stderr.flush()
             os.dup2(saved, stderr_fd)
@@ -90,4 +98,58 @@ def _import_with_quiet_stderr() -> Any:
             if kept:
                 sys.stderr.write("".join(kept))
                 sys.stderr.flush()
-    return tensorflow
+
+
+class _QuietLoader:
+    """Wraps TensorFlow's loader: its module runs inside `quiet_stderr`, with Keras' extras hidden."""
+
+    def __init__(self, loader: Any, finder: _QuietFirstImport) -> None:
+        self.loader = loader
+        self.finder = finder
+
+    def create_module(self, spec: Any) -> Any:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        sys.meta_path = [f for f in sys.meta_path if f is not self.finder]  # once: later imports find TensorFlow loaded
+        module.__loader__ = self.loader  # the module keeps its real loader (resources, reloads)
+        if module.__spec__ is not None:
+            module.__spec__.loader = self.loader
+        with hidden(), quiet_stderr():
+            self.loader.exec_module(module)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.loader, name)
+
+
+class _QuietFirstImport(importlib.abc.MetaPathFinder):
+    """Sees TensorFlow's first import, wherever it comes from (`import keras`, MLflow loading a model), and quiets it.
+
+    A mere lookup (`importlib.util.find_spec("tensorflow")`, as libraries probe for it) imports nothing and leaves
+    the finder in place; it steps aside when TensorFlow's module actually runs.
+    """
+
+    def __init__(self) -> None:
+        self.busy = False
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "tensorflow" or self.busy:
+            return None
+        self.busy = True  # the real finders answer the lookup below
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self.busy = False
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader, self)
+        return spec
+
+
+def quiet_tensorflow_import() -> None:
+    """Make TensorFlow's first import in this process, by any code path, as quiet as `import_tensorflow`.
+
+    The CLI calls it at start-up, so `predict`, `evaluate`, `resume` and `validate --build` (which reach
+    TensorFlow through Keras or MLflow) print no oneDNN or absl lines either.
+    """
+    if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietFirstImport) for f in sys.meta_path):
+        sys.meta_path = [_QuietFirstImport(), *sys.meta_path]

@@ -305,6 +305,7 @@ def server(
 
 def main() -> None:
     """The `expkit` command."""
+    quiet_start()
     try:
         app()
     except SystemExit as done:
@@ -312,6 +313,23 @@ def main() -> None:
         if "tensorflow" not in sys.modules and "mlflow" not in sys.modules:
             raise
         exit_now(done.code)
+
+
+def quiet_start() -> None:
+    """Keep libraries' start-up chatter out of every command's output (train, sweeps, predict, evaluate, resume, ui).
+
+    TensorFlow's first import, by whatever path, drops its oneDNN and absl notices (`expkit.backend`); MLflow logs
+    warnings and errors only (its INFO lines, such as "Creating initial MLflow database tables", say nothing a user acts on).
+    Setting MLFLOW_LOGGING_LEVEL yourself wins. Both are cheap: nothing heavy is imported here.
+    """
+    import logging
+
+    from expkit.backend import quiet_tensorflow_import
+
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # "generated new fontManager" on a new machine
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    quiet_tensorflow_import()
 
 
 def exit_now(code: object) -> NoReturn:

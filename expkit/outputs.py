@@ -29,6 +29,11 @@ def find_run_dir(target: str, root: Path) -> Path:
                 f"{path} is not an expkit run folder (it has no run_id file)", hint="pass the folder that holds config.yaml and run_id"
             )
         return path.resolve()
+    if target != "latest" and ("/" in target or target.startswith((".", "~")) or path.exists()):  # a path, not a run id
+        raise ExpkitError(
+            f"{path} is not a run folder" if path.exists() else f"no such run folder: {path}",
+            hint="pass a run folder (outputs/<name>/runs/<time>), a run id from `expkit runs list`, or latest",
+        )
     dirs = run_dirs(root)
     if target == "latest":
         unfinished = [d for d in dirs if not is_finished(d)]

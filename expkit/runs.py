@@ -141,7 +141,16 @@ def short(run_id: str) -> str:
 
 
 def clip(text: str, width: int = NAME_WIDTH) -> str:
-    return text if len(text) <= width else text[: width - 3] + "..."
+    """`text` cut to about `width` characters at a space, never inside a word such as `holdout=1000` (a first word
+    longer than `width` is kept whole), with "..." where words were left out."""
+    if len(text) <= width:
+        return text
+    kept: list[str] = []
+    for word in text.split(" "):
+        if kept and len(" ".join([*kept, word])) > width - 4:
+            break
+        kept.append(word)
+    return " ".join(kept) + " ..."
 
 
 def started(run: Run) -> str:
@@ -447,7 +456,9 @@ def port_in_use(host: str, port: int) -> bool:
 
 def ui_command(uri: str, host: str, port: int) -> list[str]:
     """The `mlflow server` command line for the store `uri`."""
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", host, "--port", str(port), "--workers", "1"]
+    command = [sys.executable, "-m", "expkit.tracking.quiet_server", "server", "--backend-store-uri", uri, "--registry-store-uri", uri]
+    # No line per HTTP request, no uvicorn start-up INFO lines (expkit ui prints where to open it); warnings and errors still show.
+    command += ["--host", host, "--port", str(port), "--workers", "1", "--uvicorn-opts", "--log-level warning --no-access-log"]
     path = local_store_path(uri)
     if path is not None and path.is_file():
         # Experiments expkit created point at file://<root>/mlartifacts; the server reads those directly.
@@ -569,7 +580,7 @@ def serve_ui(*, host: str, port: int, uri: str | None) -> None:
     print(f"  open {base}  (it takes a few seconds to start; Ctrl+C stops it)")
     for experiment_id, name, count, has_view in experiment_pages(resolved):
         view = f"?viewStateShareKey={TABLE_VIEW_KEY}" if has_view else ""  # the table with its metric columns shown
-        print(f"  {name} ({count} runs): {base}/#/experiments/{experiment_id}/runs{view}")
+        print(f"  {name} ({count} run{'' if count == 1 else 's'}): {base}/#/experiments/{experiment_id}/runs{view}")
     sys.stdout.flush()
     command = ui_command(resolved, host, port)
     # The server's job runner (for GenAI evaluation jobs) is not needed to browse runs, and slows start-up.

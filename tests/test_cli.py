@@ -77,8 +77,8 @@ def test_default_train_records_everything(workdir: Path) -> None:
     assert run.info.status == "FINISHED"
     assert run.info.run_id == (run_dir / "run_id").read_text().strip()
     assert run.data.params["trainer.epochs"] == "3"
-    assert run.data.params["model.layers.0.units"] == "64"
-    assert int(run.data.params["model.num_params"]) == 64 * 64 + 64 + 64 * 10 + 10
+    assert run.data.params["model.units"] == "64" and "model.layers.0.units" not in run.data.params  # one param per knob
+    assert int(run.data.metrics["model.num_params"]) == 64 * 64 + 64 + 64 * 10 + 10
     client = mlflow.MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
     assert steps == [0, 1, 2]

@@ -55,7 +55,7 @@ def test_text_preset_trains_with_book_parameter_count(
     assert done.returncode == 0, done.stderr
     (run,) = mlflow_runs(workdir, preset)
     assert run.info.status == "FINISHED"
-    assert int(run.data.params["model.num_params"]) == params
+    assert int(run.data.metrics["model.num_params"]) == params
     (run_dir,) = output_dirs(workdir)
     # The generated labels are learnable (marker words), so a working pipeline beats chance clearly.
     assert read_metrics(run_dir)["test"]["test_accuracy"] >= min_accuracy

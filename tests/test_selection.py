@@ -187,7 +187,7 @@ def test_kfold_makes_one_child_per_fold_and_scores_the_mean(workdir: Path) -> No
     runs = client.search_runs([client.get_experiment_by_name("digits_mlp").experiment_id])
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     folds = sorted((r for r in runs if r is not parent), key=lambda r: r.data.tags["protocol.fold"])
-    assert [r.data.tags["protocol.fold"] for r in folds] == ["0", "1", "2"]
+    assert [r.data.tags["protocol.fold"] for r in folds] == ["1", "2", "3"]  # as the console counts them
     assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id and r.info.status == "FINISHED" for r in folds)
     scores = [r.data.metrics["objective"] for r in folds]
     metrics = parent.data.metrics

@@ -150,13 +150,13 @@ def kfold(ctx: Context) -> Result:
     scores: list[float] = []
     histories: list[dict[str, list[float]]] = []
     outcome = splits = None
-    for k in range(folds):
+    for k in range(folds):  # k is 0-based for the data; everything a user reads (console, MLflow, folders) counts from 1
         splits = load(config, fold=k)
         print(f"fold {k + 1}/{folds}: {len(splits.x_train)} training, {len(splits.x_val)} validation samples", file=sys.stderr)
-        child = start_child(ctx, f"fold {k}", {"protocol.fold": str(k)})
+        child = start_child(ctx, f"fold {k + 1}", {"protocol.fold": str(k + 1)})
         try:
             outcome = train_and_evaluate(
-                config, splits, ctx.output_dir / f"fold-{k}", ctx.callbacks(child), stop=ctx.stop, objective=ctx.objective, test=False
+                config, splits, ctx.output_dir / f"fold-{k + 1}", ctx.callbacks(child), stop=ctx.stop, objective=ctx.objective, test=False
             )
             score = ctx.objective.score(outcome.history)
             if child:
@@ -170,7 +170,7 @@ def kfold(ctx: Context) -> Result:
         print(f"fold {k + 1}/{folds}: {ctx.objective.metric} = {score:.4f}", file=sys.stderr)
     mean, std = float(np.mean(scores)), float(np.std(scores))
     summary = {f"kfold.{ctx.objective.metric}.mean": mean, f"kfold.{ctx.objective.metric}.std": std}
-    summary.update({f"kfold.{ctx.objective.metric}.fold{k}": s for k, s in enumerate(scores)})
+    summary.update({f"kfold.{ctx.objective.metric}.fold{k}": s for k, s in enumerate(scores, start=1)})
     averaged = average_histories(histories)
     if ctx.tracked:
         ctx.tracked.log_metrics(summary)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from expkit import __version__
+from expkit.config.params import run_params
 from expkit.errors import ExpkitError
 from expkit.tracking.store import (
     PARENT_RUN_ENV,
@@ -29,7 +30,6 @@ from expkit.tracking.store import (
     TABLE_VIEW_TAG,
     await_parent,
     ensure_experiment,
-    flatten,
     table_view,
     tracking_uri,
 )
@@ -39,13 +39,12 @@ if TYPE_CHECKING:
 
 MAX_PARAM_LENGTH = 6000
 BATCH = 100
-#: Config keys that are bookkeeping, not the experiment: where files go, how it is tracked, how chatty it is.
-NOT_PARAMS = ("paths.", "tracking.", "trainer.verbose", "trainer.threads", "hydra.")
 
 
 def experiment_params(config: dict[str, Any]) -> dict[str, Any]:
-    """The flattened config minus nulls and bookkeeping keys: what describes the experiment."""
-    return {k: v for k, v in flatten(config).items() if v is not None and not k.startswith(NOT_PARAMS)}
+    """The flattened config minus nulls, bookkeeping and keys that do not apply (`expkit.config.params`): what describes
+    the experiment. Derived keys are left out by the caller, which still has the config as written (`run_params`)."""
+    return run_params(config)
 
 
 def requirements() -> list[str]:
@@ -458,7 +457,9 @@ class TrackedRun:
 
         history = outcome.history
         last = max(len(history.get("loss", [])) - 1, 0)
-        self.log_params({}, {"model.num_params": outcome.model.count_params()})
+        # A metric, not a param: it follows from the knobs (units, depth) rather than being one, and as a param it crowded
+        # MLflow's parallel-coordinates view; as a metric it sorts and charts against accuracy.
+        self.log_metrics({"model.num_params": float(outcome.model.count_params())}, step=last)
         self.log_metrics(outcome.test_metrics, step=last)  # the step the logged models are linked to
         self.log_artifacts([output_dir / n for n in ("config.yaml", "overrides.yaml", "metrics.json", "model_summary.txt")])
         t = config.tracking

@@ -6,6 +6,7 @@ objective defines; test metrics are copied for reading, never compared. The pare
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -21,24 +22,33 @@ from expkit.selection.objective import Objective, SweepAborted
 from expkit.tracking.store import PARENT_RUN_ENV, PARENT_RUN_FILE_ENV, SWEEP_OVERRIDES_ENV, ensure_experiment, publish_parent, tracking_uri
 
 
-def summary_table(children: list[Any], parent_id: str, best_id: str | None) -> str:
-    """One row per job (name, status, final val_loss, test metrics, run id), then the parent run id."""
-    from expkit.runs import format_value, key_metrics, metric_of, render_table
+def summary_table(children: list[Any], parent_id: str, best_id: str | None, objective: Objective | None = None) -> str:
+    """One row per job, best first by `objective` (then the jobs that did not finish, in job order): name (cut
+    between words), status, the objective, the final val_loss when the objective is another metric, test metrics
+    (for reading only), run id. Then the parent run id."""
+    from expkit.runs import clip, format_value, key_metrics, metric_of, render_table
 
-    metrics = [m for m in ("objective", "val_loss") if any(m in r.data.metrics for r in children)] + key_metrics(children)
-    ordered = sorted(children, key=lambda r: r.info.start_time or 0)
+    objective = objective or Objective.create()
+    shown = ["objective"] if any("objective" in r.data.metrics for r in children) else []
+    if objective.metric != "val_loss" or not shown:
+        shown += ["val_loss"] if any("val_loss" in r.data.metrics for r in children) else []
+    metrics = shown + key_metrics(children)
+    in_job_order = sorted(children, key=lambda r: r.info.start_time or 0)
+    finished = [r for r in in_job_order if r.info.status == "FINISHED"]
+    ordered = objective.rank([(r, metric_of(r, "objective")) for r in finished]) + [r for r in in_job_order if r not in finished]
     rows = [
         [
-            ("* " if r.info.run_id == best_id else "  ") + (r.info.run_name or "")[:60],
+            ("* " if r.info.run_id == best_id else "  ") + clip(r.info.run_name or "", 60),
             r.info.status,
             *(format_value(metric_of(r, m)) for m in metrics),
             r.info.run_id,
         ]
         for r in ordered
     ]
-    table = render_table(["run", "status", *metrics, "run id"], rows, [False, False, *([True] * len(metrics)), False])
+    headers = [f"objective ({objective.metric})" if m == "objective" else m for m in metrics]
+    table = render_table(["run", "status", *headers, "run id"], rows, [False, False, *([True] * len(metrics)), False])
     best = "  (* = sweep.best_run_id)" if best_id else ""
-    return f"\nsweep summary: {len(children)} job(s), parent run {parent_id}{best}\n{table}"
+    return f"\nsweep summary: {len(children)} job(s), parent run {parent_id}{best}; best first by {objective.describe()}\n{table}"
 
 
 #: The parent run's tracking URI, for closing it from the CLI when a sweep stops early.
@@ -139,6 +149,18 @@ def finish_opening() -> None:
         thread.join()
 
 
+def _not_joblib_settings(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Joblib.Parallel(")
+
+
+def quiet_launcher_log() -> None:
+    """Drop the joblib launcher's `Joblib.Parallel(n_jobs=2,backend=loky,...) is launching 2 jobs` line: joblib's own
+    settings, which belong to no job. Its `Launching jobs` and `#N : overrides` lines stay."""
+    log = logging.getLogger("hydra_plugins.hydra_joblib_launcher._core")
+    if _not_joblib_settings not in log.filters:
+        log.addFilter(_not_joblib_settings)
+
+
 class SweepTrackingCallback(Callback):
     """Creates the store and a parent run for the sweep (in the launching process), closes it after.
 
@@ -153,6 +175,7 @@ class SweepTrackingCallback(Callback):
         self.error: SweepStoreError | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        quiet_launcher_log()
         if not OmegaConf.select(config, "tracking.enabled", default=False):
             return
         os.environ[SWEEP_OVERRIDES_ENV] = "\n".join(config.hydra.overrides.task)  # before the workers start: they name runs by it
@@ -250,7 +273,7 @@ class SweepTrackingCallback(Callback):
             + (f"{best.data.metrics['objective']:.4f} ({best.data.tags.get('overrides', '')})" if best else "none"),
             file=sys.stderr,
         )
-        print(summary_table(runs, self.parent_id, best.info.run_id if best else None), flush=True)
+        print(summary_table(runs, self.parent_id, best.info.run_id if best else None, objective), flush=True)
         if too_many:
             raise SweepAborted(f"{failed} of {len(runs)} jobs failed, more than sweep.max_failure_rate={limit}")
         if runs and failed == len(runs):  # nothing to choose from: a script or CI must not read this as success

@@ -34,3 +34,24 @@ def epoch_lines(label: str, epochs: int) -> Any:
             print(f"[{label}] epoch {epoch + 1}/{epochs} - {format_logs(logs or {})} ({took:.1f} s)", flush=True)
 
     return EpochLines()
+
+
+def progress_bars(verbose: int, steps: int | None) -> list[Any]:
+    """Keras' progress bar for `fit` at this verbosity, counting at most the epoch's `steps` batches ([] when silent).
+
+    With steps_per_execution=N, Keras reports batch `first + N - 1` after each call into TensorFlow, also after an
+    epoch's last call, which runs fewer batches: 36 batches at N=16 drew `48/36`. This bar stops at `steps`.
+    """
+    if not verbose:
+        return []
+    import keras
+
+    class EpochProgbar(keras.callbacks.ProgbarLogger):
+        def set_params(self, params: dict[str, Any]) -> None:
+            super().set_params(params)
+            self.target = self.target or steps  # known before the first epoch ends, so epoch 1 has a target too
+
+        def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+            super().on_train_batch_end(min(batch, self.target - 1) if self.target else batch, logs)
+
+    return [EpochProgbar()]

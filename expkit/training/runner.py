@@ -18,12 +18,13 @@ from expkit.errors import ExpkitError, suggestion
 from expkit.models.builder import build_model
 from expkit.selection.objective import Objective, direction
 from expkit.training import feeding
-from expkit.training.baseline import is_classification, loss_name, random_baseline
+from expkit.training.baseline import loss_name, random_baseline
 from expkit.training.batches import COMPACT
 from expkit.training.callbacks import attach_data, make_callbacks
 from expkit.training.compile import compile_model
 from expkit.training.confusion import classifier_heads, confusion_tally
 from expkit.training.phases import plan_phases, remember_trainable, set_trainable
+from expkit.training.progress import progress_bars
 from expkit.training.resume import CompleteEpochsOnly, EpochState, Interrupted, StopOnRequest, StopRequest, TrainingState
 from expkit.training.strategy import is_distributed, make_strategy, split_cpu
 
@@ -371,7 +372,8 @@ def train_and_evaluate(
             verbose=1 if trainer.verbose == "auto" else trainer.verbose,  # the app resolves auto for its terminal
             validation_data=validation,
             shuffle=False,  # batches are shuffled reproducibly per epoch by training_batches()
-            callbacks=[*data_callbacks, *callbacks],
+            # Added after steps_per_execution is chosen: the bar is Keras' own, redrawn only when a call returns.
+            callbacks=[*data_callbacks, *callbacks, *progress_bars(1 if trainer.verbose == "auto" else int(trainer.verbose), steps)],
         )
         resumed_phase = None
     history = epoch_state.history
@@ -405,7 +407,7 @@ def evaluate_test(
 ) -> dict[str, float]:
     """Evaluate the trained model on test data once, after selection; writes metrics.json and fills outcome.test_metrics.
 
-    With `config`, a single-output classifier also gets the books' random baseline (`baseline_<metric>`).
+    With `config`, each classification head also gets the books' random baseline (`baseline_<metric>`).
     """
     history = outcome.history
     splits = outcome.splits or splits  # as the model saw them (named by input/output for graph models)
@@ -413,8 +415,8 @@ def evaluate_test(
     with confusion_tally(outcome.model, heads) as outcome.confusion:
         test = outcome.model.evaluate(feed(splits, "test", batch_size), verbose=0, return_dict=True)
     outcome.test_metrics = {f"test_{k}": float(v) for k, v in test.items()}
-    if config is not None and not config.model.is_graph and is_classification(config.model.loss):
-        outcome.test_metrics |= random_baseline(outcome.model, splits.y_test, config.seed)
+    if config is not None:  # each classification head's exact random baseline (expkit.training.baseline)
+        outcome.test_metrics |= random_baseline(outcome.model, splits.y_test, set(outcome.test_metrics))
     record = {
         "test": outcome.test_metrics,
         "epochs_run": len(history.get("loss", [])),
