@@ -4,11 +4,13 @@
 # that context and these COPY lines, and scripts/docker_build.sh builds this image and trains in it.
 FROM python:3.11.14-slim-bookworm
 
+# GIT_PYTHON_REFRESH: the image has no git; MLflow's GitPython would print a 20-line warning on every run.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    TF_CPP_MIN_LOG_LEVEL=2
+    TF_CPP_MIN_LOG_LEVEL=2 \
+    GIT_PYTHON_REFRESH=quiet
 
 # Everything the wheel is built from: pyproject.toml packages expkit/ and hydra_plugins/ (the Optuna sweeper) and
 # force-includes conf/ and experiments/targets.yaml.

@@ -76,6 +76,9 @@ bh bud --isolation chroot --layers=false --from "$base" "${mounts[@]}" -t "$imag
 # 4. Inside it: the CLI and a 1-epoch default training (scikit-learn's digits, offline).
 container=$(bh from "$image")
 trap 'bh rm "$container" >/dev/null 2>&1 || true' EXIT
+step "user inside the image (not root)"
+bh run --isolation chroot "$container" -- id
+[[ "$(bh run --isolation chroot "$container" -- id -u)" != 0 ]] || { echo "error: the image runs as root" >&2; exit 1; }
 step "expkit --help"
 bh run --isolation chroot "$container" -- expkit --help
 step "expkit train trainer.epochs=1"
