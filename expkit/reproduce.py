@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from expkit.config.locate import PACKAGE_DIR
 from expkit.errors import ExpkitError, suggestion
 from expkit.reproduce_margin import Beats, apply_margins, band_text, check_references, with_compared
+from expkit.reproduce_record import carried_over
 
 EXPERIMENT = "reproduction"
 BASE_SEED = 42
@@ -382,7 +383,11 @@ def reproduce(
             print(table)
             report = Path(results_path) if results_path else default_results_path(path)
             report.parent.mkdir(parents=True, exist_ok=True)
-            report.write_text(render_markdown(results, command=command, started=started, data_dir=data, interrupted=status == "KILLED"))
+            previous = report.read_text() if report.is_file() else None
+            killed = status == "KILLED"
+            report.write_text(
+                render_markdown(results, command=command, started=started, data_dir=data, interrupted=killed, previous=previous)
+            )
             print(f"wrote {report}", file=sys.stderr)
         if parent:
             parent.finish(results, report, status)
@@ -460,8 +465,11 @@ def git_commit() -> str:
         return "n/a"
 
 
-def render_markdown(results: list[Result], *, command: str, started: datetime, data_dir: Path | None, interrupted: bool = False) -> str:
-    """RESULTS.md: the table, where and how it was made, and every run's value."""
+def render_markdown(
+    results: list[Result], *, command: str, started: datetime, data_dir: Path | None, interrupted: bool = False, previous: str | None = None
+) -> str:
+    """RESULTS.md: the table, where and how it was made, and every run's value; then the targets of `previous` (the
+    file it replaces) that were not rerun, under their own headings (expkit/reproduce_record.py)."""
     table = [f"| {' | '.join(COLUMNS)} |", f"| {' | '.join('---' for _ in COLUMNS)} |"]
     table += [f"| {' | '.join(cell.replace('|', '/') for cell in row)} |" for row in rows(results)]
     lines = [
@@ -493,4 +501,5 @@ def render_markdown(results: list[Result], *, command: str, started: datetime, d
         )
         preset = target.preset_name + (f" {' '.join(target.overrides)}" if target.overrides else "")
         lines.append(f"- **{target.name}** (`+experiment={preset}`, {target.source or 'no source given'}): {runs or result.verdict}")
+    lines += carried_over(previous, {r.target.name for r in results}, table[:2])
     return "\n".join(lines) + "\n"
