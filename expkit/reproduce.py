@@ -21,10 +21,12 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from expkit.config.locate import PACKAGE_DIR
 from expkit.errors import ExpkitError, suggestion
+from expkit.reproduce_margin import Beats, apply_margins, band_text, check_references, with_compared
+from expkit.reproduce_record import carried_over
 
 EXPERIMENT = "reproduction"
 BASE_SEED = 42
@@ -59,6 +61,10 @@ class Target(BaseModel):
     accept: Band
     needs: list[str] = []
     quick: bool = False
+    # at least this many seeds, whatever --repeats says (a claim about every seed needs several)
+    repeats: int = Field(default=1, ge=1)
+    # the mean must beat another target's mean by a margin (expkit/reproduce_margin.py)
+    beats: Beats | None = None
     band: str | None = None  # how the band was chosen
     source: str | None = None
     data: str | None = None
@@ -84,6 +90,7 @@ class Result:
     target: Target
     attempts: list[Attempt] = field(default_factory=list)
     skipped: str | None = None  # "needs mnist.npz"
+    margin_failure: str | None = None  # set by apply_margins when `beats` is not met
 
     @property
     def values(self) -> list[float]:
@@ -104,6 +111,8 @@ class Result:
         errors = [a.error for a in self.attempts if a.error]
         if errors:
             return f"error: {errors[0]}"
+        if self.margin_failure:
+            return f"FAIL: {self.margin_failure}"
         return "pass" if self.mean is not None and self.target.accept.contains(self.mean) else "FAIL"
 
     @property
@@ -151,6 +160,7 @@ def load_targets(path: Path) -> dict[str, Target]:
         if target.accept.min is None and target.accept.max is None:
             raise ExpkitError(f"{path}: target {name}: accept needs min, max or both")
         targets[str(name)] = target
+    check_references(targets, path)
     return targets
 
 
@@ -160,7 +170,7 @@ def select_targets(targets: dict[str, Target], names: list[str], quick: bool) ->
     if unknown:
         raise ExpkitError(f"no reproduction target '{unknown[0]}'", hint=suggestion(unknown[0], targets, noun="targets"))
     chosen = [targets[n] for n in names] if names else list(targets.values())
-    return [t for t in chosen if t.quick] if quick else chosen
+    return with_compared([t for t in chosen if t.quick] if quick else chosen, targets)
 
 
 def missing_data(target: Target, data_dir: Path | None) -> list[str]:
@@ -336,7 +346,7 @@ def reproduce(
     results: list[Result] = []
     status = "FAILED"
     try:
-        todo = [(t, r) for t in selected for r in range(repeats)]
+        todo = [(t, r) for t in selected for r in range(max(repeats, t.repeats))]
         done = 0
         for target in selected:
             result = Result(target)
@@ -348,9 +358,9 @@ def reproduce(
                     f"{target.name}: skipped, needs {', '.join(missing)} (looked in {data or 'no --data-dir'} and the Keras cache)",
                     file=sys.stderr,
                 )
-                done += repeats
+                done += max(repeats, target.repeats)
                 continue
-            for repeat in range(repeats):
+            for repeat in range(max(repeats, target.repeats)):
                 done += 1
                 seed = seed0 + repeat
                 run_dir = root / "outputs" / target.preset_name / "runs" / f"{stamp}_reproduce_{target.name}_{repeat}"
@@ -361,6 +371,7 @@ def reproduce(
                 print(f"    {shown} ({attempt.wall_s:.0f} s)", file=sys.stderr, flush=True)
                 if parent:
                     parent.record_child(attempt, target, repeat)
+        apply_margins(results)
         status = "FAILED" if any(r.failed or (require_data and r.skipped) for r in results) else "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
@@ -372,7 +383,11 @@ def reproduce(
             print(table)
             report = Path(results_path) if results_path else default_results_path(path)
             report.parent.mkdir(parents=True, exist_ok=True)
-            report.write_text(render_markdown(results, command=command, started=started, data_dir=data, interrupted=status == "KILLED"))
+            previous = report.read_text() if report.is_file() else None
+            killed = status == "KILLED"
+            report.write_text(
+                render_markdown(results, command=command, started=started, data_dir=data, interrupted=killed, previous=previous)
+            )
             print(f"wrote {report}", file=sys.stderr)
         if parent:
             parent.finish(results, report, status)
@@ -405,7 +420,7 @@ def rows(results: list[Result]) -> list[tuple[str, ...]]:
             r.target.metric,
             str(r.target.book) if r.target.book is not None else "-",
             r.result_text(),
-            str(r.target.accept),
+            band_text(r.target),
             r.verdict,
             r.wall_text(),
         )
@@ -450,8 +465,11 @@ def git_commit() -> str:
         return "n/a"
 
 
-def render_markdown(results: list[Result], *, command: str, started: datetime, data_dir: Path | None, interrupted: bool = False) -> str:
-    """RESULTS.md: the table, where and how it was made, and every run's value."""
+def render_markdown(
+    results: list[Result], *, command: str, started: datetime, data_dir: Path | None, interrupted: bool = False, previous: str | None = None
+) -> str:
+    """RESULTS.md: the table, where and how it was made, and every run's value; then the targets of `previous` (the
+    file it replaces) that were not rerun, under their own headings (expkit/reproduce_record.py)."""
     table = [f"| {' | '.join(COLUMNS)} |", f"| {' | '.join('---' for _ in COLUMNS)} |"]
     table += [f"| {' | '.join(cell.replace('|', '/') for cell in row)} |" for row in rows(results)]
     lines = [
@@ -464,7 +482,8 @@ def render_markdown(results: list[Result], *, command: str, started: datetime, d
         f"- Machine: {machine()}",
         f"- Versions: {', '.join(f'{k} {v}' for k, v in versions().items())}; git {git_commit()}",
         f"- Data: {data_dir or 'no --data-dir (EXPKIT_DATA_DIR unset)'}",
-        "- Result: the mean over repeats (seeds 42, 43, ...) ± their sample standard deviation; a target passes if the mean is in band.",
+        "- Result: the mean over repeats (seeds 42, 43, ...) ± their sample standard deviation; a target passes if the mean is in band",
+        "  and, where the band names another target (`beats`), the mean beats that target's mean by the margin given.",
         "  Wall time: per run, including process start-up (about 10 s), on a shared machine.",
         "",
         *table,
@@ -482,4 +501,5 @@ def render_markdown(results: list[Result], *, command: str, started: datetime, d
         )
         preset = target.preset_name + (f" {' '.join(target.overrides)}" if target.overrides else "")
         lines.append(f"- **{target.name}** (`+experiment={preset}`, {target.source or 'no source given'}): {runs or result.verdict}")
+    lines += carried_over(previous, {r.target.name for r in results}, table[:2])
     return "\n".join(lines) + "\n"
