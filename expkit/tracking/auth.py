@@ -75,6 +75,8 @@ def admin_password(password_file: Path | None) -> str:
         raise ExpkitError(
             "that is the default admin password older MLflow versions shipped: it is publicly known", key=key, hint="choose another one"
         )
+    if len(password) < 12:
+        raise ExpkitError("the admin password is shorter than 12 characters (MLflow's minimum)", key=key, hint="choose a longer one")
     return password
 
 
