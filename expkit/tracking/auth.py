@@ -21,6 +21,7 @@ from expkit.errors import ExpkitError
 
 ADMIN_USER_ENV = "MLFLOW_AUTH_ADMIN_USERNAME"
 ADMIN_PASSWORD_ENV = "MLFLOW_AUTH_ADMIN_PASSWORD"
+FLASK_KEY_ENV = "MLFLOW_FLASK_SERVER_SECRET_KEY"
 CLIENT_USER_ENV = "MLFLOW_TRACKING_USERNAME"
 CLIENT_PASSWORD_ENV = "MLFLOW_TRACKING_PASSWORD"
 #: The password older MLflow versions shipped in basic_auth.ini: publicly known, so never accepted.
@@ -126,9 +127,13 @@ def check_user_store(database_uri: str, username: str, password: str) -> None:
 
 def server_env(root: Path, database_uri: str, default_permission: str, username: str, password: str) -> dict[str, str]:
     """The environment additions that make `mlflow server --app-name basic-auth` use this config and admin."""
+    import secrets
+
     config = write_auth_config(root, database_uri, default_permission)
     check_user_store(database_uri, username, password)
-    return {"MLFLOW_AUTH_CONFIG_PATH": str(config), ADMIN_USER_ENV: username, ADMIN_PASSWORD_ENV: password}
+    # The auth app signs its sign-up form (CSRF) with this key; a new one per start, shared by the workers, kept nowhere.
+    key = os.environ.get(FLASK_KEY_ENV) or secrets.token_hex(32)
+    return {"MLFLOW_AUTH_CONFIG_PATH": str(config), ADMIN_USER_ENV: username, ADMIN_PASSWORD_ENV: password, FLASK_KEY_ENV: key}
 
 
 def redact(uri: str) -> str:

@@ -74,9 +74,12 @@ class EpochLogger(keras.callbacks.Callback):
         self._pending.append(self._writer.submit(self._write, epoch, values, int(time.time() * 1000)))
 
     def _write(self, epoch: int, values: dict[str, float], timestamp: int) -> None:
+        """Deliver the epoch through the run's outbox: while a tracking server is unreachable, epochs wait there, in order."""
         from mlflow.entities import Metric
 
-        self.run.client.log_batch(self.run.run_id, metrics=[Metric(k, v, timestamp, epoch) for k, v in values.items()])
+        from expkit.tracking.outage import outbox
+
+        outbox(self.run).send([Metric(k, v, timestamp, epoch) for k, v in values.items()])
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self._writer is not None:
