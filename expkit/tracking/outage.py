@@ -151,6 +151,7 @@ def settle(run: Any, wait_s: float, output_dir: Path) -> None:
             return
         if time.monotonic() >= deadline:
             box.save(output_dir)
+            leave_open()
             raise StoreUnreachable(
                 f"training finished, but the tracking server {box.uri} has not answered for {wait_s:.0f} s: "
                 f"the run's checkpoint, state and metrics are kept in {output_dir}"
@@ -159,6 +160,15 @@ def settle(run: Any, wait_s: float, output_dir: Path) -> None:
             print(f"training finished; waiting up to {wait_s:.0f} s for the tracking server {box.uri}", file=sys.stderr, flush=True)
             announced = True
         time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
+
+
+def leave_open() -> None:
+    """Forget MLflow's active run in this process without ending it: its exit handler would try to reach the gone server."""
+    from mlflow.environment_variables import MLFLOW_RUN_ID
+    from mlflow.tracking.fluent import _active_run_stack
+
+    _active_run_stack.get().clear()
+    MLFLOW_RUN_ID.unset()
 
 
 def deliver_saved(run: Any, output_dir: Path) -> int:
