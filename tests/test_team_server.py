@@ -210,3 +210,22 @@ def test_insecure_serves_a_non_loopback_address_with_a_warning(workdir: Path) ->
         assert "WARNING: --insecure" in server.output() and "no authentication" in server.output()
     finally:
         ms.stop(server)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # expkit's ray.yaml replaces the plugin's config of the same name, on purpose
+def test_ray_workers_get_the_credentials_from_the_environment_not_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from expkit.config.locate import conf_dir
+
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "editor")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", EDITOR_PW)
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/launcher=ray"], return_hydra_config=True)
+    init = cfg.hydra.launcher.ray.init
+    # What the launcher hands to ray.init (resolved): the workers' environment carries the credentials ...
+    assert OmegaConf.to_container(init, resolve=True)["runtime_env"]["env_vars"]["MLFLOW_TRACKING_PASSWORD"] == EDITOR_PW
+    # ... while what Hydra writes to .hydra/hydra.yaml (unresolved, as Hydra saves it) holds only the reference.
+    saved = OmegaConf.to_yaml(cfg.hydra)
+    assert EDITOR_PW not in saved and "${oc.env:MLFLOW_TRACKING_PASSWORD" in saved
