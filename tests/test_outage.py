@@ -52,6 +52,21 @@ def wait_for(path: Path, process: subprocess.Popen[str], timeout: float = 300) -
         time.sleep(0.2)
 
 
+def wait_until_epoch_1_is_logged(url: str, job: subprocess.Popen[str], timeout: float = 300) -> None:
+    """Epoch 2 is under way and epoch 1 is in the store: the moment to pull the plug."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert job.poll() is None, job.communicate()
+        assert time.monotonic() < deadline, "epoch 1 was not logged"
+        try:
+            runs = ms.search_runs(url, "outage")
+        except Exception:  # the experiment does not exist yet
+            runs = []
+        if any("loss" in ms.as_dict(r["data"].get("metrics")) for r in runs):
+            return
+        time.sleep(0.2)
+
+
 def assert_complete(root: Path) -> mlflow.entities.Run:
     """One FINISHED run in the store with every per-epoch metric at steps 0..5, each exactly once, and its plots."""
     client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
@@ -79,8 +94,9 @@ def test_server_killed_in_epoch_2_and_back_30_s_later_the_run_finishes_complete(
     job = train(workdir, server.url, seconds=6, wait_s=300)
     try:
         wait_for(workdir / "epochs" / "epoch-2", job)
-        time.sleep(1.5)  # epoch 1's record is delivered right as epoch 2 starts
+        wait_until_epoch_1_is_logged(server.url, job)
         kill(server)
+        assert not (workdir / "epochs" / "epoch-3").exists()  # killed during epoch 2
         time.sleep(30)
         assert job.poll() is None  # still training
         server = start_server(root, port)  # the same store, the same address
@@ -103,7 +119,7 @@ def test_server_gone_for_good_the_job_exits_75_and_resume_delivers_the_whole_run
     job = train(workdir, server.url, seconds=3, wait_s=5)
     try:
         wait_for(workdir / "epochs" / "epoch-2", job)
-        time.sleep(1.5)
+        wait_until_epoch_1_is_logged(server.url, job)
         kill(server)
         _out, err = job.communicate(timeout=600)
     finally:

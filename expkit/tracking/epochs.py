@@ -46,9 +46,11 @@ class EpochLogger(keras.callbacks.Callback):
         """
         if self._opening is not None or self._writer is None:
             return
-        self._opening = self._writer.submit(lambda: self.run.client)
+        from expkit.tracking.outage import outbox  # a tracking server that does not answer is opened by the first delivery
+
+        self._opening = self._writer.submit(lambda: outbox(self.run).open())
         warming = ThreadPoolExecutor(1, thread_name_prefix="expkit-warm-up")
-        self._warming = warming.submit(self.run.warm_up)
+        self._warming = warming.submit(lambda: outbox(self.run).warm_up())
         warming.shutdown(wait=False)
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:

@@ -76,6 +76,27 @@ class Outbox:
         self.down_since: float | None = None
         self._lock = threading.RLock()
 
+    def open(self) -> None:
+        """Open the run's store now, unless it is a server that does not answer (the first delivery opens it then)."""
+        if is_server(self.uri) and not reachable(self.uri):
+            self._down()
+            return
+        self._unless_unreachable(lambda: self.run.client)
+
+    def warm_up(self) -> None:
+        """The run's warm-up (imports, store), skipped while its server does not answer: what it saves is time only."""
+        if is_server(self.uri) and not reachable(self.uri):
+            return
+        self._unless_unreachable(self.run.warm_up)
+
+    def _unless_unreachable(self, action: Any) -> None:
+        try:
+            action()
+        except Exception as error:
+            if not (is_server(self.uri) and unreachable_error(error)):
+                raise
+            self._down()
+
     def send(self, metrics: list[Any]) -> bool:
         """Queue these metrics and try to deliver everything queued; False while the server is unreachable."""
         with self._lock:
