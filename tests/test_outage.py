@@ -81,7 +81,7 @@ def assert_complete(root: Path) -> mlflow.entities.Run:
         if key in EPOCH_METRICS:
             assert sorted(steps) == list(range(EPOCHS)), (key, sorted(steps))
     assert "test_accuracy" in run.data.metrics
-    assert {"plots/loss.png"} <= {f.path for f in client.list_artifacts(run.info.run_id, "plots")}
+    assert list(root.glob(f"mlartifacts/*/{run.info.run_id}/artifacts/plots/loss.png"))  # uploaded through the server's proxy
     return run
 
 
