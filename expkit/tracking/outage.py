@@ -16,11 +16,14 @@ A local store (SQLite) is not a server: its errors are raised as before.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,27 @@ EXIT_STORE_UNREACHABLE = 75
 UNDELIVERED = "undelivered_metrics.jsonl"
 _LOCK = threading.Lock()
 _BOXES: dict[str, Outbox] = {}
+
+
+#: MLflow's HTTP retry budget for the outbox's calls: one quick retry, not MLflow's default of 7 with backoff (minutes),
+#: so a server that dies while a record is on its way costs seconds, and the record waits in the outbox instead.
+QUICK_REQUESTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+
+
+@contextlib.contextmanager
+def quick_requests() -> Iterator[None]:
+    """MLflow's requests made inside give up after seconds. (MLflow reads these variables at each request; while a job
+    trains, the outbox's thread is the only one talking to the server.)"""
+    saved = {name: os.environ.get(name) for name in QUICK_REQUESTS}
+    os.environ.update(QUICK_REQUESTS)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 class StoreUnreachable(Exception):
@@ -91,7 +115,8 @@ class Outbox:
 
     def _unless_unreachable(self, action: Any) -> None:
         try:
-            action()
+            with quick_requests():
+                action()
         except Exception as error:
             if not (is_server(self.uri) and unreachable_error(error)):
                 raise
@@ -114,8 +139,9 @@ class Outbox:
                 return False
             batch = list(self.pending)
             try:
-                for i in range(0, len(batch), 1000):
-                    self.run.client.log_batch(self.run.run_id, metrics=batch[i : i + 1000])
+                with quick_requests():
+                    for i in range(0, len(batch), 1000):
+                        self.run.client.log_batch(self.run.run_id, metrics=batch[i : i + 1000])
             except Exception as error:
                 if not (server and unreachable_error(error)):
                     raise
@@ -204,6 +230,12 @@ def deliver_saved(run: Any, output_dir: Path) -> int:
     box.pending.extend(Metric(r["key"], float(r["value"]), int(r["timestamp"]), int(r["step"])) for r in records)
     if not box.deliver():
         box.pending.clear()  # still on disk, for the next attempt
-        raise StoreUnreachable(f"the tracking server {box.uri} is unreachable: nothing was delivered")
+        from expkit.errors import ExpkitError
+
+        raise ExpkitError(
+            f"the tracking server {box.uri} is unreachable: nothing was delivered",
+            key="tracking.uri",
+            hint="start the server (on the same store), then run expkit resume again",
+        )
     path.rename(path.with_name(UNDELIVERED + ".delivered"))
     return len(records)
