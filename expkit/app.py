@@ -221,6 +221,7 @@ def run_experiment(
                 tracked.end("KILLED")
         print("aborted before training started", file=sys.stderr)
         sys.exit(130)
+    from expkit.tracking.outage import EXIT_STORE_UNREACHABLE, StoreUnreachable
     from expkit.training.resume import Interrupted, StopRequest  # imports Keras
 
     tb_dir = None
@@ -231,6 +232,10 @@ def run_experiment(
         print(f"[{label}] " * bool(label) + f"MLflow run {tracked.run_id} in {tracked.uri}", file=sys.stderr)
         (output_dir / "run_id").write_text(tracked.run_id + "\n")
         tb_dir = run_folder(output_dir / "tensorboard", name, tracked.run_id)  # TensorBoard lists it by the MLflow run's name and id
+        if resume:  # what an earlier attempt kept while its tracking server was unreachable (see expkit.tracking.outage)
+            from expkit.tracking.outage import deliver_saved
+
+            deliver_saved(tracked, output_dir)
         if state is not None:
             tracked.backfill(state.history, state.epoch)
 
@@ -257,6 +262,9 @@ def run_experiment(
             result = run_protocol(context)
         outcome = result.outcome
         if tracked:
+            from expkit.tracking.outage import settle
+
+            settle(tracked, config.tracking.server_wait_s, output_dir)  # the epochs an outage held back; waits for the server
             # Selection's figures first; test metrics are logged after the score is fixed, and never read back.
             tracked.log_metrics({**({"objective": result.score} if result.score is not None else {}), **result.summary})
         if outcome is not None and config.protocol != "kfold":
@@ -267,6 +275,10 @@ def run_experiment(
             summary = f"objective {objective.metric} ({objective.at}): {result.score:.4f}\n{summary}"
         print("\n".join(f"[{job}] {line}" for line in summary.splitlines()) if job else summary, flush=True)
         return TaskResult(score=result.score, state="COMPLETE", run_id=tracked.run_id if tracked else None)
+    except StoreUnreachable as gone:
+        status = ""  # the run stays open on the server; nothing is lost: it is all in the run folder
+        print(f"{gone}\ndeliver the run when the server is back with: expkit resume {output_dir}", file=sys.stderr)
+        sys.exit(EXIT_STORE_UNREACHABLE)
     except Interrupted as stopped:
         status = "KILLED"
         print(f"{stopped}; resume with: expkit resume {output_dir}", file=sys.stderr)
@@ -287,7 +299,7 @@ def run_experiment(
             )
         raise
     finally:
-        if tracked:
+        if tracked and status:
             tracked.end(status)
 
 

@@ -147,6 +147,14 @@ MUTATIONS = (
         "            parent = None",
         ("tests/test_runs.py::test_joblib_sweep_makes_a_parent_with_children",),
     ),
+    Mutation(
+        "outage-records-dropped",
+        "epochs measured while the tracking server is unreachable are dropped instead of kept for its return",
+        "expkit/tracking/outage.py",
+        "            if server and not reachable(self.uri):\n                self._down()\n",
+        "            if server and not reachable(self.uri):\n                self._down()\n                self.pending.clear()\n",
+        ("tests/test_outage.py::test_server_killed_in_epoch_2_and_back_30_s_later_the_run_finishes_complete",),
+    ),
 )
 
 

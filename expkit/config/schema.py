@@ -337,6 +337,8 @@ class Tracking(Strict):
     tensorboard: TensorBoard = TensorBoard()
     # Let a cluster launcher (Ray with an address, SLURM) write to a local SQLite/file store (only on a shared file system).
     allow_local_store_on_cluster: bool = False
+    # Training done and the tracking server unreachable: wait this long for it, then keep the results on disk (exit 75).
+    server_wait_s: Annotated[float, Field(ge=0)] = 300.0
 
 
 class Paths(Strict):

@@ -46,9 +46,11 @@ class EpochLogger(keras.callbacks.Callback):
         """
         if self._opening is not None or self._writer is None:
             return
-        self._opening = self._writer.submit(lambda: self.run.client)
+        from expkit.tracking.outage import outbox  # a tracking server that does not answer is opened by the first delivery
+
+        self._opening = self._writer.submit(lambda: outbox(self.run).open())
         warming = ThreadPoolExecutor(1, thread_name_prefix="expkit-warm-up")
-        self._warming = warming.submit(self.run.warm_up)
+        self._warming = warming.submit(lambda: outbox(self.run).warm_up())
         warming.shutdown(wait=False)
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
@@ -74,9 +76,12 @@ class EpochLogger(keras.callbacks.Callback):
         self._pending.append(self._writer.submit(self._write, epoch, values, int(time.time() * 1000)))
 
     def _write(self, epoch: int, values: dict[str, float], timestamp: int) -> None:
+        """Deliver the epoch through the run's outbox: while a tracking server is unreachable, epochs wait there, in order."""
         from mlflow.entities import Metric
 
-        self.run.client.log_batch(self.run.run_id, metrics=[Metric(k, v, timestamp, epoch) for k, v in values.items()])
+        from expkit.tracking.outage import outbox
+
+        outbox(self.run).send([Metric(k, v, timestamp, epoch) for k, v in values.items()])
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self._writer is not None:
