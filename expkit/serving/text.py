@@ -72,9 +72,14 @@ def as_texts(x: Any, column: str = TEXT) -> np.ndarray:
         x = x.to_numpy()
     if isinstance(x, str | bytes):
         x = [x]
+    if isinstance(x, dict) and len(x) == 1:  # {"text": [...]}: a column given as a dict
+        x = next(iter(x.values()))
     a = np.asarray(x, dtype=object)
     if a.ndim == 2 and a.shape[1] == 1:
         a = a[:, 0]
+    if a.ndim == 1 and len(a) and all(isinstance(v, list | tuple | np.ndarray) for v in a):
+        # MLflow reads {"inputs": {"text": [...]}} as one record whose cell holds the list
+        a = np.asarray([v for cell in a for v in cell], dtype=object)
     if a.ndim != 1:
         raise ExpkitError(f"the model takes a list of strings, got an array of shape {a.shape}", key="--input")
     out = np.empty(len(a), dtype=object)
