@@ -4,8 +4,14 @@ the training part only, the raw-string inference model (served = trained), the i
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -201,40 +207,106 @@ def test_text_folder_learns_clearly_above_the_random_baseline(tmp_path: Path) ->
     assert run.data.params["dataset.class_names"] == "bad,good"
 
 
+@dataclass
+class TrainedRun:
+    root: Path
+    run: Any
+
+    @property
+    def uri(self) -> str:
+        return f"sqlite:///{self.root / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="module")
+def imdb_text_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
+    """The imdb_text preset, trained once on generated reviews in the raw IMDB layout (path: <paths.data_dir>/aclImdb)."""
+    root = tmp_path_factory.mktemp("imdb_text")
+    write_aclimdb(root / "data", n_train=1000, n_test=400, n_unsup=50)
+    done = run_expkit("train", "+experiment=imdb_text", cwd=root, EXPKIT_DATA_DIR=str(root / "data"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run,) = mlflow_runs(root, "imdb_text")
+    return TrainedRun(root, run)
+
+
+REVIEWS = ["A wonderful, superb film. Brilliant!", "Awful. <br /><br />Boring and tedious, the worst."]
+
+
 @pytest.mark.slow
-def test_imdb_text_end_to_end_on_generated_reviews(tmp_path: Path) -> None:
+def test_imdb_text_end_to_end_on_generated_reviews(imdb_text_run: TrainedRun) -> None:
     """Acceptance 3: the preset on the raw IMDB layout; the vocabulary is an artifact; the served model takes raw reviews."""
     import mlflow
     import pandas as pd
 
-    write_aclimdb(tmp_path / "data", n_train=1000, n_test=400, n_unsup=50)
-    done = run_expkit("train", "+experiment=imdb_text", cwd=tmp_path, EXPKIT_DATA_DIR=str(tmp_path / "data"))  # path: <data_dir>/aclImdb
-    assert done.returncode == 0, done.stderr[-3000:]
-    (run,) = mlflow_runs(tmp_path, "imdb_text")
+    root, run = imdb_text_run.root, imdb_text_run.run
     assert run.info.status == "FINISHED"
     assert run.data.params["dataset.vectorize.max_tokens"] == "10000" and run.data.params["trainer.batch_size"] == "512"
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    vocabulary = Path(client.download_artifacts(run.info.run_id, "vocabulary.txt", str(tmp_path))).read_text().splitlines()
+    assert run.data.params["dataset.class_names"] == "neg,pos"
+    client = mlflow.MlflowClient(imdb_text_run.uri)
+    vocabulary = Path(client.download_artifacts(run.info.run_id, "vocabulary.txt", str(root))).read_text().splitlines()
     assert vocabulary[0] == "[UNK]" and "wonderful" in vocabulary and "br" in vocabulary
-    assert run.data.metrics["test_accuracy"] > run.data.metrics["baseline_accuracy"]
+    # Observed (2026-12-06): 0.99 on 1,000 generated reviews, 4 epochs of 2 batches; baseline about 0.5.
+    assert run.data.metrics["test_accuracy"] > run.data.metrics["baseline_accuracy"] + 0.2
 
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_tracking_uri(imdb_text_run.uri)
     model = mlflow.pyfunc.load_model(run.data.tags["inference_model_uri"])
     (column,) = model.metadata.signature.inputs.inputs
-    assert (column.name, str(column.type)) == ("text", "string")
-    reviews = ["A wonderful, superb film. Brilliant!", "Awful. <br /><br />Boring and tedious, the worst."]
-    assert list(model.predict(pd.DataFrame({"text": reviews}))) == ["pos", "neg"]
+    assert (column.name, column.type.name) == ("text", "string")
+    assert list(model.predict(pd.DataFrame({"text": REVIEWS}))) == ["pos", "neg"]
 
     # expkit predict on raw strings: a CSV with a text column, and a folder of .txt files.
-    with (tmp_path / "reviews.csv").open("w", newline="") as handle:
-        csv.writer(handle).writerows([["id", "text"], *[[i, r] for i, r in enumerate(reviews)]])
-    out = tmp_path / "preds.csv"
-    done = run_expkit("predict", run.info.run_id, "--input", str(tmp_path / "reviews.csv"), "--output", str(out), cwd=tmp_path)
+    with (root / "reviews.csv").open("w", newline="") as handle:
+        csv.writer(handle).writerows([["id", "text"], *[[i, r] for i, r in enumerate(REVIEWS)]])
+    out = root / "preds.csv"
+    done = run_expkit("predict", run.info.run_id, "--input", str(root / "reviews.csv"), "--output", str(out), cwd=root)
     assert done.returncode == 0, done.stderr[-3000:]
     assert [r["class"] for r in csv.DictReader(out.open())] == ["pos", "neg"]
-    done = run_expkit(
-        "predict", run.info.run_id, "--input", str(tmp_path / "data" / "aclImdb" / "test" / "pos"), "--output", str(out), cwd=tmp_path
-    )
+    folder = root / "data" / "aclImdb" / "test" / "pos"
+    done = run_expkit("predict", run.info.run_id, "--input", str(folder), "--output", str(out), cwd=root)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = list(csv.DictReader(out.open()))
-    assert len(rows) == 200 and np.mean([r["class"] == "pos" for r in rows]) > 0.8
+    files = sorted(folder.glob("*.txt"))
+    assert [r["sample"] for r in rows] == [f.name for f in files]
+    assert [r["class"] for r in rows] == list(model.predict(pd.DataFrame({"text": [f.read_text() for f in files]})))
+    missing = run_expkit("predict", run.info.run_id, "--input", str(root / "reviews.json"), cwd=root)
+    assert_clean_error(missing, "no such file or folder")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("uvicorn") is None, reason="mlflow models serve needs uvicorn")
+def test_mlflow_models_serve_answers_raw_review_strings(imdb_text_run: TrainedRun, tmp_path: Path) -> None:
+    """`mlflow models serve` on the inference model: JSON payloads of raw strings in, class names or probabilities out."""
+    import keras
+
+    from tests import mlflow_server as ms
+    from tests.conftest import expkit_env
+
+    run = imdb_text_run.run
+    port = ms.free_port()
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", run.data.tags["inference_model_uri"], "--env-manager", "local"]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    env = expkit_env(MLFLOW_TRACKING_URI=imdb_text_run.uri)
+    server = ms.start_process(command, url=f"http://127.0.0.1:{port}", log=tmp_path / "serve.log", cwd=imdb_text_run.root, env=env)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert server.process.poll() is None, server.output()
+            assert time.monotonic() < deadline, "mlflow models serve did not answer /ping in 180 s:\n" + server.output()
+            try:
+                with urllib.request.urlopen(f"{server.url}/ping", timeout=2):
+                    break
+            except OSError:
+                time.sleep(1)
+        records = ms.rest(server.url, "invocations", {"dataframe_records": [{"text": r} for r in REVIEWS]})
+        assert records["predictions"] == ["pos", "neg"]
+        columns = ms.rest(server.url, "invocations", {"inputs": {"text": REVIEWS}, "params": {"output": "probabilities"}})
+        served = np.asarray(columns["predictions"], dtype=np.float64).reshape(-1)
+        # Served = trained: the training model (final checkpoint) on the strings vectorized by the fitted layer.
+        from expkit.data.text_dir import vectorize
+
+        folder = Path(run.data.tags["output_dir"])
+        layer = keras.models.load_model(folder / "inference" / "inference.keras").get_layer("vectorize")
+        training = keras.models.load_model(folder / "checkpoints" / "final.keras")
+        vectors = vectorize(layer, np.asarray(REVIEWS, dtype=object), "multi_hot").astype(np.float32)
+        np.testing.assert_allclose(served, np.asarray(training.predict(vectors, verbose=0)).reshape(-1), atol=1e-5)
+    finally:
+        ms.stop(server)
