@@ -152,7 +152,7 @@ MUTATIONS = (
         "text_dir adapts its TextVectorization on the validation and test documents too, not on the training part only",
         "expkit/data/text_dir.py",
         'layer = text_vectorizer(options.vectorize, x_train[name], name="vectorize")',
-        'layer = text_vectorizer(options.vectorize, [*x_train[name], *(t for o in others if o is not None for t in o[name])], '
+        "layer = text_vectorizer(options.vectorize, [*x_train[name], *(t for o in others if o is not None for t in o[name])], "
         'name="vectorize")',
         ("tests/test_text_dir.py::test_vocabulary_is_fitted_on_the_training_part_only",),
     ),

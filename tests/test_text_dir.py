@@ -271,6 +271,11 @@ def test_imdb_text_end_to_end_on_generated_reviews(imdb_text_run: TrainedRun) ->
     assert [r["class"] for r in rows] == list(model.predict(pd.DataFrame({"text": [f.read_text() for f in files]})))
     missing = run_expkit("predict", run.info.run_id, "--input", str(root / "reviews.json"), cwd=root)
     assert_clean_error(missing, "no such file or folder")
+    # expkit evaluate re-reads the folder and refits the same vocabulary: the run's own test accuracy again.
+    done = run_expkit("evaluate", run.info.run_id, "--split", "test", cwd=root, EXPKIT_DATA_DIR=str(root / "data"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    evaluated = mlflow.MlflowClient(imdb_text_run.uri).get_run(run.info.run_id).data.metrics["eval/aclImdb_test/accuracy"]
+    assert evaluated == pytest.approx(run.data.metrics["test_accuracy"], abs=1e-6)
 
 
 @pytest.mark.slow
