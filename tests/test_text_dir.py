@@ -158,7 +158,20 @@ def test_bad_folder_exits_2_before_any_run(tmp_path: Path, case: str) -> None:
 # ---------------------------------------------------------------- served = trained
 
 
-def test_inference_model_on_raw_strings_equals_the_training_model(tmp_path: Path) -> None:
+EMBEDDING = (
+    "~model.units",
+    "model.layers=[{type: Embedding, input_dim: 10000, output_dim: 8}, {type: GlobalAveragePooling1D}, "
+    "{type: Dense, units: 1, activation: sigmoid}]",
+)
+VARIANTS = {
+    "multi_hot": (),
+    "tf_idf_bigrams": ("dataset.vectorize.output_mode=tf_idf", "dataset.vectorize.ngrams=2"),
+    "int_embedding": ("dataset.vectorize.output_mode=int", "dataset.vectorize.sequence_length=40", *EMBEDDING),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_inference_model_on_raw_strings_equals_the_training_model(tmp_path: Path, variant: str) -> None:
     """Acceptance 7 (text): Input(string) -> fitted TextVectorization -> trained model gives the training model's outputs."""
     from expkit.data.named import SOURCES, source_options
     from expkit.serving.inference import InferenceModel
@@ -166,13 +179,14 @@ def test_inference_model_on_raw_strings_equals_the_training_model(tmp_path: Path
     from expkit.training.runner import train_and_evaluate
 
     base = write_aclimdb(tmp_path, n_train=120, n_test=300, n_unsup=0)
-    short = ("trainer.epochs=2", "trainer.batch_size=32", "tracking=none")
+    short = ("trainer.epochs=2", "trainer.batch_size=32", "tracking=none", *VARIANTS[variant])
     config, splits = load(tmp_path, "+experiment=imdb_text", f"dataset.path={base}", *short)
     source = SOURCES["text_dir"]
     (_, _), (raw_test, _) = source.load(source_options(source, config.dataset), path=str(base), data_dir=None, seed=config.seed)
     raw = raw_test["text"]
     outcome = train_and_evaluate(config, splits, tmp_path / "run", test=False)
-    trained = np.asarray(outcome.model.predict(outcome.splits.x_test.astype(np.float32), verbose=0))
+    x_test = outcome.splits.x_test
+    trained = np.asarray(outcome.model.predict(x_test.astype(np.float32) if x_test.dtype == np.uint8 else x_test, verbose=0))
     folder = write_text_inference(outcome.model, splits.source_fitted, splits.raw_x_example, config.model.loss, tmp_path / "inference")
     served = InferenceModel(folder)  # loaded back from disk, as the pyfunc wrapper does
     assert served.spec["class_names"] == ["neg", "pos"]
@@ -183,6 +197,36 @@ def test_inference_model_on_raw_strings_equals_the_training_model(tmp_path: Path
     vocabulary = (tmp_path / "run" / "vocabulary.txt").read_text().splitlines()
     assert vocabulary == splits.source_fitted.vocabulary() and len(vocabulary) <= 10000
     assert json.loads((tmp_path / "run" / "classes.json").read_text())["class_names"] == ["neg", "pos"]
+
+
+def test_predict_reads_text_inputs_and_names_bad_ones(tmp_path: Path) -> None:
+    from expkit.errors import ExpkitError
+    from expkit.serving.text import as_texts, read_texts
+
+    folder = write_text_folder(tmp_path / "docs", n=4) / "train"
+    texts, names = read_texts(folder)
+    files = sorted(folder.rglob("*.txt"))
+    assert names == [str(f.relative_to(folder)) for f in files] and [n.split("/")[0] for n in names] == ["bad", "bad", "good", "good"]
+    assert list(texts) == [f.read_text() for f in files]
+    (tmp_path / "one.txt").write_text("just one document,\nover two lines")
+    assert list(read_texts(tmp_path / "one.txt")[0]) == ["just one document,\nover two lines"]
+    (tmp_path / "rows.csv").write_text('id,text\n1,"first, with a comma"\n2,second\n')
+    assert list(read_texts(tmp_path / "rows.csv")[0]) == ["first, with a comma", "second"]
+    assert list(as_texts({"text": ["a", "b"]})) == ["a", "b"] and list(as_texts(np.array([["a"], ["b"]], dtype=object))) == ["a", "b"]
+    (tmp_path / "latin.txt").write_bytes("caf\u00e9".encode("latin-1"))
+    (tmp_path / "other.csv").write_text("id,review\n1,x\n")
+    (tmp_path / "empty").mkdir()
+    cases = {
+        "latin.txt": f"{tmp_path / 'latin.txt'} is not UTF-8 text",
+        "other.csv": "has no column 'text' (columns: id, review)",
+        "empty": "no .txt files in",
+        "nope": "no such file or folder",
+    }
+    for name, message in cases.items():
+        with pytest.raises(ExpkitError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            read_texts(tmp_path / name)
+    with pytest.raises(ExpkitError, match="input 1 is NoneType None, not a string"):
+        as_texts(["fine", None])
 
 
 # ---------------------------------------------------------------- through the CLI
