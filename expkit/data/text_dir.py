@@ -270,10 +270,17 @@ def vectorize(layer: Any, texts: np.ndarray, output_mode: str) -> np.ndarray:
     dtype = {"multi_hot": tf.uint8, "int": tf.int32}.get(output_mode, tf.float32)
     data = tf.data.Dataset.from_tensor_slices(tf.constant(list(texts), dtype=tf.string)).batch(VECTORIZE_BATCH)
     data = data.map(lambda t: tf.cast(layer(t), dtype), num_parallel_calls=2, deterministic=True).prefetch(1)
-    parts = [part.numpy() for part in data]
-    if not parts:
+    out = None
+    start = 0
+    for part in data:  # filled batch by batch: the split's matrix is held once, never as a list of parts plus a copy
+        values = part.numpy()
+        if out is None:
+            out = np.empty((len(texts), *values.shape[1:]), dtype=values.dtype)
+        out[start : start + len(values)] = values
+        start += len(values)
+    if out is None:
         return np.zeros((0, int(layer.compute_output_shape((None,))[-1] or 0)), dtype=dtype.as_numpy_dtype)
-    return np.concatenate(parts)
+    return out
 
 
 def fit_text(
