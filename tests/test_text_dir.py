@@ -88,6 +88,22 @@ def test_vocabulary_is_fitted_on_the_training_part_only(tmp_path: Path) -> None:
         assert sum(t.startswith("unique") for t in part.source_fitted.vocabulary()) == len(part.y_train["label"]) == 30
 
 
+def test_imdb_text_builds_the_books_network_on_a_full_vocabulary(tmp_path: Path) -> None:
+    """With more than 10,000 distinct words the vocabulary is full: the book's 160,305 parameters (10,000 -> 16 -> 16 -> 1)."""
+    from expkit.training.runner import build_configured_model, name_splits
+
+    for split, n in (("train", 200), ("test", 20)):
+        for label in ("neg", "pos"):
+            folder = tmp_path / "aclImdb" / split / label
+            folder.mkdir(parents=True)
+            for i in range(n // 2):
+                (folder / f"{i}_5.txt").write_text(" ".join(f"{split}{label}{i}x{j}" for j in range(60)))
+    config, splits = load(tmp_path, "+experiment=imdb_text", f"dataset.path={tmp_path / 'aclImdb'}")
+    assert len(splits.source_fitted.vocabulary()) == 10_000
+    model = build_configured_model(config, name_splits(config.model, splits))
+    assert model.count_params() == 160_305
+
+
 def test_without_test_folder_a_seeded_stratified_split(tmp_path: Path) -> None:
     root = write_text_folder(tmp_path / "docs", n=100)
     args = ("dataset=text_dir", f"dataset.path={root}", "dataset.test_fraction=0.2", "dataset.validation.holdout=null")
