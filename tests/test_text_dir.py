@@ -104,6 +104,23 @@ def test_imdb_text_builds_the_books_network_on_a_full_vocabulary(tmp_path: Path)
     assert model.count_params() == 160_305
 
 
+def test_a_resumed_run_refits_the_vocabulary_it_was_trained_with(tmp_path: Path) -> None:
+    """The run folder's vocabulary.txt: refitting on the same documents writes it unchanged; changed documents are an error."""
+    from expkit.data.text_dir import write_fitted
+    from expkit.errors import ExpkitError
+
+    root = write_text_folder(tmp_path / "docs", n=40, test=True)
+    _, splits = load(tmp_path, "dataset=text_dir", f"dataset.path={root}")
+    write_fitted(splits.source_fitted, tmp_path / "run")
+    _, again = load(tmp_path, "dataset=text_dir", f"dataset.path={root}")
+    write_fitted(again.source_fitted, tmp_path / "run")  # a resume on unchanged documents
+    for doc in (root / "train" / "good").glob("*.txt"):
+        doc.write_text(doc.read_text() + " novelword")
+    _, changed = load(tmp_path, "dataset=text_dir", f"dataset.path={root}")
+    with pytest.raises(ExpkitError, match=r"the vocabulary fitted now differs from .*vocabulary\.txt"):
+        write_fitted(changed.source_fitted, tmp_path / "run")
+
+
 def test_without_test_folder_a_seeded_stratified_split(tmp_path: Path) -> None:
     root = write_text_folder(tmp_path / "docs", n=100)
     args = ("dataset=text_dir", f"dataset.path={root}", "dataset.test_fraction=0.2", "dataset.validation.holdout=null")

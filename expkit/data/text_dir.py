@@ -311,9 +311,21 @@ register_source("text_dir", TextDirOptions, check=check_text_dir, fit=fit_text)(
 
 
 def write_fitted(fitted: TextFitted, output_dir: Path) -> None:
-    """The run folder's record of what was fitted: classes.json (class names) and vocabulary.txt (one token a line)."""
+    """The run folder's record of what was fitted: classes.json (class names) and vocabulary.txt (one token a line).
+
+    A resumed run refits the vocabulary on the same training documents, which gives the same one; if it does not (the
+    documents changed since the run started), the weights it resumes were trained on another encoding: an error.
+    """
     import json
 
     output_dir.mkdir(parents=True, exist_ok=True)
+    text = "".join(f"{token}\n" for token in fitted.vocabulary())
+    stored = output_dir / "vocabulary.txt"
+    if stored.is_file() and stored.read_text() != text:
+        raise ExpkitError(
+            f"the vocabulary fitted now differs from {stored}, the one this run was trained with",
+            key="dataset.path",
+            hint="the documents changed since the run started: restore them, or start a new run",
+        )
     (output_dir / "classes.json").write_text(json.dumps({"class_names": fitted.class_names, "skipped_images": []}, indent=1) + "\n")
-    (output_dir / "vocabulary.txt").write_text("".join(f"{token}\n" for token in fitted.vocabulary()))
+    stored.write_text(text)
