@@ -155,6 +155,15 @@ MUTATIONS = (
         "            if server and not reachable(self.uri):\n                self._down()\n                self.pending.clear()\n",
         ("tests/test_outage.py::test_server_killed_in_epoch_2_and_back_30_s_later_the_run_finishes_complete",),
     ),
+    Mutation(
+        "text-vocabulary-from-all-splits",
+        "text_dir adapts its TextVectorization on the validation and test documents too, not on the training part only",
+        "expkit/data/text_dir.py",
+        'layer = text_vectorizer(options.vectorize, x_train[name], name="vectorize")',
+        "layer = text_vectorizer(options.vectorize, [*x_train[name], *(t for o in others if o is not None for t in o[name])], "
+        'name="vectorize")',
+        ("tests/test_text_dir.py::test_vocabulary_is_fitted_on_the_training_part_only",),
+    ),
 )
 
 

@@ -21,23 +21,49 @@ NamedArrays = tuple[tuple[Named, Named], tuple[Named, Named]]
 
 @dataclass(frozen=True)
 class Source:
-    """A registered data source: the schema of its own `dataset.*` options and its loader."""
+    """A registered data source: the schema of its own `dataset.*` options and its loader.
+
+    Two optional parts:
+    - `check(options, *, path, data_dir, seed)`: the checks that need no training (files, folders, encodings), run
+      before any MLflow run or run folder exists; raises ExpkitError.
+    - `fit(options, x_train, others) -> (x_train, others, fitted)`: input preprocessing the source fits on the
+      training part only (after the validation split; per fold under k-fold) and applies to every split (`others`:
+      test, then validation or None). `fitted` travels on `Splits.source_fitted` to the raw-input inference model.
+    """
 
     options: type[BaseModel]
     load: Callable[..., NamedArrays]
+    check: Callable[..., None] | None = None
+    fit: Callable[..., Any] | None = None
 
 
 SOURCES: dict[str, Source] = {}
 
 
-def register_source(name: str, options: type[BaseModel]) -> Callable[[Callable[..., NamedArrays]], Callable[..., NamedArrays]]:
-    """Decorator: `load(options, *, path, data_dir, seed)` becomes the `dataset.source: name` source."""
+def register_source(
+    name: str, options: type[BaseModel], *, check: Callable[..., None] | None = None, fit: Callable[..., Any] | None = None
+) -> Callable[[Callable[..., NamedArrays]], Callable[..., NamedArrays]]:
+    """Decorator: `load(options, *, path, data_dir, seed)` becomes the `dataset.source: name` source (see `Source`)."""
 
     def add(load: Callable[..., NamedArrays]) -> Callable[..., NamedArrays]:
-        SOURCES[name] = Source(options, load)
+        SOURCES[name] = Source(options, load, check, fit)
         return load
 
     return add
+
+
+def source_options(source: Source, dataset: Any) -> BaseModel:
+    """The source's own options from the `dataset` config node: its extra keys, plus any shared dataset key
+    (e.g. `test_fraction`) that the source's schema also declares."""
+    shared = {k: getattr(dataset, k) for k in source.options.model_fields if k in type(dataset).model_fields}
+    return source.options.model_validate({**shared, **(dataset.model_extra or {})})
+
+
+def check_source(dataset: Any, *, data_dir: str | None, seed: int) -> None:
+    """Run the source's checks that need no training (see `Source.check`), before anything is recorded."""
+    source = SOURCES.get(dataset.source)
+    if source is not None and source.check is not None:
+        source.check(source_options(source, dataset), path=dataset.path, data_dir=data_dir, seed=seed)
 
 
 # --- random: arrays of given shapes, as the book uses to demonstrate chapter 5 models -------------
@@ -115,3 +141,7 @@ def load_npz(options: NpzOptions, *, path: str | None, **_: Any) -> NamedArrays:
         )
 
     return split("train"), split("test")
+
+
+# Sources in modules of their own register themselves on import.
+from expkit.data import text_dir  # noqa: E402,F401

@@ -11,6 +11,7 @@ import numpy as np
 
 from expkit.data.images import ImageSplits, load_image_folders
 from expkit.data.named import SOURCES as NAMED_SOURCES
+from expkit.data.named import source_options
 from expkit.data.preprocess import apply_steps
 from expkit.data.sources import data_origin, get_loader
 from expkit.errors import ExpkitError, suggestion
@@ -35,6 +36,8 @@ class Splits:
     x_fitted: list[dict[str, Any]] = field(default_factory=list)
     # Samples per split before preprocessing: {"train": n, "validation": n, "test": n}.
     sizes: dict[str, int] = field(default_factory=dict)
+    # What the source fitted on the training split for the raw-input inference model (text_dir: a TextFitted).
+    source_fitted: Any = None
 
 
 def arrays_of(a: Array) -> list[np.ndarray]:
@@ -91,8 +94,7 @@ def _load(dataset: Any, data_dir: str | None, seed: int) -> tuple[Any, ...]:
     """The source's raw splits: ((x_train, y_train), (x_test, y_test)[, (x_val, y_val)])."""
     named = NAMED_SOURCES.get(dataset.source)
     if named is not None:
-        options = named.options.model_validate(dataset.model_extra or {})
-        return named.load(options, path=dataset.path, data_dir=data_dir, seed=seed)
+        return named.load(source_options(named, dataset), path=dataset.path, data_dir=data_dir, seed=seed)
     loader = get_loader(dataset.source, dataset.name)
     loaded = loader(
         path=dataset.path,
@@ -125,6 +127,25 @@ def _preprocess(
         for target, value in zip(out_others, rest, strict=True):
             target[name] = value
     return out_train, out_others  # type: ignore[return-value]
+
+
+def _fit_source(named: Any, dataset: Any, data_dir: str | None, x_train: Array, x_test: Array, x_val: Array | None) -> tuple[Any, ...]:
+    """A source's own fitted input preprocessing (text_dir: the vectorizer): fitted on x_train, applied to every split.
+
+    Returns the new x_train, x_test, x_val, a few raw test inputs (the inference model's example), and what was fitted.
+    """
+    if dataset.preprocess.x:
+        raise ExpkitError(
+            f"the {dataset.source} source prepares its inputs itself; dataset.preprocess.x does not apply",
+            key="dataset.preprocess.x",
+            hint="remove it (text_dir: set dataset.vectorize instead)",
+        )
+    options = source_options(named, dataset)
+    raw_example = take(x_test, slice(5))
+    x_train, (x_test, x_val), fitted = named.fit(options, x_train, [x_test, x_val], path=dataset.path, data_dir=data_dir)
+    if isinstance(raw_example, dict) and len(raw_example) == 1:
+        raw_example = next(iter(raw_example.values()))
+    return x_train, x_test, x_val, raw_example, fitted
 
 
 def load_splits(dataset: Any, *, data_dir: str | None, seed: int, fold: int | None = None) -> Splits | ImageSplits:
@@ -203,10 +224,15 @@ def load_splits(dataset: Any, *, data_dir: str | None, seed: int, fold: int | No
         **({"validation": num_samples(x_val)} if x_val is not None else {}),
         "test": num_samples(x_test),
     }
+    source_fitted = None
+    named = NAMED_SOURCES.get(dataset.source)
+    if named is not None and named.fit is not None:  # input preprocessing of the source's own, fitted on the training part
+        x_train, x_test, x_val, raw_example, source_fitted = _fit_source(named, dataset, data_dir, x_train, x_test, x_val)
     fitted: list[dict[str, Any]] = []
     x_train, rest_x = _preprocess(pre, "x", x_train, [x_test] + ([x_val] if x_val is not None else []), fitted)
     y_train, rest_y = _preprocess(pre, "y", y_train, [y_test] + ([y_val] if y_val is not None else []))
     splits = Splits(x_train, y_train, rest_x[0], rest_y[0], fingerprint=print_, raw_x_example=raw_example, x_fitted=fitted, sizes=sizes)
+    splits.source_fitted = source_fitted
     if x_val is not None:
         splits.x_val, splits.y_val = rest_x[1], rest_y[1]
     return splits

@@ -273,7 +273,7 @@ for _name in ("digits", "breast_cancer", "diabetes", "iris", "wine"):
 
 # --- image folders: streamed by expkit.data.images, not loaded as arrays ------------------
 
-FOLDER_SOURCES = {"image_dir"}
+FOLDER_SOURCES = {"image_dir", "text_dir"}
 
 # --- generated: the TensorFlow Playground problems ---------------------------------------
 

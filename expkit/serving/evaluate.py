@@ -26,6 +26,10 @@ def evaluate(ref: str, overrides: list[str], *, split: str, name: str | None, ur
     stored = open_run(ref, uri)
     config = stored.config(overrides)
     splits = load_splits(config.dataset, data_dir=config.paths.data_dir, seed=config.seed)
+    if hasattr(splits, "sizes"):  # arrays keyed by input/output name (npz, random, text_dir), as the model was trained
+        from expkit.training.runner import name_splits
+
+        splits = name_splits(config.model, splits)
     x, y = {"test": (splits.x_test, splits.y_test), "validation": (splits.x_val, splits.y_val), "train": (splits.x_train, splits.y_train)}[
         split
     ]

@@ -150,6 +150,10 @@ class InferenceModel:
         self.model = keras.models.load_model(folder / KERAS_FILE, compile=False)
 
     def probabilities(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        if self.spec.get("input") == "text":  # raw strings (expkit.serving.text)
+            from expkit.serving.text import as_texts
+
+            return np.asarray(model_outputs(self.model, as_texts(x, self.spec["column"]), batch_size))
         x = check_raw(x, self.spec)
         for item in self.spec["numpy_steps"]:
             state = {k: np.asarray(v) for k, v in item["state"].items()}

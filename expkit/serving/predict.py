@@ -119,8 +119,13 @@ def predict_file(target: str, input_path: Path, output_path: Path, *, uri: str |
 
     inference, _ = load_inference(target, uri)
     spec = inference.spec
-    x, names = read_inputs(input_path, spec.get("raw_shape"))
-    x = check_raw(x, spec)
+    if spec.get("input") == "text":  # raw strings: a folder of .txt files, a .txt file, or a CSV column
+        from expkit.serving.text import read_texts
+
+        x, names = read_texts(input_path, spec["column"])
+    else:
+        x, names = read_inputs(input_path, spec.get("raw_shape"))
+        x = check_raw(x, spec)
     outputs = []
     with progress(len(x), "predict") as bar:
         for start in range(0, len(x), CHUNK):

@@ -439,12 +439,19 @@ class TrackedRun:
         params = ParamSchema([ParamSpec("output", "string", "classes")])
         ragged = raw.dtype == object
         inputs = None if ragged else Schema([TensorSpec(raw.dtype, (-1, *raw.shape[1:]))])
+        signature = ModelSignature(inputs=inputs, params=params) if inputs is not None else None
+        example = None if ragged else raw[:2]
+        from expkit.serving.text import text_signature
+
+        text = text_signature(folder)  # raw strings: one string column
+        if text is not None:
+            signature, example = text
         info = mlflow.pyfunc.log_model(
             name="inference",
             python_model=pyfunc_class()(),
             artifacts={"inference": str(folder)},
-            signature=ModelSignature(inputs=inputs, params=params) if inputs is not None else None,
-            input_example=None if ragged else raw[:2],
+            signature=signature,
+            input_example=example,
             pip_requirements=requirements(),
             step=step,
         )
@@ -461,7 +468,8 @@ class TrackedRun:
         # MLflow's parallel-coordinates view; as a metric it sorts and charts against accuracy.
         self.log_metrics({"model.num_params": float(outcome.model.count_params())}, step=last)
         self.log_metrics(outcome.test_metrics, step=last)  # the step the logged models are linked to
-        self.log_artifacts([output_dir / n for n in ("config.yaml", "overrides.yaml", "metrics.json", "model_summary.txt")])
+        recorded = ("config.yaml", "overrides.yaml", "metrics.json", "model_summary.txt", "vocabulary.txt")  # vocabulary: text sources
+        self.log_artifacts([output_dir / n for n in recorded])
         t = config.tracking
         plots = self.log_plots(history, outcome.confusion, output_dir / "plots", t.plot_smoothing, run_name)
         models: dict[str, str] = {}
@@ -473,7 +481,12 @@ class TrackedRun:
                 from expkit.serving.inference import write_inference
 
                 steps, raw = config.dataset.preprocess.x, splits.raw_x_example
-                folder = write_inference(outcome.model, steps, splits.x_fitted, raw, config.model.loss, output_dir / "inference")
+                if getattr(splits, "source_fitted", None) is not None:  # raw strings through the fitted TextVectorization
+                    from expkit.serving.text import write_text_inference
+
+                    folder = write_text_inference(outcome.model, splits.source_fitted, raw, config.model.loss, output_dir / "inference")
+                else:
+                    folder = write_inference(outcome.model, steps, splits.x_fitted, raw, config.model.loss, output_dir / "inference")
                 models["inference model (raw inputs)"] = self.log_inference_model(folder, splits.raw_x_example, step=last)
         facts = CardFacts(
             run_name=run_name,

@@ -259,6 +259,10 @@ def prepare_inputs(config: ExperimentConfig, splits: Splits | ImageSplits, outpu
         (output_dir / "classes.json").write_text(json.dumps(info, indent=1) + "\n")
         if config.dataset.augment_preview:
             save_augmented_grid(splits, output_dir / "plots" / "augmented_samples.png", config.seed)
+    if getattr(splits, "source_fitted", None) is not None:  # text_dir: class names and the fitted vocabulary
+        from expkit.data.text_dir import write_fitted
+
+        write_fitted(splits.source_fitted, output_dir)  # type: ignore[union-attr]
     if config.features is not None:
         from expkit.data.features import extract_features
 
