@@ -458,7 +458,7 @@ class TrackedRun:
 
         history = outcome.history
         last = max(len(history.get("loss", [])) - 1, 0)
-        self.log_params({}, {"model.num_params": outcome.model.count_params()})
+        self.log_params({}, {"model.num_params": outcome.model.count_params(), "trainer.dtype_policy": config.trainer.dtype_policy})
         self.log_metrics(outcome.test_metrics, step=last)  # the step the logged models are linked to
         self.log_artifacts([output_dir / n for n in ("config.yaml", "overrides.yaml", "metrics.json", "model_summary.txt")])
         t = config.tracking
