@@ -24,6 +24,7 @@ from expkit.training.callbacks import attach_data, make_callbacks
 from expkit.training.compile import compile_model
 from expkit.training.confusion import classifier_heads, confusion_tally
 from expkit.training.phases import plan_phases, remember_trainable, set_trainable
+from expkit.training.precision import check_float32_outputs, restored_policy, set_policy
 from expkit.training.resume import CompleteEpochsOnly, EpochState, Interrupted, StopOnRequest, StopRequest, TrainingState
 from expkit.training.strategy import is_distributed, make_strategy, split_cpu
 
@@ -45,8 +46,10 @@ class Outcome:
 _runtime_configured = False
 
 
-def configure_runtime(seed: int, *, deterministic: bool = False, threads: int | None = None, cpu_devices: int | None = None) -> None:
-    """Seed Python, numpy and the backend; optionally make TF ops deterministic, cap threads and split the CPU."""
+def configure_runtime(
+    seed: int, *, deterministic: bool = False, threads: int | None = None, cpu_devices: int | None = None, dtype_policy: str = "float32"
+) -> None:
+    """Seed Python, numpy and the backend; set the dtype policy; optionally make TF ops deterministic, cap threads and split the CPU."""
     import keras
     import tensorflow as tf
 
@@ -61,6 +64,7 @@ def configure_runtime(seed: int, *, deterministic: bool = False, threads: int | 
     global _runtime_configured
     keras.utils.clear_session(free_memory=_runtime_configured)  # the first time in a process there is nothing to collect
     _runtime_configured = True
+    set_policy(dtype_policy)  # after clear_session, which resets it
     keras.utils.set_random_seed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -199,7 +203,9 @@ def first_nan_epoch(history: dict[str, list[float]]) -> int | None:
     return None
 
 
-def feed(splits: Splits | ImageSplits, name: str, batch_size: int, *, prefetch: bool = True, threads: int | None = None) -> Any:
+def feed(
+    splits: Splits | ImageSplits, name: str, batch_size: int, *, prefetch: bool = True, threads: int | None = None, share: bool = True
+) -> Any:
     """Batches of split `name` ("train", "validation", "test"), one pass in order, for evaluate/predict.
 
     Arrays go through tf.data (`training.feeding`), gathered and cast in TensorFlow's threads.
@@ -209,7 +215,7 @@ def feed(splits: Splits | ImageSplits, name: str, batch_size: int, *, prefetch: 
     x, y = {"train": (splits.x_train, splits.y_train), "validation": (splits.x_val, splits.y_val), "test": (splits.x_test, splits.y_test)}[
         name
     ]
-    return feeding.batches(x, y, batch_size, prefetch=prefetch, threads=threads)
+    return feeding.batches(x, y, batch_size, prefetch=prefetch, threads=threads, share=share)
 
 
 def training_batches(
@@ -222,6 +228,7 @@ def training_batches(
     epochs: int,
     prefetch: bool = True,
     threads: int | None = None,
+    share: bool = True,
 ) -> tuple[Any, int | None, list[Any]]:
     """The training data for fit() epochs `epoch` to `epochs` - 1: (data, steps_per_epoch, callbacks to pass with it).
 
@@ -232,10 +239,10 @@ def training_batches(
         data = splits.batches("train", batch_size, train=True, shuffle=shuffle, seed=seed, first_epoch=epoch, epochs=epochs)
         return data, splits.steps("train", batch_size), []
     if not shuffle:
-        return feeding.batches(splits.x_train, splits.y_train, batch_size, prefetch=prefetch, threads=threads), None, []
+        return feeding.batches(splits.x_train, splits.y_train, batch_size, prefetch=prefetch, threads=threads, share=share), None, []
     # Epoch e of a run trains on order e + 1, as it did with Keras' per-epoch data sources (resumed runs stay identical).
     data, orders = feeding.shuffled_epochs(
-        splits.x_train, splits.y_train, batch_size, seed=seed, order_offset=1, prefetch=prefetch, threads=threads
+        splits.x_train, splits.y_train, batch_size, seed=seed, order_offset=1, prefetch=prefetch, threads=threads, share=share
     )
     return data, None, [orders]
 
@@ -260,7 +267,13 @@ def prepare_inputs(config: ExperimentConfig, splits: Splits | ImageSplits, outpu
     return splits
 
 
-def train_and_evaluate(
+def train_and_evaluate(config: ExperimentConfig, *args: Any, **kwargs: Any) -> Outcome:
+    """`fit_and_evaluate` under the trainer's dtype policy (float32 or mixed precision); the previous policy is restored after."""
+    with restored_policy():
+        return fit_and_evaluate(config, *args, **kwargs)
+
+
+def fit_and_evaluate(
     config: ExperimentConfig,
     splits: Splits | ImageSplits,
     output_dir: Path,
@@ -286,7 +299,13 @@ def train_and_evaluate(
 
     trainer = config.trainer
     stop = stop or StopRequest()
-    configure_runtime(config.seed, deterministic=trainer.deterministic, threads=trainer.threads, cpu_devices=trainer.cpu_devices)
+    configure_runtime(
+        config.seed,
+        deterministic=trainer.deterministic,
+        threads=trainer.threads,
+        cpu_devices=trainer.cpu_devices,
+        dtype_policy=trainer.dtype_policy,
+    )
     strategy = make_strategy(trainer.strategy)
     if is_distributed(strategy):
         print(f"{type(strategy).__name__}: {strategy.num_replicas_in_sync} replicas, global batch {trainer.batch_size}", file=sys.stderr)
@@ -311,6 +330,7 @@ def train_and_evaluate(
     }
     with strategy.scope():  # variables (model and optimizer) are created once per replica
         model = build_configured_model(config, splits)  # type: ignore[arg-type]
+        check_float32_outputs(model)
         built_trainable = remember_trainable(model)
         compile_configured(model, config, phases[0].optimizer, **speed)
     check_all_labels(model, config, splits)  # type: ignore[arg-type]
@@ -343,7 +363,8 @@ def train_and_evaluate(
         log_dir = tensorboard_dir or output_dir / "tensorboard"
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=tb.histogram_freq))
 
-    tuning = {"prefetch": trainer.prefetch, "threads": trainer.threads}
+    # Big arrays are read in place by tf.data, except under a strategy (its dataset rewrite would copy them).
+    tuning = {"prefetch": trainer.prefetch, "threads": trainer.threads, "share": not is_distributed(strategy)}
     validation = feed(splits, "validation", batch, **tuning) if has_validation else None
     resumed_phase = next((p.index for p in phases if p.start <= initial_epoch - 1 < p.end), None) if resume_from else None
     for phase in phases:
