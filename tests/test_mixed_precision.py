@@ -72,17 +72,19 @@ def test_a_model_built_under_a_mixed_policy_computes_in_16_bits_with_float32_out
     assert current_policy() == "float32" and keras.layers.Dense(2).dtype_policy.name == "float32"
 
 
-def test_the_policy_is_restored_when_training_fails(tmp_path: Path) -> None:
+def test_an_output_layer_left_in_float16_is_refused_and_the_policy_restored(tmp_path: Path) -> None:
     from expkit.data.pipeline import load_splits
     from expkit.errors import ExpkitError
     from expkit.training.precision import current_policy
     from expkit.training.runner import train_and_evaluate
 
-    # A last layer of 3 units for 10 classes: refused after the model is built under the policy.
-    config = compose("trainer.mixed_precision=true", "model.layers.1.units=3", "trainer.verbose=0", root=tmp_path)
+    # A `_target_` output layer is not given float32 automatically: its float16 output is refused while the model is built.
+    last = "model.layers=[{type: Dense, units: 32, activation: relu}, {_target_: keras.layers.Dense, units: 10, activation: softmax}]"
+    config = compose("trainer.mixed_precision=true", last, "trainer.verbose=0", root=tmp_path)
     splits = load_splits(config.dataset, data_dir=config.paths.data_dir, seed=config.seed)
-    with pytest.raises(ExpkitError):
+    with pytest.raises(ExpkitError) as error:
         train_and_evaluate(config, splits, tmp_path / "run")
+    assert "float16" in str(error.value) and "dtype: float32" in (error.value.hint or "")
     assert current_policy() == "float32"
 
 
@@ -91,7 +93,7 @@ def test_graph_model_outputs_are_float32_under_mixed_float16() -> None:
 
     from expkit.config.schema import Model
     from expkit.models.graph import build_graph_model
-    from expkit.training.precision import restored_policy, set_policy
+    from expkit.training.precision import dtype_policy
 
     spec = Model.model_validate(
         {
@@ -103,8 +105,7 @@ def test_graph_model_outputs_are_float32_under_mixed_float16() -> None:
             },
         }
     )
-    with restored_policy():
-        set_policy("mixed_float16")
+    with dtype_policy("mixed_float16"):
         model = build_graph_model(spec, {"a": ((4,), "float32")})
     assert model.get_layer("h").compute_dtype == "float16"
     assert {str(t.dtype) for t in keras.tree.flatten(model.outputs)} == {"float32"}
@@ -114,6 +115,14 @@ def test_graph_model_outputs_are_float32_under_mixed_float16() -> None:
 # --- through the CLI --------------------------------------------------------------------------------------------------
 
 MIXED = ("trainer.mixed_precision=true", "trainer.epochs=3", "trainer.verbose=0")
+
+
+def loss_scaled(weights: Path) -> bool:
+    """Whether a saved weights file holds a LossScaleOptimizer's state (its wrapped optimizer's variables)."""
+    import h5py
+
+    with h5py.File(weights) as f:
+        return "optimizer/inner_optimizer" in f
 
 
 @pytest.mark.slow
@@ -127,11 +136,12 @@ def test_mixed_float16_trains_logs_resumes_after_kill_9_and_serves_raw_inputs(wo
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
     (run_dir,) = output_dirs(workdir)
     state = json.loads((run_dir / "checkpoints" / "resume" / "state.json").read_text())
-    assert state["epoch"] == 1
+    assert state["epoch"] == 0  # killed at the end of epoch 1, before its state was saved
+    assert loss_scaled(run_dir / "checkpoints" / "resume" / state["weights"])  # the saved optimizer state includes the loss scale
 
     resumed = run_expkit("resume", str(run_dir), cwd=workdir, PYTHONPATH=str(REPO))
     assert resumed.returncode == 0, resumed.stderr
-    assert "after epoch 2" in resumed.stderr
+    assert "after epoch 1" in resumed.stderr
     assert read_metrics(run_dir)["epochs_run"] == 3
 
     (run,) = mlflow_runs(workdir, "digits_mlp")
@@ -139,10 +149,12 @@ def test_mixed_float16_trains_logs_resumes_after_kill_9_and_serves_raw_inputs(wo
     assert run.data.params["trainer.mixed_precision"] == "True" and run.data.params["trainer.dtype_policy"] == "mixed_float16"
     assert run.data.metrics["test_accuracy"] > 0.5
 
-    # The resumed process rebuilt the model under the run's policy: its saved layers compute in float16, the output in float32.
+    # The resumed process rebuilt the model under the run's policy (float16 layers, a float32 output) and trained on
+    # with a loss-scaled optimizer.
     final = keras.models.load_model(run_dir / "checkpoints" / "final.keras")
     assert [layer.dtype_policy.name for layer in final.layers if isinstance(layer, keras.layers.Dense)] == ["mixed_float16", "float32"]
-    assert isinstance(final.optimizer, keras.optimizers.LossScaleOptimizer)
+    resumed_state = json.loads((run_dir / "checkpoints" / "resume" / "state.json").read_text())
+    assert resumed_state["epoch"] == 2 and loss_scaled(run_dir / "checkpoints" / "resume" / resumed_state["weights"])
 
     # The logged inference model takes the raw digits (float64 pixel values 0..16) and returns float32 and class names.
     from sklearn.datasets import load_digits

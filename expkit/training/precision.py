@@ -6,8 +6,11 @@ the model's outputs and the losses (Keras builds losses in float32 whatever the 
 3 wraps the optimizer in a `LossScaleOptimizer` when a `mixed_float16` model is compiled (`auto_scale_loss`,
 keras/src/trainers/trainer.py); bfloat16 has float32's range and needs no loss scaling.
 
-The policy is global in Keras (per thread) and `keras.utils.clear_session` resets it, so it is set right after
-the session is cleared and restored when training ends: the next job of a reused sweep worker starts in float32.
+A layer takes the global policy when it is built, and keeps it: saved, loaded, and in the inference model built
+around it later. So the policy is set only while the model is built and first compiled (`dtype_policy`), after
+`clear_session` (which resets it), and restored right after: feature extraction, data pipelines, the inference
+model's preprocessing layers and the next job of a reused sweep worker all see float32. Compiling again (a new
+phase, a resumed run) keeps the wrapping, which follows the model's own policy.
 """
 
 from __future__ import annotations
@@ -35,9 +38,10 @@ def current_policy() -> str:
 
 
 @contextmanager
-def restored_policy() -> Iterator[None]:
-    """Whatever policy the block sets, the one in force before it is back afterwards (also after an error)."""
+def dtype_policy(name: str) -> Iterator[None]:
+    """Models built in this block take policy `name`; the policy in force before is back afterwards (also after an error)."""
     previous = current_policy()
+    set_policy(name)
     try:
         yield
     finally:

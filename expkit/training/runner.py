@@ -24,7 +24,7 @@ from expkit.training.callbacks import attach_data, make_callbacks
 from expkit.training.compile import compile_model
 from expkit.training.confusion import classifier_heads, confusion_tally
 from expkit.training.phases import plan_phases, remember_trainable, set_trainable
-from expkit.training.precision import check_float32_outputs, restored_policy, set_policy
+from expkit.training.precision import check_float32_outputs, dtype_policy
 from expkit.training.resume import CompleteEpochsOnly, EpochState, Interrupted, StopOnRequest, StopRequest, TrainingState
 from expkit.training.strategy import is_distributed, make_strategy, split_cpu
 
@@ -46,10 +46,8 @@ class Outcome:
 _runtime_configured = False
 
 
-def configure_runtime(
-    seed: int, *, deterministic: bool = False, threads: int | None = None, cpu_devices: int | None = None, dtype_policy: str = "float32"
-) -> None:
-    """Seed Python, numpy and the backend; set the dtype policy; optionally make TF ops deterministic, cap threads and split the CPU."""
+def configure_runtime(seed: int, *, deterministic: bool = False, threads: int | None = None, cpu_devices: int | None = None) -> None:
+    """Seed Python, numpy and the backend; optionally make TF ops deterministic, cap threads and split the CPU."""
     import keras
     import tensorflow as tf
 
@@ -64,7 +62,6 @@ def configure_runtime(
     global _runtime_configured
     keras.utils.clear_session(free_memory=_runtime_configured)  # the first time in a process there is nothing to collect
     _runtime_configured = True
-    set_policy(dtype_policy)  # after clear_session, which resets it
     keras.utils.set_random_seed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -267,13 +264,7 @@ def prepare_inputs(config: ExperimentConfig, splits: Splits | ImageSplits, outpu
     return splits
 
 
-def train_and_evaluate(config: ExperimentConfig, *args: Any, **kwargs: Any) -> Outcome:
-    """`fit_and_evaluate` under the trainer's dtype policy (float32 or mixed precision); the previous policy is restored after."""
-    with restored_policy():
-        return fit_and_evaluate(config, *args, **kwargs)
-
-
-def fit_and_evaluate(
+def train_and_evaluate(
     config: ExperimentConfig,
     splits: Splits | ImageSplits,
     output_dir: Path,
@@ -299,13 +290,7 @@ def fit_and_evaluate(
 
     trainer = config.trainer
     stop = stop or StopRequest()
-    configure_runtime(
-        config.seed,
-        deterministic=trainer.deterministic,
-        threads=trainer.threads,
-        cpu_devices=trainer.cpu_devices,
-        dtype_policy=trainer.dtype_policy,
-    )
+    configure_runtime(config.seed, deterministic=trainer.deterministic, threads=trainer.threads, cpu_devices=trainer.cpu_devices)
     strategy = make_strategy(trainer.strategy)
     if is_distributed(strategy):
         print(f"{type(strategy).__name__}: {strategy.num_replicas_in_sync} replicas, global batch {trainer.batch_size}", file=sys.stderr)
@@ -328,7 +313,8 @@ def fit_and_evaluate(
         ),
         "jit_compile": trainer.jit_compile,
     }
-    with strategy.scope():  # variables (model and optimizer) are created once per replica
+    # Layers take the dtype policy (mixed precision) they are built under; nothing else does (see training.precision).
+    with dtype_policy(trainer.dtype_policy), strategy.scope():  # variables (model and optimizer) are created once per replica
         model = build_configured_model(config, splits)  # type: ignore[arg-type]
         check_float32_outputs(model)
         built_trainable = remember_trainable(model)
