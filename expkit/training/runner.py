@@ -388,7 +388,8 @@ def train_and_evaluate(
     model.save(checkpoints["final"])
     if is_distributed(strategy):
         # Test metrics, plots and the logged model come from a plain copy, outside the strategy (one device, no replicas).
-        model = keras.models.load_model(checkpoints["final"])
+        with dtype_policy(trainer.dtype_policy):  # compiled as saved: a mixed_float16 model with its loss-scaled optimizer
+            model = keras.models.load_model(checkpoints["final"])
     outcome = Outcome(model, history, {}, checkpoints, splits)
     if test:
         evaluate_test(outcome, splits, output_dir, batch, config=config, monitor=monitor)
