@@ -11,10 +11,11 @@
 #   GPU_SKIP_INSTALL=1   use the current `python` instead of a fresh virtualenv (a dry run up to the GPU check)
 #   GPU_ALLOW_CPU=1      run the table even without a GPU (rehearses the commands on CPU; its figures are not GPU figures)
 #   GPU_MODELS="mnist_convnet imdb_dense"   which models;   GPU_INDEX=0   which card
-#   EXPKIT_SHARED_DATA   folder holding mnist.npz (default: ../shared/datasets next to the repository)
+#   EXPKIT_REPO          the checkout to install and run (default: the one holding this script)
+#   EXPKIT_SHARED_DATA   folder holding mnist.npz (default: ../shared/datasets next to the repository; else Keras downloads it)
 set -euo pipefail
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+REPO=${EXPKIT_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 OUT=${1:-$REPO/benchmarks/results/gpu.md}
 MODELS=${GPU_MODELS:-"mnist_convnet imdb_dense"}
 GPU_INDEX=${GPU_INDEX:-0}
@@ -56,7 +57,12 @@ fi
 
 # 3. Data: MNIST from the shared folder, a real-size generated IMDB (benchmarks/run_all.py's write_imdb).
 mkdir -p "$WORK/data"
-[[ -f "$SHARED/mnist.npz" ]] && cp "$SHARED/mnist.npz" "$WORK/data/"
+if [[ -f "$SHARED/mnist.npz" ]]; then
+    cp "$SHARED/mnist.npz" "$WORK/data/"
+else # Keras' own copy (the same layout), downloaded once into its cache
+    say "no $SHARED/mnist.npz: fetching Keras' mnist.npz"
+    "$PY" -c "import shutil, keras; shutil.copy(keras.utils.get_file('mnist.npz', 'https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz'), '$WORK/data/mnist.npz')"
+fi
 if [[ " $MODELS " == *" imdb_dense "* ]]; then
     say "writing a real-size imdb.npz"
     "$PY" -c "import sys; sys.path.insert(0, '$REPO/benchmarks'); from pathlib import Path; from run_all import write_imdb; write_imdb(Path('$WORK/data/imdb.npz'))"
