@@ -25,10 +25,10 @@ def test_multi_hot_in_blocks_matches_a_naive_loop_across_block_edges(monkeypatch
 
 
 def test_aligned_zeros_is_aligned_for_any_shape_and_dtype() -> None:
-    for shape, dtype in [((3, 5), np.uint8), ((1000, 17), np.float32), ((0, 4), np.int64)]:
+    for shape, dtype in [((3, 5), np.uint8), ((1000, 17), np.float32), ((1, 1), np.int64), ((0, 4), np.int64)]:
         a = aligned_zeros(shape, dtype)
-        assert a.shape == shape and a.dtype == dtype and not a.any()
-        assert a.ctypes.data % preprocess.ALIGNMENT == 0
+        assert a.shape == shape and a.dtype == dtype and not a.any() and a.flags.c_contiguous and a.flags.writeable
+        assert a.size == 0 or a.ctypes.data % preprocess.ALIGNMENT == 0  # an empty array has nothing to align
 
 
 def test_a_big_aligned_array_is_read_in_place_and_gives_the_same_batches(monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -21,6 +21,8 @@ ALIGNMENT = 64
 def aligned_zeros(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     """np.zeros whose data starts on an ALIGNMENT-byte boundary, so TensorFlow can read it without a copy."""
     size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if size == 0:  # nothing to align (and numpy may give an empty reshape its own pointer)
+        return np.zeros(shape, dtype=dtype)
     raw = np.zeros(size + ALIGNMENT, dtype=np.uint8)
     start = -raw.ctypes.data % ALIGNMENT
     return raw[start : start + size].view(dtype).reshape(shape)
