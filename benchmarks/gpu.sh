@@ -71,10 +71,14 @@ export EXPKIT_DATA_DIR=$WORK/data EXPKIT_ROOT=$WORK PYTHONPATH=$REPO${PYTHONPATH
 
 # 4. Each run, with nvidia-smi sampling in the background.
 {
-    echo "# expkit on one GPU ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+    if [[ "$CARD" == "none" || "${TF_GPUS:-0}" == 0 ]]; then
+        echo "# CPU rehearsal of gpu.sh: NO GPU, these are not GPU figures ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+    else
+        echo "# expkit on one GPU ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+    fi
     echo
     echo "- GPU: $CARD (CUDA_VISIBLE_DEVICES=$GPU_INDEX); TensorFlow GPUs: $TF_GPUS"
-    echo "- Versions: $("$PY" -c "import importlib.metadata as m; print(' '.join(f'{p} {m.version(p)}' for p in ('tensorflow', 'keras', 'mlflow')))" 2>/dev/null || echo '?')"
+    echo "- Versions: $("$PY" -c "import tensorflow as tf, keras, mlflow; print(f'tensorflow {tf.__version__} keras {keras.__version__} mlflow {mlflow.__version__}')" 2>/dev/null | tail -1 || echo '?')"
     echo "- Wall: whole process. GPU util: mean / max of nvidia-smi samples (200 ms). Peak GPU memory: max memory.used minus the idle figure."
     echo
     echo "| model | side | precision | wall s | GPU util mean % | GPU util max % | peak GPU MiB | test accuracy |"
