@@ -3,6 +3,7 @@
     python benchmarks/run_all.py              # everything, 3 repeats (2 for the sweep): about 20 minutes on 2 quiet cores
     python benchmarks/run_all.py --quick      # one repeat, fewer variants (about 6 minutes)
     python benchmarks/run_all.py --only overhead cli
+    python benchmarks/run_all.py --smoke      # proves the code runs: one tiny pass, written to a temp folder, not results/
 
 Every figure is a whole process (`python ...`), timed by this script and by `/usr/bin/time -v`
 (CPU time, peak RSS). Variants are interleaved (A B A B ...), rotating the order each repeat,
@@ -31,7 +32,13 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RAW = HERE / "raw"
 SECTIONS = ("overhead", "phases", "cli", "sweep")
-METRIC = re.compile(r"^test_(accuracy|loss|mae)\s*:\s*([0-9.]+)", re.M)
+# A run's test metric line; a sweep job's is prefixed with its label ("[#0 model.units=16] test_accuracy: ...").
+METRIC = re.compile(r"^(?:\[[^\]]*\] )?test_(accuracy|loss|mae)\s*:\s*([0-9.]+)", re.M)
+# The raw scripts with expkit's speed settings (same batch size; steps_per_execution as expkit's default): the fair CPU baseline.
+SAME_SETTINGS = ["--steps-per-execution=16"]
+RAW_SAME = "raw Keras, steps_per_execution=16"
+# Issue 29's targets.
+TARGET_CPU, TARGET_WALL, TARGET_SWEEP, TARGET_IMDB_MB = 1.05, 1.0, 1.8, 1536
 
 # (name, expkit arguments, raw script, what) for the runner-overhead comparison.
 MODELS = [
@@ -73,7 +80,8 @@ def measure(cmd: list[str], env: dict[str, str], cwd: Path) -> dict[str, Any]:
     if sweep and sweep.group(1) != sweep.group(2):  # a sweep that times failing jobs measures nothing
         raise SystemExit(f"sweep jobs failed: {' '.join(cmd)}\n{done.stderr[-3000:]}")
     grab = lambda label: float(re.search(rf"{label}: ([0-9.]+)", done.stderr).group(1))  # noqa: E731
-    metrics = {m.group(1): float(m.group(2)) for m in METRIC.finditer(done.stdout)}
+    found = [(m.group(1), float(m.group(2))) for m in METRIC.finditer(done.stdout)]
+    metrics = dict(found)
     return {
         "wall": wall,
         "cpu": grab(r"User time \(seconds\)") + grab(r"System time \(seconds\)"),
@@ -81,6 +89,7 @@ def measure(cmd: list[str], env: dict[str, str], cwd: Path) -> dict[str, Any]:
         "rss_mb": grab(r"Maximum resident set size \(kbytes\)") / 1024,
         "first_step": first_step,
         "accuracy": metrics.get("accuracy"),
+        "accuracies": [v for k, v in found if k == "accuracy"],  # every job's, for a sweep
     }
 
 
@@ -108,6 +117,7 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "rss_mb": max(r["rss_mb"] for r in runs),
         "first_step": statistics.median(firsts) if firsts else None,
         "accuracy": statistics.median(accs) if accs else None,
+        "accuracies": runs[0].get("accuracies", []),
         "n": len(runs),
         "walls": [round(w, 3) for w in walls],  # in round order: run r of every variant ran in the same round
     }
@@ -141,16 +151,17 @@ def expkit_cmd(args: list[str]) -> list[str]:
     return ["-m", "expkit.cli", "train", *args, "trainer.verbose=0"]
 
 
-def overhead(env: dict[str, str], work: Path, repeats: int, quick: bool, models: list[str]) -> dict[str, Any]:
+def overhead(env: dict[str, str], work: Path, repeats: int, quick: bool, models: list[str], smoke: bool = False) -> dict[str, Any]:
     results = {}
     for name, args, script, what in [m for m in MODELS if m[0] in models]:
         print(f"overhead: {name}", flush=True)
         variants = {
             "raw Keras": ([str(RAW / script)], work),
+            RAW_SAME: ([str(RAW / script), *SAME_SETTINGS], work),
             "expkit, tracking on": (expkit_cmd(args), work),
             "expkit, tracking=none": (expkit_cmd([*args, "tracking=none"]), work),
         }
-        for label, extra in SPEED.get(name, [])[: 1 if quick else None]:
+        for label, extra in SPEED.get(name, [])[: 0 if smoke else 1 if quick else None]:
             variants[f"expkit, {label}"] = (expkit_cmd([*args, *extra]), work)
         runs = interleave(variants, env, repeats)
         results[name] = {"what": what, "variants": {k: summary(v) for k, v in runs.items()}, "load_after": load()}
@@ -216,10 +227,12 @@ def cli(env: dict[str, str], work: Path, repeats: int) -> dict[str, Any]:
     return out
 
 
-def sweep(env: dict[str, str], work: Path, repeats: int) -> dict[str, Any]:
+def sweep(env: dict[str, str], work: Path, repeats: int, smoke: bool = False) -> dict[str, Any]:
     print("sweep throughput", flush=True)
     # The book's 10,000-image validation holdout: a sweep chooses on validation data, so jobs without it fail.
     trials = ["+experiment=mnist_dense", "dataset.validation.holdout=10000", "trainer.epochs=20", "model.units=16,32,64,128"]
+    if smoke:
+        trials = ["+experiment=mnist_dense", "dataset.validation.holdout=10000", "trainer.epochs=1", "model.units=16,32"]
     base = ["-m", "expkit.cli", "train", "-m", *trials, "trainer.verbose=0"]
     variants = {
         "sequential (basic launcher)": (base, work),
@@ -232,12 +245,15 @@ def sweep(env: dict[str, str], work: Path, repeats: int) -> dict[str, Any]:
     return out
 
 
+RESULTS_JSON = HERE / "results" / "run_all.json"
+
+
 def save(results: dict[str, Any]) -> dict[str, Any]:
     """Merge `results` into results/run_all.json (per section, and per model for the overhead); returns the merged figures.
 
     A partial run (--only, --models) keeps the figures of the sections and models it did not run.
     """
-    path = HERE / "results" / "run_all.json"
+    path = RESULTS_JSON
     path.parent.mkdir(exist_ok=True)
     merged = json.loads(path.read_text()) if path.exists() else {}
     for section, figures in results.items():
@@ -262,11 +278,88 @@ def fmt(x: float | None, digits: int = 1) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
 
+def verdict(value: float | None, limit: float, at_most: bool = True) -> str:
+    if value is None:
+        return "not measured"
+    return "**met**" if (value <= limit if at_most else value >= limit) else "**not met**"
+
+
+def targets(results: dict[str, Any]) -> list[str]:
+    """Issue 29's targets, one row each, with the figure, the limit, the test metric beside it and met / not met."""
+    rows = []
+    over = results.get("overhead", {})
+    for name, res in over.items():
+        v = res["variants"]
+        ours, raw, same = v.get("expkit, tracking on"), v.get("raw Keras"), v.get(RAW_SAME)
+        if ours is None:
+            continue
+        acc = f"expkit {fmt(ours['accuracy'], 4)}"
+        cpu = ours["cpu"] / same["cpu"] if same else None
+        cpu_figure = f"{cpu:.2f}x ({ours['cpu']:.1f} s / {same['cpu']:.1f} s)" if same and cpu is not None else "–"
+        rows.append(
+            f"| CPU (user + sys) of `expkit train`, tracking on, over the raw script with steps_per_execution=16 | {name}"
+            f" | {cpu_figure} | ≤ {TARGET_CPU}x"
+            f" | {acc}, raw same settings {fmt(same and same['accuracy'], 4)} | {verdict(cpu, TARGET_CPU)} |"
+        )
+        wall = ours["median"] / raw["median"] if raw else None
+        paired = paired_ratio(ours, raw) if raw else None
+        rows.append(
+            f"| wall time over the plain raw script | {name} | {f'{wall:.2f}x (paired {fmt(paired, 2)}x)' if wall else '–'}"
+            f" | ≤ {TARGET_WALL}x"
+            f" | {acc}, raw {fmt(raw and raw['accuracy'], 4)} | {verdict(wall, TARGET_WALL)} |"
+        )
+    imdb = over.get("imdb_dense", {}).get("variants", {}).get("expkit, tracking on")
+    rows.append(
+        f"| peak RSS, real-size imdb_dense, tracking on | imdb_dense | {fmt(imdb and imdb['rss_mb'], 0)} MB | ≤ {TARGET_IMDB_MB} MB"
+        f" | expkit {fmt(imdb and imdb['accuracy'], 4)} | {verdict(imdb and imdb['rss_mb'], TARGET_IMDB_MB)} |"
+    )
+    alone = HERE / "results" / "imdb_memory.json"
+    if alone.exists():  # benchmarks/imdb_memory.py, run on its own (often later than the tables)
+        m = json.loads(alone.read_text())
+        acc = m.get("test_metrics", {}).get("test_accuracy")
+        rows.append(
+            f"| peak RSS, real-size imdb_dense, `imdb_memory.py` ({m.get('date', '?')}; tracking on, no model logging, random labels)"
+            f" | imdb_dense | {m['peak_rss_mb']} MB | ≤ {TARGET_IMDB_MB} MB | expkit {fmt(acc, 4)} (chance: random labels)"
+            f" | {verdict(m['peak_rss_mb'], TARGET_IMDB_MB)} |"
+        )
+    sw = results.get("sweep")
+    if sw:
+        seq, par = sw["sequential (basic launcher)"], sw["joblib n_jobs=2"]
+        speedup = seq["median"] / par["median"]
+        accs = seq.get("accuracies", [])
+        same = sorted(accs) == sorted(par.get("accuracies", []))
+        trials = ", ".join(f"{a:.4f}" for a in accs) + (" (the same in both launchers)" if same else " (DIFFER between launchers)")
+        rows.append(
+            f"| sweep, joblib n_jobs=2 over sequential | mnist_dense, {len(accs) or 'the'} trials | {speedup:.2f}x"
+            f" (paired {fmt(paired_ratio(seq, par), 2)}x) | ≥ {TARGET_SWEEP}x"
+            f" | {f'trials {trials}' if accs else 'not recorded in this run'}"
+            f" | {verdict(speedup, TARGET_SWEEP, at_most=False)} |"
+        )
+    else:
+        rows.append(f"| sweep, joblib n_jobs=2 over sequential | mnist_dense | – | ≥ {TARGET_SWEEP}x | – | not measured |")
+    rows.append(
+        "| GPU: mnist_convnet and imdb_dense, expkit and raw, float32 and mixed_float16 (`benchmarks/gpu.sh`) | – | – | – | – |"
+        " not measured: no GPU was available (see below) |"
+    )
+    return [
+        "## Targets (issue 29)",
+        "",
+        "Each target with its figure and the test metric of the same runs. The CPU target compares with the raw script given"
+        " expkit's speed setting (`steps_per_execution=16` in `compile`, same batch size); the wall target with the plain raw script."
+        " The rows built from the tables below come from the runs that made those tables (see the date above).",
+        "",
+        "| target | work | figure | limit | test accuracy | |",
+        "| --- | --- | --- | --- | --- | --- |",
+        *rows,
+        "",
+    ]
+
+
 def report(results: dict[str, Any], args: argparse.Namespace, started: float, load_before: str) -> str:
     lines = [
         "# Benchmark results",
         "",
-        f"Generated by `python benchmarks/run_all.py{' --quick' if args.quick else ''}`"
+        f"Generated by `python benchmarks/run_all.py{' --smoke' if args.smoke else ' --quick' if args.quick else ''}`"
         f" on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
         + (
             " (report rewritten from `results/run_all.json`, whose sections may come from separate runs)."
@@ -287,6 +380,7 @@ def report(results: dict[str, Any], args: argparse.Namespace, started: float, lo
             " comparable figure here; re-run on a quiet machine for wall-time ratios.",
             "",
         ]
+    lines += targets(results)
     if "overhead" in results:
         lines += [
             "## Runner overhead against raw Keras",
@@ -392,7 +486,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument("--fresh", action="store_true", help="forget figures saved by earlier (partial) runs")
     parser.add_argument("--report-only", action="store_true", help="rewrite RESULTS.md from results/run_all.json")
+    parser.add_argument(
+        "--smoke", action="store_true", help="prove the code runs: mnist_dense once, a 2-trial 1-epoch sweep; figures to a temp folder"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        global RESULTS_JSON
+        smoke_dir = Path(tempfile.mkdtemp(prefix="run_all-smoke-"))
+        RESULTS_JSON = smoke_dir / "run_all.json"
+        args.out = smoke_dir / "RESULTS.md" if args.out == HERE / "RESULTS.md" else args.out
+        args.quick, args.only, args.models = True, ["overhead", "sweep"], ["mnist_dense"]
     args.repeats = args.repeats or (1 if args.quick else 3)
     started, load_before = time.time(), load()
     if args.report_only:
@@ -400,7 +503,7 @@ def main() -> None:
         args.out.write_text(report(saved, args, started, saved.get("load_start", load_before)))
         return
     if args.fresh or (set(args.only) == set(SECTIONS) and len(args.models) == len(MODELS)):
-        (HERE / "results" / "run_all.json").unlink(missing_ok=True)
+        RESULTS_JSON.unlink(missing_ok=True)
     shared = Path(os.environ.get("EXPKIT_SHARED_DATA", REPO.parent / "shared" / "datasets"))
     with tempfile.TemporaryDirectory(prefix="expkit-bench-") as tmp:
         work = Path(tmp)
@@ -423,13 +526,13 @@ def main() -> None:
         )
         results: dict[str, Any] = {"load_start": load_before}
         if "overhead" in args.only:
-            results["overhead"] = overhead(env, work, args.repeats, args.quick, args.models)
+            results["overhead"] = overhead(env, work, args.repeats, args.quick, args.models, args.smoke)
         if "phases" in args.only:
             results["phases"] = phases(env, work)
         if "cli" in args.only:
             results["cli"] = cli(env, work, 3 if args.quick else 5)
         if "sweep" in args.only:
-            results["sweep"] = sweep(env, work, args.repeats)
+            results["sweep"] = sweep(env, work, args.repeats, args.smoke)
     results = save(results)
     args.out.write_text(report(results, args, started, load_before))
     print(f"wrote {args.out}")

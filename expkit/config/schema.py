@@ -6,7 +6,7 @@ import typing
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationInfo, field_validator, model_validator
 
 PositiveInt = Annotated[int, Field(ge=1)]
 
@@ -319,6 +319,22 @@ class Trainer(Strict):
     steps_per_execution: PositiveInt = 16
     jit_compile: bool = False
     prefetch: bool = True
+    # Mixed precision (README "Mixed precision"): layers compute in float16/bfloat16, variables, outputs and losses stay float32.
+    # `mixed_precision: true` is mixed_float16 (GPUs); `precision` names the Keras policy (mixed_bfloat16 suits CPUs).
+    mixed_precision: StrictBool = False
+    precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] | None = None
+
+    @field_validator("precision")
+    @classmethod
+    def _one_precision(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value == "float32" and info.data.get("mixed_precision"):
+            raise ValueError("mixed_precision is true, which asks for mixed_float16: drop one of the two keys")
+        return value
+
+    @property
+    def dtype_policy(self) -> str:
+        """The Keras dtype policy the model is built under."""
+        return self.precision or ("mixed_float16" if self.mixed_precision else "float32")
 
 
 class TensorBoard(Strict):

@@ -154,6 +154,13 @@ def load_splits(dataset: Any, *, data_dir: str | None, seed: int, fold: int | No
     With `fold` (0-based) and dataset.validation.folds = K, the validation data is the fold-th of K contiguous
     slices of the training data, and preprocessing is fitted on the other K-1 (as the books' k-fold loop does).
     """
+    splits = _load_splits(dataset, data_dir=data_dir, seed=seed, fold=fold)
+    release_freed_memory()  # the raw sequences and index arrays are garbage now
+    return splits
+
+
+def _load_splits(dataset: Any, *, data_dir: str | None, seed: int, fold: int | None = None) -> Splits | ImageSplits:
+    """`load_splits` itself; the raw data it read is freed when it returns."""
     if dataset.source == "image_dir":
         if dataset.validation.holdout is not None or dataset.validation.split is not None or fold is not None:
             raise ExpkitError(
@@ -236,3 +243,18 @@ def load_splits(dataset: Any, *, data_dir: str | None, seed: int, fold: int | No
     if x_val is not None:
         splits.x_val, splits.y_val = rest_x[1], rest_y[1]
     return splits
+
+
+def release_freed_memory() -> None:
+    """Hand the heap memory freed by loading (raw word-index lists, index arrays) back to the OS (glibc's malloc_trim).
+
+    Freed, it stays in the process's heap and counts in its RSS: 130 MB after loading real-size IMDB.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to do
+        pass

@@ -12,16 +12,38 @@ from expkit.errors import ExpkitError
 Transform = Callable[[np.ndarray], np.ndarray]
 
 
+#: Sequences multi-hot encoded per block (bounds the temporary index arrays).
+MULTI_HOT_BLOCK = 2048
+#: Byte alignment TensorFlow needs to use a numpy array's memory in place (`expkit.training.feeding`).
+ALIGNMENT = 64
+
+
+def aligned_zeros(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """np.zeros whose data starts on an ALIGNMENT-byte boundary, so TensorFlow can read it without a copy."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if size == 0:  # nothing to align (and numpy may give an empty reshape its own pointer)
+        return np.zeros(shape, dtype=dtype)
+    raw = np.zeros(size + ALIGNMENT, dtype=np.uint8)
+    start = -raw.ctypes.data % ALIGNMENT
+    return raw[start : start + size].view(dtype).reshape(shape)
+
+
 def multi_hot(seqs: Sequence[Any], num_words: int) -> np.ndarray:
-    """(n, num_words) uint8 matrix with a 1 at every word index present in each sequence."""
-    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
-    out = np.zeros((len(seqs), num_words), dtype=np.uint8)
-    if lengths.sum() == 0:
-        return out
-    flat = np.concatenate([np.asarray(s, dtype=np.int64) for s in seqs])
-    rows = np.repeat(np.arange(len(seqs)), lengths)
-    keep = (flat >= 0) & (flat < num_words)
-    out[rows[keep], flat[keep]] = 1
+    """(n, num_words) uint8 matrix with a 1 at every word index present in each sequence.
+
+    Filled a block of sequences at a time: the flat index arrays of a whole split (int64, several times the
+    matrix's own size for IMDB) never exist at once.
+    """
+    out = aligned_zeros((len(seqs), num_words), np.uint8)
+    for first in range(0, len(seqs), MULTI_HOT_BLOCK):
+        block = seqs[first : first + MULTI_HOT_BLOCK]
+        lengths = np.fromiter((len(s) for s in block), dtype=np.int64, count=len(block))
+        if lengths.sum() == 0:
+            continue
+        flat = np.concatenate([np.asarray(s, dtype=np.int64) for s in block])
+        rows = np.repeat(np.arange(first, first + len(block)), lengths)
+        keep = (flat >= 0) & (flat < num_words)
+        out[rows[keep], flat[keep]] = 1
     return out
 
 

@@ -38,6 +38,24 @@ def build_layer(spec: dict[str, Any], *, key: str, name: str | None = None) -> A
     return layer
 
 
+def output_dtype() -> str | None:
+    """The dtype of output layers: float32 under a mixed precision policy (their activations, outputs and losses stay
+    float32, as Keras' mixed-precision guide has it), else None (the policy's own)."""
+    import keras
+
+    return "float32" if keras.config.dtype_policy().name.startswith("mixed_") else None
+
+
+def output_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """An output layer's spec, with `dtype: float32` under a mixed policy when it names a Keras layer and sets no dtype."""
+    import keras
+
+    dtype = output_dtype()
+    if dtype is None or "dtype" in spec or not hasattr(keras.layers, str(spec.get("type", ""))):
+        return spec
+    return {**spec, "dtype": dtype}
+
+
 def call_layer(layer: Any, x: Any, key: str) -> Any:
     """`layer(x)`, with shape and dtype mismatches turned into an error naming `key`."""
     try:
@@ -67,5 +85,5 @@ def build_model(
     x = inputs
     for i, spec in enumerate(layers):
         key = f"model.layers.{i}"
-        x = call_layer(build_layer(spec, key=key), x, key)
+        x = call_layer(build_layer(spec if i < len(layers) - 1 else output_spec(spec), key=key), x, key)
     return keras.Model(inputs, x, name=name)

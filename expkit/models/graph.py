@@ -9,7 +9,7 @@ from typing import Any
 
 from expkit.config.graph import BLOCK_INPUT, NODE_KEYS, OUTPUT_KEYS, node_inputs, node_name, substitute, topological_order
 from expkit.errors import ExpkitError
-from expkit.models.builder import build_layer, call_layer
+from expkit.models.builder import build_layer, call_layer, output_dtype, output_spec
 
 
 class GraphBuilder:
@@ -75,11 +75,11 @@ class GraphBuilder:
             layer_spec = {k: v for k, v in spec.items() if k not in OUTPUT_KEYS or k in ("type", "_target_", "trainable")}
             if "layer" in spec:
                 x = call_layer(self.shared_layer(str(spec["layer"])), x, key)
-                layer = keras.layers.Identity(name=out)
+                layer = keras.layers.Identity(name=out, dtype=output_dtype())
             elif "type" in spec or "_target_" in spec:
-                layer = build_layer(layer_spec, key=key, name=out)
+                layer = build_layer(output_spec(layer_spec), key=key, name=out)
             else:
-                layer = keras.layers.Identity(name=out)
+                layer = keras.layers.Identity(name=out, dtype=output_dtype())
             outputs[out] = call_layer(layer, x, key)
         return keras.Model(inputs=inputs, outputs=outputs, name=name)
 

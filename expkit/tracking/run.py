@@ -467,6 +467,7 @@ class TrackedRun:
         # A metric, not a param: it follows from the knobs (units, depth) rather than being one, and as a param it crowded
         # MLflow's parallel-coordinates view; as a metric it sorts and charts against accuracy.
         self.log_metrics({"model.num_params": float(outcome.model.count_params())}, step=last)
+        self.log_params({}, {"trainer.dtype_policy": config.trainer.dtype_policy})
         self.log_metrics(outcome.test_metrics, step=last)  # the step the logged models are linked to
         recorded = ("config.yaml", "overrides.yaml", "metrics.json", "model_summary.txt", "vocabulary.txt")  # vocabulary: text sources
         self.log_artifacts([output_dir / n for n in recorded])

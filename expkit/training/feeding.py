@@ -15,6 +15,36 @@ import numpy as np
 COMPACT_TF = ("uint8", "bool", "int8")
 PARALLEL_BATCHES = 2
 PREFETCH_BATCHES = 2
+# Arrays this big are read by TensorFlow in place (see `held`) when their memory allows it; smaller ones are copied.
+SHARE_MIN_BYTES = 16 * 2**20
+SHAREABLE = ("uint8", "int8", "int32", "int64", "float16", "float32", "float64")
+ALIGNMENT = 64  # what TensorFlow's kernels need of a tensor's buffer (Eigen)
+
+
+def shareable(a: Any) -> bool:
+    """Whether TensorFlow can use this numpy array's memory as a tensor's: C-contiguous, aligned, writeable, a plain dtype."""
+    return (
+        isinstance(a, np.ndarray)
+        and a.nbytes >= SHARE_MIN_BYTES
+        and a.dtype.name in SHAREABLE
+        and a.flags.c_contiguous
+        and a.flags.writeable
+        and a.ctypes.data % ALIGNMENT == 0
+    )
+
+
+def held(a: Any, share: bool) -> tuple[Any, bool]:
+    """The array as the dataset function reads it, and whether it is the array's own memory.
+
+    A big aligned array (imdb's multi-hot matrix: `expkit.data.preprocess.aligned_zeros`) becomes a tensor over
+    the same memory through DLPack, so it is not held twice. Anything else is copied into a variable: a tf.data
+    function captures a variable's handle, where a captured tensor could be copied into the graph.
+    """
+    import tensorflow as tf
+
+    if share and shareable(a):
+        return tf.experimental.dlpack.from_dlpack(a.__dlpack__()), True
+    return tf.Variable(a, trainable=False), False
 
 
 def num_samples(arrays: Any) -> int:
@@ -28,15 +58,23 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, int(epoch)]).permutation(n).astype(np.int64)
 
 
-def batches(x: Any, y: Any | None, batch_size: int, *, prefetch: bool = True, threads: int | None = None) -> Any:
+def batches(x: Any, y: Any | None, batch_size: int, *, prefetch: bool = True, threads: int | None = None, share: bool = True) -> Any:
     """A tf.data.Dataset of (x, y) batches (or x alone when `y` is None): one pass, in order."""
     import tensorflow as tf
 
-    return _dataset(x, y, batch_size, lambda start, stop: tf.range(start, stop, dtype=tf.int64), prefetch, threads)
+    return _dataset(x, y, batch_size, lambda start, stop: tf.range(start, stop, dtype=tf.int64), prefetch, threads, share)
 
 
 def shuffled_epochs(
-    x: Any, y: Any, batch_size: int, *, seed: int, order_offset: int = 1, prefetch: bool = True, threads: int | None = None
+    x: Any,
+    y: Any,
+    batch_size: int,
+    *,
+    seed: int,
+    order_offset: int = 1,
+    prefetch: bool = True,
+    threads: int | None = None,
+    share: bool = True,
 ) -> tuple[Any, Any]:
     """Training batches that follow one seeded order per epoch, and the Keras callback that sets it.
 
@@ -56,17 +94,22 @@ def shuffled_epochs(
         def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
             order.assign(epoch_order(seed, epoch + order_offset, n))
 
-    dataset = _dataset(x, y, batch_size, lambda start, stop: order[start:stop], prefetch, threads)
+    dataset = _dataset(x, y, batch_size, lambda start, stop: order[start:stop], prefetch, threads, share)
     return dataset, EpochOrders()
 
 
-def _dataset(x: Any, y: Any | None, batch_size: int, rows: Any, prefetch: bool, threads: int | None) -> Any:
-    """Batch b gathers `rows(start, stop)` of the arrays (held in variables) and casts compact dtypes to float32."""
+def _dataset(x: Any, y: Any | None, batch_size: int, rows: Any, prefetch: bool, threads: int | None, share: bool = True) -> Any:
+    """Batch b gathers `rows(start, stop)` of the arrays (see `held`) and casts compact dtypes to float32.
+
+    `share`: big aligned arrays are read in place (False under a distribution strategy, whose dataset rewrite
+    would serialize a captured tensor into the graph).
+    """
     import tensorflow as tf
 
     n = num_samples(x)
-    # Held in variables: a tf.data function captures a variable's handle, where a constant would be copied into the graph.
-    data = tf.nest.map_structure(lambda a: tf.Variable(a, trainable=False), x if y is None else (x, y))
+    structure = x if y is None else (x, y)
+    holders = [held(a, share) for a in tf.nest.flatten(structure)]
+    data = tf.nest.pack_sequence_as(structure, [tensor for tensor, _ in holders])
 
     def gather(batch: Any) -> Any:
         start = batch * batch_size
@@ -87,6 +130,10 @@ def _dataset(x: Any, y: Any | None, batch_size: int, rows: Any, prefetch: bool, 
     # Parallelism and buffer are fixed above, so autotuning has nothing to tune. Its model thread stalled each epoch's
     # end: a one-thread sweep job sat idle 150-250 ms per epoch until a timer woke that thread (benchmarks/CHANGES.md).
     options.autotune.enabled = False
+    if any(in_place for _, in_place in holders):
+        # tf.data's default graph rewrites serialize the pipeline, and with it a captured tensor: a copy of the array.
+        # None of them changes this pipeline (its map is already parallel and prefetched; nothing to fuse).
+        options.experimental_optimization.apply_default_optimizations = False
     if threads:
         options.threading.private_threadpool_size = threads
         options.threading.max_intra_op_parallelism = 1

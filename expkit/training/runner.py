@@ -25,6 +25,7 @@ from expkit.training.compile import compile_model
 from expkit.training.confusion import classifier_heads, confusion_tally
 from expkit.training.phases import plan_phases, remember_trainable, set_trainable
 from expkit.training.progress import progress_bars
+from expkit.training.precision import check_float32_outputs, dtype_policy
 from expkit.training.resume import CompleteEpochsOnly, EpochState, Interrupted, StopOnRequest, StopRequest, TrainingState
 from expkit.training.strategy import is_distributed, make_strategy, split_cpu
 
@@ -206,7 +207,9 @@ def first_nan_epoch(history: dict[str, list[float]]) -> int | None:
     return None
 
 
-def feed(splits: Splits | ImageSplits, name: str, batch_size: int, *, prefetch: bool = True, threads: int | None = None) -> Any:
+def feed(
+    splits: Splits | ImageSplits, name: str, batch_size: int, *, prefetch: bool = True, threads: int | None = None, share: bool = True
+) -> Any:
     """Batches of split `name` ("train", "validation", "test"), one pass in order, for evaluate/predict.
 
     Arrays go through tf.data (`training.feeding`), gathered and cast in TensorFlow's threads.
@@ -216,7 +219,7 @@ def feed(splits: Splits | ImageSplits, name: str, batch_size: int, *, prefetch: 
     x, y = {"train": (splits.x_train, splits.y_train), "validation": (splits.x_val, splits.y_val), "test": (splits.x_test, splits.y_test)}[
         name
     ]
-    return feeding.batches(x, y, batch_size, prefetch=prefetch, threads=threads)
+    return feeding.batches(x, y, batch_size, prefetch=prefetch, threads=threads, share=share)
 
 
 def training_batches(
@@ -229,6 +232,7 @@ def training_batches(
     epochs: int,
     prefetch: bool = True,
     threads: int | None = None,
+    share: bool = True,
 ) -> tuple[Any, int | None, list[Any]]:
     """The training data for fit() epochs `epoch` to `epochs` - 1: (data, steps_per_epoch, callbacks to pass with it).
 
@@ -239,10 +243,10 @@ def training_batches(
         data = splits.batches("train", batch_size, train=True, shuffle=shuffle, seed=seed, first_epoch=epoch, epochs=epochs)
         return data, splits.steps("train", batch_size), []
     if not shuffle:
-        return feeding.batches(splits.x_train, splits.y_train, batch_size, prefetch=prefetch, threads=threads), None, []
+        return feeding.batches(splits.x_train, splits.y_train, batch_size, prefetch=prefetch, threads=threads, share=share), None, []
     # Epoch e of a run trains on order e + 1, as it did with Keras' per-epoch data sources (resumed runs stay identical).
     data, orders = feeding.shuffled_epochs(
-        splits.x_train, splits.y_train, batch_size, seed=seed, order_offset=1, prefetch=prefetch, threads=threads
+        splits.x_train, splits.y_train, batch_size, seed=seed, order_offset=1, prefetch=prefetch, threads=threads, share=share
     )
     return data, None, [orders]
 
@@ -320,8 +324,10 @@ def train_and_evaluate(
         ),
         "jit_compile": trainer.jit_compile,
     }
-    with strategy.scope():  # variables (model and optimizer) are created once per replica
+    # Layers take the dtype policy (mixed precision) they are built under; nothing else does (see training.precision).
+    with dtype_policy(trainer.dtype_policy), strategy.scope():  # variables (model and optimizer) are created once per replica
         model = build_configured_model(config, splits)  # type: ignore[arg-type]
+        check_float32_outputs(model)
         built_trainable = remember_trainable(model)
         compile_configured(model, config, phases[0].optimizer, **speed)
     check_all_labels(model, config, splits)  # type: ignore[arg-type]
@@ -354,7 +360,8 @@ def train_and_evaluate(
         log_dir = tensorboard_dir or output_dir / "tensorboard"
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=tb.histogram_freq))
 
-    tuning = {"prefetch": trainer.prefetch, "threads": trainer.threads}
+    # Big arrays are read in place by tf.data, except under a strategy (its dataset rewrite would copy them).
+    tuning = {"prefetch": trainer.prefetch, "threads": trainer.threads, "share": not is_distributed(strategy)}
     validation = feed(splits, "validation", batch, **tuning) if has_validation else None
     resumed_phase = next((p.index for p in phases if p.start <= initial_epoch - 1 < p.end), None) if resume_from else None
     for phase in phases:
@@ -393,7 +400,8 @@ def train_and_evaluate(
     model.save(checkpoints["final"])
     if is_distributed(strategy):
         # Test metrics, plots and the logged model come from a plain copy, outside the strategy (one device, no replicas).
-        model = keras.models.load_model(checkpoints["final"])
+        with dtype_policy(trainer.dtype_policy):  # compiled as saved: a mixed_float16 model with its loss-scaled optimizer
+            model = keras.models.load_model(checkpoints["final"])
     outcome = Outcome(model, history, {}, checkpoints, splits)
     if test:
         evaluate_test(outcome, splits, output_dir, batch, config=config, monitor=monitor)
