@@ -64,7 +64,7 @@ class EpochLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._wait()  # raises what the previous write raised
         values = {k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}
-        values["epoch_time_s"] = time.perf_counter() - self._started
+        values["epoch_time_s"] = round(time.perf_counter() - self._started, 3)
         with contextlib.suppress(AttributeError, TypeError, ValueError):
             values["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         if self._writer is None:
@@ -76,7 +76,9 @@ class EpochLogger(keras.callbacks.Callback):
     def _write(self, epoch: int, values: dict[str, float], timestamp: int) -> None:
         from mlflow.entities import Metric
 
-        self.run.client.log_batch(self.run.run_id, metrics=[Metric(k, v, timestamp, epoch) for k, v in values.items()])
+        from expkit.tracking.values import readable
+
+        self.run.client.log_batch(self.run.run_id, metrics=[Metric(k, readable(v), timestamp, epoch) for k, v in values.items()])
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self._writer is not None:
