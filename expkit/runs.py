@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from expkit.errors import ExpkitError, suggestion
-from expkit.tracking.store import TABLE_VIEW_KEY, TABLE_VIEW_TAG, tracking_uri
+from expkit.tracking.store import TABLE_VIEW_KEY, TABLE_VIEW_TAG, TRAINING_VIEW_QUERY, tracking_uri
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -607,10 +607,10 @@ def serve_ui(*, host: str, port: int, uri: str | None) -> None:
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host
     base = f"http://{shown}:{port}"
     print(f"MLflow UI for {resolved}")
-    print(f"  open {base}  (it takes a few seconds to start; Ctrl+C stops it)")
+    print(f"  open {base}/#/experiments?{TRAINING_VIEW_QUERY}  (it takes a few seconds to start; Ctrl+C stops it)")
     for experiment_id, name, count, has_view in experiment_pages(resolved):
-        view = f"?viewStateShareKey={TABLE_VIEW_KEY}" if has_view else ""  # the table with its metric columns shown
-        print(f"  {name} ({count} runs): {base}/#/experiments/{experiment_id}/runs{view}")
+        view = f"&viewStateShareKey={TABLE_VIEW_KEY}" if has_view else ""  # the table with its metric columns shown
+        print(f"  {name} ({count} runs): {base}/#/experiments/{experiment_id}/runs?{TRAINING_VIEW_QUERY}{view}")
     sys.stdout.flush()
     command = ui_command(resolved, host, port)
     # The server's job runner (for GenAI evaluation jobs) is not needed to browse runs, and slows start-up.

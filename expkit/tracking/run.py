@@ -27,6 +27,7 @@ from expkit.tracking.store import (
     PARENT_RUN_ENV,
     PARENT_RUN_FILE_ENV,
     TABLE_VIEW_TAG,
+    TRAINING_VIEW_QUERY,
     await_parent,
     ensure_experiment,
     flatten,
@@ -523,7 +524,7 @@ class TrackedRun:
     def ui_link(self) -> str:
         """Where to see this run: the server's page, or the `expkit ui` command and the page it serves."""
         experiment_id = self.client.get_run(self.run_id).info.experiment_id
-        page = f"#/experiments/{experiment_id}/runs/{self.run_id}"
+        page = f"#/experiments/{experiment_id}/runs/{self.run_id}?{TRAINING_VIEW_QUERY}"
         if self.uri.startswith(("http://", "https://")):
             return f"{self.uri.rstrip('/')}/{page}"
         return f"run `expkit ui --uri {self.uri}`, then open http://127.0.0.1:5000/{page}"
