@@ -1,9 +1,11 @@
 """What the MLflow UI and the plots show at a glance (issue 27), in-process: metric values stored as the decimals Keras
 computed (not float32 noise) without changing any comparison, plot titles that fit their figure, whole-epoch ticks for a
-1-epoch run, and epochs counted from 0 on the PNGs as in MLflow's charts."""
+1-epoch run, epochs counted from 0 on the PNGs as in MLflow's charts, run names that lead with short swept values, the
+table view's columns, and experiments marked as model training. The browser side is in test_ui_glance.py."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -132,3 +134,45 @@ def test_a_one_epoch_run_gets_a_whole_epoch_tick_and_epochs_count_from_0_as_in_m
     ticks = [t for t in ax.get_xticks() if low <= t <= high]  # type: ignore[attr-defined]
     plots.pyplot().close(fig)
     assert 3 <= len(ticks) <= 12 and all(float(t).is_integer() for t in ticks), ticks
+
+
+# ---------------------------------------------------------------- names and the table view
+
+
+def test_run_names_lead_with_swept_values_under_short_keys() -> None:
+    from expkit.app import run_name
+
+    overrides = ["+experiment=mnist_dense", "optimizer.learning_rate=0.001", "dataset.max_train_samples=1200", "seed=2"]
+    swept = {"optimizer.learning_rate=0.001", "seed=2"}
+    assert run_name("mnist_dense", overrides, swept) == "lr=0.001 seed=2 mnist_dense train_n=1200"
+    assert run_name("mnist_dense", ["trainer.batch_size=64", "model.units=512"]) == "mnist_dense bs=64 units=512"
+
+
+def test_table_view_puts_the_objectives_first_and_widens_the_name_column(store: FakeStore) -> None:
+    from expkit.tracking.store import RUN_NAME_COLUMN, table_view
+
+    view = json.loads(table_view(None, ["test_accuracy", "objective"], ["optimizer.learning_rate"]))
+    view = json.loads(table_view(json.dumps(view), ["best/objective"], []))  # what a sweep's end adds
+    assert view["selectedColumns"] == [
+        "metrics.`best/objective`",
+        "metrics.`objective`",
+        "metrics.`test_accuracy`",
+        "params.`optimizer.learning_rate`",
+        "attributes.`Dataset`",
+        "attributes.`Models`",
+    ]
+    order = view["columnOrder"]
+    assert order[:2] == [RUN_NAME_COLUMN, "metrics.`best/objective`"] and order.index("attributes.`Dataset`") > order.index(
+        "params.`optimizer.learning_rate`"
+    )
+    assert view["columnWidths"][RUN_NAME_COLUMN] > 190  # MLflow's default cuts `learning_rate=0...`
+
+
+def test_new_and_older_experiments_are_marked_as_model_training(tmp_path: Path) -> None:
+    from expkit.tracking.store import EXPERIMENT_KIND_TAG, TRAINING_KIND, ensure_experiment
+
+    fresh = make_store(tmp_path, "fresh")
+    assert fresh.client.get_experiment(fresh.experiment_id).tags.get(EXPERIMENT_KIND_TAG) == TRAINING_KIND
+    older = fresh.client.create_experiment("older")  # as expkit made them before, without the tag
+    assert ensure_experiment(fresh.uri, "older", str(tmp_path / "art")) == older
+    assert fresh.client.get_experiment(older).tags.get(EXPERIMENT_KIND_TAG) == TRAINING_KIND
