@@ -365,7 +365,7 @@ def compare_runs(*, run_ids: list[str], sweep: str | None, metric: str | None, m
     ]
     right = [False] * (2 + len(params)) + [True] * len(metrics)
     if ranked_by:
-        print(f"{len(runs)} runs, best first by {describe_metric(ranked_by, runs)} ({direction}); {len(params)} param(s) differ")
+        print(f"{len(runs)} runs, best first by {describe_metric(ranked_by, runs, direction)}; {len(params)} param(s) differ")
     else:
         print(f"{len(runs)} runs, not ranked: {unranked_reason(runs)}; {len(params)} param(s) differ")
     print(render_table(headers, rows, right))
@@ -395,15 +395,15 @@ def unranked_reason(runs: Sequence[Run]) -> str:
     )
 
 
-def describe_metric(metric: str, runs: Sequence[Run]) -> str:
-    """`objective (val_loss, best epoch)` for the objective, with what it measured as the runs recorded it; else the name."""
-    if metric != OBJECTIVE:
-        return metric
-    measured = {r.data.tags.get("objective.metric") for r in runs if metric_of(r, metric) is not None} - {None}
-    at = {r.data.tags.get("objective.at") for r in runs if metric_of(r, metric) is not None} - {None}
-    if len(measured) != 1:
-        return metric
-    return f"{metric} ({measured.pop()}" + (f", {at.pop()} epoch" if len(at) == 1 else "") + ")"
+def describe_metric(metric: str, runs: Sequence[Run], direction: str) -> str:
+    """`objective (val_loss, best epoch, min)`: the objective with what it measured, as the runs recorded it; else `name (min)`."""
+    if metric == OBJECTIVE:
+        scored = [r for r in runs if metric_of(r, metric) is not None]
+        measured = {r.data.tags.get("objective.metric") for r in scored} - {None}
+        at = {r.data.tags.get("objective.at") for r in scored} - {None}
+        if len(measured) == 1:
+            return f"{metric} ({measured.pop()}" + (f", {at.pop()} epoch" if len(at) == 1 else "") + f", {direction})"
+    return f"{metric} ({direction})"
 
 
 def best_run(
@@ -445,7 +445,7 @@ def best_run(
     ranked = [r for r in rank(runs, metric, direction) if metric_of(r, metric) is not None]
     best = ranked[0]
     tags = best.data.tags
-    print(f"best of {len(ranked)} finished run(s) in {where} by {describe_metric(metric, ranked)} ({direction}):")
+    print(f"best of {len(ranked)} finished run(s) in {where} by {describe_metric(metric, ranked, direction)}:")
     fields: list[tuple[str, str]] = [
         ("run id", best.info.run_id),
         ("name", best.info.run_name or MISSING),

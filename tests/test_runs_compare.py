@@ -89,14 +89,14 @@ def test_runs_with_an_objective_are_ranked_by_it_and_the_output_names_it(
     store, ids = scored
     runs.compare_runs(run_ids=[ids["0.001"], ids["0.01"]], sweep=None, metric=None, mode="auto", uri=store.uri)
     out = capsys.readouterr().out
-    assert out.startswith("2 runs, best first by objective (val_loss, best epoch) (min)"), out
+    assert out.startswith("2 runs, best first by objective (val_loss, best epoch, min)"), out
     rows = table(out)
     assert [r["optimizer.learning_rate"] for r in rows] == ["0.01", "0.001"]  # by objective, not by test_accuracy
     assert [r["objective"] for r in rows] == ["0.2100", "0.3300"]
 
     runs.best_run(experiment="mnist_dense", metric=None, mode="auto", uri=store.uri)
     out = capsys.readouterr().out
-    assert out.startswith("best of 2 finished run(s) in 'mnist_dense' by objective (val_loss, best epoch) (min):"), out
+    assert out.startswith("best of 2 finished run(s) in 'mnist_dense' by objective (val_loss, best epoch, min):"), out
     assert re.search(rf"^  run id +{ids['0.01']}$", out, re.M)
 
 
