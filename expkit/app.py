@@ -81,18 +81,32 @@ def threads_per_job(cpus: int = 1) -> int | None:
     return max(1, cores // jobs)
 
 
+#: Short names for long config keys in run names (the UI's name column is narrow); other keys go by their last part.
+NAME_ABBREVIATIONS = {
+    "learning_rate": "lr",
+    "initial_learning_rate": "lr0",
+    "batch_size": "bs",
+    "weight_decay": "wd",
+    "max_train_samples": "train_n",
+    "max_test_samples": "test_n",
+    "steps_per_execution": "spe",
+}
+
+
 def run_name(name: str, overrides: list[str], swept: set[str] | None = None) -> str:
     """The preset name plus a short summary of the overrides, e.g. 'mnist_dense lr=1e-3'.
 
     In a sweep, the values the sweep varies come first (`swept`: the overrides that differ between jobs),
-    so the UI's narrow name column shows what tells the children apart.
+    so the UI's narrow name column shows what tells the children apart; long keys are abbreviated
+    (`NAME_ABBREVIATIONS`: `learning_rate=0.001` -> `lr=0.001`).
     """
     first: list[str] = []
     rest: list[str] = []
     for override in overrides:
         key, _, value = override.partition("=")
         if not override.startswith(("+experiment=", "hydra", "experiment=")):
-            short = f"{key.lstrip('+~').split('.')[-1]}={value}" if value else key
+            last = key.lstrip("+~").split(".")[-1]
+            short = f"{NAME_ABBREVIATIONS.get(last, last)}={value}" if value else key
             (first if swept and override in swept else rest).append(short)
     text = " ".join([*first, name, *rest]).strip()
     return text if len(text) <= 100 else text[:97] + "..."

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from expkit.errors import ExpkitError, suggestion
-from expkit.tracking.store import TABLE_VIEW_KEY, TABLE_VIEW_TAG, tracking_uri
+from expkit.tracking.store import TABLE_VIEW_KEY, TABLE_VIEW_TAG, TRAINING_VIEW_QUERY, tracking_uri
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -271,6 +271,8 @@ def check_metric(runs: Sequence[Run], metric: str, where: str) -> None:
         return
     known = sorted({k for r in runs for k in r.data.metrics})
     hint = suggestion(metric, known, "metrics they have") if known else "they have no metrics at all"
+    if metric == OBJECTIVE and known:
+        hint = f"a run records an objective only when it has validation data; choose a metric with --metric ({', '.join(known)})"
     raise ExpkitError(f"no metric '{metric}' in {where}", key="--metric", hint=hint)
 
 
@@ -319,14 +321,17 @@ def list_runs(*, experiment: str | None, uri: str | None, limit: int) -> None:
 
 
 def compare_runs(*, run_ids: list[str], sweep: str | None, metric: str | None, mode: str, uri: str | None) -> None:
-    """Print one row per run: the params that differ between the runs and the key metrics, best first by `metric`."""
+    """Print one row per run: the params that differ between the runs and the key metrics, best first by `metric`.
+
+    Without --metric the runs are ranked by their objective; runs that recorded none (no validation data) are shown
+    unranked, in the order given, with a line saying so."""
     if run_ids and sweep:
         raise ExpkitError("give run ids or --sweep, not both")
     if not run_ids and not sweep:
         raise ExpkitError("nothing to compare", hint=f"pass two or more run ids, or --sweep PARENT_RUN_ID; {LIST_HINT}")
     for ref in [*run_ids, *([sweep] if sweep else [])]:
         check_ref(ref)
-    metric = metric or OBJECTIVE
+    explicit, metric = metric is not None, metric or OBJECTIVE
     client, resolved = open_client(uri)
     with store_errors(resolved):
         if sweep:
@@ -345,8 +350,8 @@ def compare_runs(*, run_ids: list[str], sweep: str | None, metric: str | None, m
             where = "these runs"
     if len(runs) < 2:
         raise ExpkitError(f"need at least 2 runs to compare, got {len(runs)}", hint=LIST_HINT)
-    check_metric(runs, metric, where)
-    direction = resolve_mode(metric, mode, runs)
+    ranked_by = rank_metric(runs, metric, explicit, where)
+    direction = resolve_mode(ranked_by, mode, runs) if ranked_by else ""
 
     params = differing_params(runs)
     metrics = key_metrics(runs)
@@ -354,9 +359,9 @@ def compare_runs(*, run_ids: list[str], sweep: str | None, metric: str | None, m
         metrics.append("val_loss")
     if any(OBJECTIVE in r.data.metrics for r in runs) and metric != OBJECTIVE:
         metrics.insert(0, OBJECTIVE)
-    if metric not in metrics:
-        metrics.insert(0, metric)
-    ordered = rank(runs, metric, direction)
+    if ranked_by and ranked_by not in metrics:
+        metrics.insert(0, ranked_by)
+    ordered = rank(runs, ranked_by, direction) if ranked_by else list(runs)
     headers = ["run id", "name", *params, *metrics]
     rows = [
         [
@@ -368,10 +373,46 @@ def compare_runs(*, run_ids: list[str], sweep: str | None, metric: str | None, m
         for r in ordered
     ]
     right = [False] * (2 + len(params)) + [True] * len(metrics)
-    print(f"{len(runs)} runs, best first by {metric} ({direction}); {len(params)} param(s) differ")
+    if ranked_by:
+        print(f"{len(runs)} runs, best first by {describe_metric(ranked_by, runs, direction)}; {len(params)} param(s) differ")
+    else:
+        print(f"{len(runs)} runs, not ranked: {unranked_reason(runs)}; {len(params)} param(s) differ")
     print(render_table(headers, rows, right))
+    without = [r for r in runs if ranked_by and metric_of(r, ranked_by) is None]
+    if without:
+        print(f"\n({len(without)} run(s) without {ranked_by} are listed last, unranked)")
     if not params:
         print("\n(all params are equal in these runs)")
+
+
+def rank_metric(runs: Sequence[Run], metric: str, explicit: bool, where: str) -> str | None:
+    """The metric to rank by: `metric` when some run has it; None (no ranking) when the default objective is absent.
+
+    An explicit --metric that no run has is an error (a typo must not pass as an unranked table)."""
+    if any(metric_of(r, metric) is not None for r in runs):
+        return metric
+    if explicit:
+        check_metric(runs, metric, where)
+    return None
+
+
+def unranked_reason(runs: Sequence[Run]) -> str:
+    """Why runs without an objective are shown unranked, and how to rank them anyway."""
+    return (
+        f"no run has an '{OBJECTIVE}' (a run records one only when it has validation data, e.g. dataset.validation.holdout=N); "
+        "rank by another metric with --metric NAME"
+    )
+
+
+def describe_metric(metric: str, runs: Sequence[Run], direction: str) -> str:
+    """`objective (val_loss, best epoch, min)`: the objective with what it measured, as the runs recorded it; else `name (min)`."""
+    if metric == OBJECTIVE:
+        scored = [r for r in runs if metric_of(r, metric) is not None]
+        measured = {r.data.tags.get("objective.metric") for r in scored} - {None}
+        at = {r.data.tags.get("objective.at") for r in scored} - {None}
+        if len(measured) == 1:
+            return f"{metric} ({measured.pop()}" + (f", {at.pop()} epoch" if len(at) == 1 else "") + f", {direction})"
+    return f"{metric} ({direction})"
 
 
 def best_run(
@@ -413,7 +454,7 @@ def best_run(
     ranked = [r for r in rank(runs, metric, direction) if metric_of(r, metric) is not None]
     best = ranked[0]
     tags = best.data.tags
-    print(f"best of {len(ranked)} finished run(s) in {where} by {metric} ({direction}):")
+    print(f"best of {len(ranked)} finished run(s) in {where} by {describe_metric(metric, ranked, direction)}:")
     fields: list[tuple[str, str]] = [
         ("run id", best.info.run_id),
         ("name", best.info.run_name or MISSING),
@@ -577,10 +618,10 @@ def serve_ui(*, host: str, port: int, uri: str | None) -> None:
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host
     base = f"http://{shown}:{port}"
     print(f"MLflow UI for {resolved}")
-    print(f"  open {base}  (it takes a few seconds to start; Ctrl+C stops it)")
+    print(f"  open {base}/#/experiments?{TRAINING_VIEW_QUERY}  (it takes a few seconds to start; Ctrl+C stops it)")
     for experiment_id, name, count, has_view in experiment_pages(resolved):
-        view = f"?viewStateShareKey={TABLE_VIEW_KEY}" if has_view else ""  # the table with its metric columns shown
-        print(f"  {name} ({count} run{'' if count == 1 else 's'}): {base}/#/experiments/{experiment_id}/runs{view}")
+        view = f"&viewStateShareKey={TABLE_VIEW_KEY}" if has_view else ""  # the table with its metric columns shown
+        print(f"  {name} ({count} run{'' if count == 1 else 's'}): {base}/#/experiments/{experiment_id}/runs?{TRAINING_VIEW_QUERY}{view}")
     sys.stdout.flush()
     command = ui_command(resolved, host, port)
     # The server's job runner (for GenAI evaluation jobs) is not needed to browse runs, and slows start-up.

@@ -81,7 +81,7 @@ def test_runs_table_shows_the_sweep_tree_and_a_run_page_its_metrics_and_plots(ui
         seen["artifacts"] = await page.wait_for("plots", "run_card.md", "config.yaml")
         # The link `expkit ui` prints opens expkit's view of the table: metric and swept-param columns shown.
         link = next(line.split(": ", 1)[1] for line in server_output.splitlines() if line.startswith(f"  {parent_experiment} ("))
-        assert link.endswith("?viewStateShareKey=expkit"), link
+        assert "?workflowType=machine_learning&" in link and link.endswith("&viewStateShareKey=expkit"), link  # the training view
         await page.open(link)
         seen["table_view"] = await page.wait_for(parent.info.run_name, "objective", "test_accuracy")
         return seen

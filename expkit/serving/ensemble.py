@@ -149,10 +149,12 @@ def log_ensemble(members: list[StoredRun], result: dict[str, Any], config: Any) 
         "ensemble.weights_fitted_on": "validation" if result["fitted"] else "given",
         "dataset.name": config.dataset.name,
     }
+    from expkit.tracking.values import readable
+
     now = int(time.time() * 1000)
-    metrics = [Metric(k, v, now, 0) for k, v in result["ensemble"].items()]
+    metrics = [Metric(k, readable(v), now, 0) for k, v in result["ensemble"].items()]
     for m, member in zip(members, result["members"], strict=True):
-        metrics += [Metric(f"members/{m.run_id[:8]}/{k}", v, now, 0) for k, v in member.items() if k.startswith("test_")]
+        metrics += [Metric(f"members/{m.run_id[:8]}/{k}", readable(v), now, 0) for k, v in member.items() if k.startswith("test_")]
     client.log_batch(run.info.run_id, metrics=metrics, params=[Param(k, str(v)) for k, v in params.items()])
     client.log_text(run.info.run_id, json.dumps(result, indent=1), "ensemble.json")
     client.set_terminated(run.info.run_id, "FINISHED")

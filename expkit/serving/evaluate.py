@@ -43,7 +43,9 @@ def evaluate(ref: str, overrides: list[str], *, split: str, name: str | None, ur
     label = name or f"{config.dataset.name}_{split}"
     if not re.fullmatch(r"[\w.-]+", label):
         raise ExpkitError(f"'{label}' is not a usable name", key="--name", hint="letters, digits, _ . -")
-    metrics = {f"eval/{label}/{k}": float(v) for k, v in values.items()}
+    from expkit.tracking.values import readable
+
+    metrics = {f"eval/{label}/{k}": readable(v) for k, v in values.items()}  # as stored: float32's shortest decimal
     now = int(time.time() * 1000)
     stored.client.log_batch(stored.run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
     if overrides:

@@ -66,7 +66,7 @@ class EpochLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._wait()  # raises what the previous write raised
         values = {k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}
-        values["epoch_time_s"] = time.perf_counter() - self._started
+        values["epoch_time_s"] = round(time.perf_counter() - self._started, 3)
         with contextlib.suppress(AttributeError, TypeError, ValueError):
             values["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         if self._writer is None:
@@ -80,8 +80,9 @@ class EpochLogger(keras.callbacks.Callback):
         from mlflow.entities import Metric
 
         from expkit.tracking.outage import outbox
+        from expkit.tracking.values import readable
 
-        outbox(self.run).send([Metric(k, v, timestamp, epoch) for k, v in values.items()])
+        outbox(self.run).send([Metric(k, readable(v), timestamp, epoch) for k, v in values.items()])
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self._writer is not None:

@@ -33,25 +33,56 @@ def curve_groups(history: dict[str, list[float]]) -> list[str]:
     return [k for k in history if not k.startswith("val_") and k not in NOT_CURVES]
 
 
-def draw_curve(ax: Any, history: dict[str, list[float]], name: str, smoothing: float = 0.0, run_name: str = "") -> str:
-    """Draw metric `name` (training, and validation if recorded) by epoch on `ax`; returns the title it set."""
+#: Characters of a run name per title line (a title line takes about 9 px a character at 100 dpi: a 6-inch figure
+#: holds about 66), and lines at most.
+TITLE_WIDTH = 60
+TITLE_LINES = 2
+#: The x-axis label of learning curves: epochs count from 0, as MLflow's step does (the Keras epoch index).
+EPOCH_AXIS = "epoch (from 0, as MLflow's step)"
+
+
+def title_lines(run_name: str, width: int = TITLE_WIDTH, most: int = TITLE_LINES) -> str:
+    """A run name wrapped to title lines that fit the figure: at most `most` lines, the last cut with '...' if needed."""
+    import textwrap
+
+    lines = textwrap.wrap(run_name, width, break_long_words=True, break_on_hyphens=False)
+    if len(lines) > most:
+        lines = [*lines[: most - 1], textwrap.shorten(" ".join(lines[most - 1 :]), width, placeholder=" ...")]
+    return "\n".join(lines)
+
+
+def epoch_ticks(ax: Any, epochs: int) -> None:
+    """Whole-epoch ticks: every epoch when there are few (one epoch included), else at most ~10 integer ticks."""
     from matplotlib.ticker import MaxNLocator
 
+    if epochs <= 12:
+        ax.set_xticks(range(epochs))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+
+
+def draw_curve(ax: Any, history: dict[str, list[float]], name: str, smoothing: float = 0.0, run_name: str = "") -> str:
+    """Draw metric `name` (training, and validation if recorded) by epoch on `ax`; returns the title it set.
+
+    Epochs count from 0, like the step of the same metric in MLflow, so the PNG and MLflow's charts agree."""
     drawn = []
+    longest = 0
     for key, label, style in ((name, "training", "o-"), (f"val_{name}", "validation", "s-")):
         values = history.get(key)
         if not values:
             continue
         drawn.append(label)
-        epochs = np.arange(1, len(values) + 1)
+        longest = max(longest, len(values))
+        epochs = np.arange(len(values))
         if smoothing > 0:
             ax.plot(epochs, values, style, alpha=0.25, markersize=3)
             ax.plot(epochs, ema(values, smoothing), style[1:], label=f"{label} (EMA {smoothing})")
         else:
             ax.plot(epochs, values, style, label=label, markersize=4)
-    title = f"{name}: {' and '.join(drawn)}" + (f"\n{run_name}" if run_name else "")
-    ax.set(xlabel="epoch", ylabel=name, title=title)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    title = f"{name}: {' and '.join(drawn)}" + (f"\n{title_lines(run_name)}" if run_name else "")
+    ax.set(xlabel=EPOCH_AXIS, ylabel=name)
+    ax.set_title(title, fontsize="medium")
+    epoch_ticks(ax, longest)
     ax.legend()
     ax.grid(alpha=0.3)
     return title
@@ -60,7 +91,8 @@ def draw_curve(ax: Any, history: dict[str, list[float]], name: str, smoothing: f
 def learning_curves(history: dict[str, list[float]], out_dir: Path, smoothing: float = 0.0, run_name: str = "") -> list[Path]:
     """One PNG per metric (loss, accuracy, and per output head of a multi-output model): training [and validation] by epoch.
 
-    Epoch ticks are integers; the title names the run and says only what is plotted (also stored as the PNG's Title).
+    Epoch ticks are whole epochs counted from 0 (MLflow's step); the title names the run, wrapped to fit, and says only
+    what is plotted (also stored as the PNG's Title).
     EMA-smoothed if smoothing > 0.
     """
     plt = pyplot()
@@ -102,8 +134,9 @@ def confusion_matrix_png(counts: np.ndarray, path: Path, run_name: str = "") -> 
         ax.set_xticks(range(n))
         ax.set_yticks(range(n))
     accuracy = np.trace(counts) / max(counts.sum(), 1)
-    title = f"test confusion matrix (accuracy {accuracy:.4f})" + (f"\n{run_name}" if run_name else "")
-    ax.set(xlabel="predicted", ylabel="true", title=title)
+    title = f"test confusion matrix (accuracy {accuracy:.4f})" + (f"\n{title_lines(run_name, int(size * 100 / 9))}" if run_name else "")
+    ax.set(xlabel="predicted", ylabel="true")
+    ax.set_title(title, fontsize="medium")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

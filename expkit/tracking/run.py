@@ -28,6 +28,7 @@ from expkit.tracking.store import (
     PARENT_RUN_ENV,
     PARENT_RUN_FILE_ENV,
     TABLE_VIEW_TAG,
+    TRAINING_VIEW_QUERY,
     await_parent,
     ensure_experiment,
     table_view,
@@ -82,11 +83,13 @@ def git_state(path: str) -> dict[str, str]:
 
 
 def log_metrics(client: mlflow.MlflowClient, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
-    """Metrics at one step, in one batch."""
+    """Metrics at one step, in one batch (float32 values as their shortest decimal: see `values.readable`)."""
     from mlflow.entities import Metric
 
+    from expkit.tracking.values import readable
+
     now = int(time.time() * 1000)
-    client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+    client.log_batch(run_id, metrics=[Metric(k, readable(v), now, step) for k, v in metrics.items()])
 
 
 #: How a store's database refuses a second copy of a row (SQLite, PostgreSQL, MySQL), locally or through a server.
@@ -321,10 +324,12 @@ class TrackedRun:
         """On resume: log the saved epochs MLflow missed (a crash between state save and logging)."""
         from mlflow.entities import Metric
 
+        from expkit.tracking.values import readable
+
         logged = {m.step for m in self.client.get_metric_history(self.run_id, "loss")}
         now = int(time.time() * 1000)
         missing = [
-            Metric(k, values[e], now, e)
+            Metric(k, readable(values[e]), now, e)
             for k, values in history.items()
             for e in range(min(last_epoch + 1, len(values)))
             if e not in logged
@@ -534,7 +539,7 @@ class TrackedRun:
     def ui_link(self) -> str:
         """Where to see this run: the server's page, or the `expkit ui` command and the page it serves."""
         experiment_id = self.client.get_run(self.run_id).info.experiment_id
-        page = f"#/experiments/{experiment_id}/runs/{self.run_id}"
+        page = f"#/experiments/{experiment_id}/runs/{self.run_id}?{TRAINING_VIEW_QUERY}"
         if self.uri.startswith(("http://", "https://")):
             return f"{self.uri.rstrip('/')}/{page}"
         return f"run `expkit ui --uri {self.uri}`, then open http://127.0.0.1:5000/{page}"

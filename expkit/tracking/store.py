@@ -6,7 +6,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,14 @@ def store_lock(uri: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+#: How the MLflow UI files an experiment: expkit's are model training ("Machine learning" in the UI's kind selector).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_KIND = "custom_model_development"
+#: MLflow 3.17's UI takes its mode (GenAI or model training) from this URL parameter, else from the browser's last choice
+#: (GenAI at first), not from the experiment's kind: expkit's links carry it so that they open the training view.
+TRAINING_VIEW_QUERY = "workflowType=machine_learning"
+
+
 def ensure_experiment(uri: str, name: str, artifact_dir: str) -> str:
     """The id of experiment `name`, created (with its artifact folder) if new. Also creates a fresh store's schema."""
     with store_lock(uri):
@@ -90,10 +98,13 @@ def _ensure_experiment(uri: str, name: str, artifact_dir: str) -> str:
         client = mlflow.MlflowClient(uri)
         found = client.get_experiment_by_name(name)
         if found is not None:
+            if EXPERIMENT_KIND_TAG not in found.tags:  # made before expkit marked its experiments, or by hand
+                with suppress(MlflowException):  # a label for the UI: another process setting it at once is no error
+                    client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
             return str(found.experiment_id)
         location = Path(artifact_dir).resolve().as_uri() if is_local_store(uri) else None
         try:
-            return str(client.create_experiment(name, artifact_location=location))
+            return str(client.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: TRAINING_KIND}))
         except MlflowException:  # another process created it between our two calls
             found = client.get_experiment_by_name(name)
             if found is None:
@@ -117,10 +128,19 @@ def _ensure_experiment(uri: str, name: str, artifact_dir: str) -> str:
 TABLE_VIEW_KEY = "expkit"
 TABLE_VIEW_TAG = f"mlflow.sharedViewState.{TABLE_VIEW_KEY}"
 DEFAULT_COLUMNS = ["attributes.`Dataset`", "attributes.`Models`"]
+RUN_NAME_COLUMN = "attributes.`Run Name`"
+#: Metric columns shown first, in this order: a sweep parent's best objective beside its children's objectives.
+LEADING_METRICS = ["metrics.`best/objective`", "metrics.`objective`"]
+#: Column widths in px. The UI's 190 px name column cuts a sweep child's name after ~15 characters; the dataset and
+#: model columns (300 and 200 px) would push every metric column out of a 1,600 px window.
+COLUMN_WIDTHS = {RUN_NAME_COLUMN: 280, "attributes.`Dataset`": 160, "attributes.`Models`": 110}
 
 
 def table_view(current: str | None, metrics: list[str], params: list[str]) -> str:
-    """The view state JSON with these metric and param columns added to the columns already shown."""
+    """The view state JSON with these metric and param columns added to the columns already shown.
+
+    Columns are laid out name, metrics (the objectives first), params, then the run's date, dataset, duration and
+    models (`columnOrder`; the UI applies `columnWidths` only together with an order)."""
     import json
 
     try:
@@ -131,7 +151,16 @@ def table_view(current: str | None, metrics: list[str], params: list[str]) -> st
     for column in [*(f"metrics.`{m}`" for m in metrics), *(f"params.`{p}`" for p in params)]:
         if column not in columns:
             columns.append(column)
-    return json.dumps({**state, "selectedColumns": columns})
+
+    def place(column: str) -> tuple[int, int]:
+        if column in LEADING_METRICS:
+            return 0, LEADING_METRICS.index(column)
+        return (1 if column.startswith("metrics.") else 2 if column.startswith("params.") else 3), 0
+
+    columns.sort(key=place)  # stable: columns of one kind keep the order they were added in
+    shown = [c for c in columns if not c.startswith("attributes.")]
+    order = [RUN_NAME_COLUMN, *shown, "runDateAndNestInfo", "attributes.`Dataset`", "duration", "attributes.`Models`"]
+    return json.dumps({**state, "selectedColumns": columns, "columnOrder": order, "columnWidths": COLUMN_WIDTHS})
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:

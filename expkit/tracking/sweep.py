@@ -106,9 +106,18 @@ def summarize_parent(client: Any, parent_id: str, objective: Objective) -> dict[
         for key, value in best.data.metrics.items():
             if key.startswith(("test_", "val_")):  # reported for reading; the choice above used `objective` only
                 client.log_metric(parent_id, f"best/{key}", value)
+        show_best_in_table(client, client.get_run(parent_id).info.experiment_id)
     for key, value in tags.items():
         client.set_tag(parent_id, key, value)
     return {"runs": runs, "states": states, "pruned": pruned, "best": best}
+
+
+def show_best_in_table(client: Any, experiment_id: str) -> None:
+    """Add the `best/objective` column to expkit's runs-table view, so a sweep's parent row shows its best score."""
+    from expkit.tracking.store import TABLE_VIEW_TAG, table_view
+
+    current = client.get_experiment(experiment_id).tags.get(TABLE_VIEW_TAG)
+    client.set_experiment_tag(experiment_id, TABLE_VIEW_TAG, table_view(current, ["best/objective"], []))
 
 
 def retire_interrupted(client: Any, parent_id: str) -> None:
