@@ -24,8 +24,8 @@ from expkit.training.callbacks import attach_data, make_callbacks
 from expkit.training.compile import compile_model
 from expkit.training.confusion import classifier_heads, confusion_tally
 from expkit.training.phases import plan_phases, remember_trainable, set_trainable
-from expkit.training.progress import progress_bars
 from expkit.training.precision import check_float32_outputs, dtype_policy
+from expkit.training.progress import progress_bars
 from expkit.training.resume import CompleteEpochsOnly, EpochState, Interrupted, StopOnRequest, StopRequest, TrainingState
 from expkit.training.strategy import is_distributed, make_strategy, split_cpu
 
