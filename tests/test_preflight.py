@@ -234,6 +234,13 @@ def test_an_unused_key_the_user_wrote_is_still_refused(tmp_path: Path) -> None:
     for written in ("model.units=5", "+model.unitz=5"):
         message = error_of("+experiment=wide", written, f"paths.root_dir={tmp_path}", dirs=[folder])
         assert "not used by any layer" in message and written.lstrip("+").split("=")[0] in message
+        assert "written in" not in message  # the user wrote it on the command line
+
+
+def test_an_unused_key_a_preset_wrote_names_the_preset(tmp_path: Path) -> None:
+    folder = preset(tmp_path / "conf", "wide", WIDE.replace("model:\n", "model:\n  units: 1024\n"))
+    message = error_of("+experiment=wide", f"paths.root_dir={tmp_path}", dirs=[folder])
+    assert message.startswith("model.units") and f"written in {folder / 'experiment' / 'wide.yaml'}" in message, message
 
 
 # --- 5. soft targets ---------------------------------------------------------------------------------------------------

@@ -70,7 +70,8 @@ def validate_config(cfg: Any, config_dirs: list[Path] | None = None) -> Experime
     try:
         model_node = cfg.get("model")
         raw_model: dict[str, Any] = OmegaConf.to_container(model_node, resolve=False) if isinstance(model_node, DictConfig) else {}  # type: ignore[assignment]
-        drop = inherited_model_keys(raw_model, config_dirs) if raw_model else []
+        name = cfg.get("name") if isinstance(cfg.get("name"), str) else None
+        drop = inherited_model_keys(raw_model, config_dirs, name) if raw_model else []
         if drop:
             with open_dict(model_node):
                 for key in drop:
@@ -92,7 +93,7 @@ def validate_config(cfg: Any, config_dirs: list[Path] | None = None) -> Experime
     _check_model_form(config, problems)
     _check_components(config, problems)
     _name_hyperparameters(problems, raw_model)
-    _check_model_hparams(config, raw_model, problems)
+    _check_model_hparams(config, raw_model, problems, config_dirs)
     if config.model.is_graph:
         check_graph(config.model, _layer_checker(problems), problems.add)
         _check_outputs(config, problems)
@@ -115,31 +116,58 @@ def _model_group_files() -> list[dict[str, Any]]:
     return [OmegaConf.to_container(OmegaConf.load(f), resolve=False) for f in sorted(folder.glob("*.yaml"))]  # type: ignore[misc]
 
 
-def _preset_model_nodes(config_dirs: list[Path]) -> list[dict[str, Any]]:
-    """The raw `model` node of every experiment preset (packaged, and in the given config dirs) whose layers, nodes or
-    outputs reference one of its own hyperparameters: a preset that extends it may replace those layers."""
+def _preset_files(config_dirs: list[Path]) -> list[Path]:
+    """Every experiment preset file: packaged, then in the given config dirs."""
     from expkit.config.locate import conf_dir
 
     try:
         folders = [conf_dir() / "experiment", *(Path(d) / "experiment" for d in config_dirs)]
     except RuntimeError:
         folders = [Path(d) / "experiment" for d in config_dirs]
-    files = sorted(f for folder in folders if folder.is_dir() for f in folder.glob("*.yaml"))
-    return [node for f in files for node in _hyperparameter_model(str(f), f.stat().st_mtime_ns)]
+    return sorted(f for folder in folders if folder.is_dir() for f in folder.glob("*.yaml"))
 
 
 @functools.cache
-def _hyperparameter_model(path: str, mtime: int) -> list[dict[str, Any]]:
-    """[the file's `model` node] if its layers, nodes or outputs use a ${model.KEY}, else [] (cached per file version)."""
+def _preset_yaml(path: str, mtime: int) -> dict[str, Any]:
+    """A preset file's raw content (cached per file version); {} if it cannot be read."""
     import yaml
 
     try:
-        model = (yaml.safe_load(Path(path).read_text()) or {}).get("model")
+        doc = yaml.safe_load(Path(path).read_text())
     except Exception:  # a broken file is reported when it is composed, not here
-        return []
-    if isinstance(model, dict) and "${model." in repr({k: model.get(k) for k in ("layers", "nodes", "outputs")}):
-        return [model]
-    return []
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _preset_model(path: str, mtime: int) -> dict[str, Any] | None:
+    """A preset file's raw `model` node; None if it has none."""
+    model = _preset_yaml(path, mtime).get("model")
+    return model if isinstance(model, dict) else None
+
+
+def preset_chain(name: str, config_dirs: list[Path]) -> list[Path]:
+    """The preset that names the run `name` and the presets it extends (its defaults list, followed); [] if none does."""
+    files = _preset_files(config_dirs)
+    docs = {f: _preset_yaml(str(f), f.stat().st_mtime_ns) for f in files}
+    chain = [f for f in files if docs[f].get("name") == name]
+    for f in chain:  # grows while it is walked: parents of parents
+        for entry in docs[f].get("defaults") or []:
+            parent = entry.rsplit("/", 1)[-1] if isinstance(entry, str) and entry != "_self_" else None
+            chain += [g for g in files if g.stem == parent and g not in chain]
+    return chain
+
+
+def _preset_model_nodes(config_dirs: list[Path], name: str | None = None) -> list[dict[str, Any]]:
+    """The raw `model` node of the run's presets (`name`'s chain; every preset when no file names the run) whose layers,
+    nodes or outputs reference one of their own hyperparameters: a preset that extends one may replace those layers."""
+    files = (preset_chain(name, config_dirs) if name else []) or _preset_files(config_dirs)
+    nodes = [_preset_model(str(f), f.stat().st_mtime_ns) for f in files]
+    return [n for n in nodes if n and "${model." in repr({k: n.get(k) for k in ("layers", "nodes", "outputs")})]
+
+
+def presets_setting(key: str, value: Any, config_dirs: list[Path]) -> list[Path]:
+    """The preset files that write `model.KEY: value` themselves (to name them when that key is unused)."""
+    return [f for f in _preset_files(config_dirs) if (_preset_model(str(f), f.stat().st_mtime_ns) or {}).get(key, object()) == value]
 
 
 def _hydra_config_dirs() -> list[Path]:
@@ -155,7 +183,7 @@ def _hydra_config_dirs() -> list[Path]:
         return []
 
 
-def inherited_model_keys(raw_model: dict[str, Any], config_dirs: list[Path] | None = None) -> list[str]:
+def inherited_model_keys(raw_model: dict[str, Any], config_dirs: list[Path] | None = None, name: str | None = None) -> list[str]:
     """Keys a preset that defines its own model inherited unchanged and does not use: the default mlp's `units`, its
     `layers`/`loss`/`metrics` under a graph model, or a parent preset's hyperparameter (mnist_dense's `units`) once the
     preset extending it wrote its own layers. The user wrote none of them; the model starts clean without them."""
@@ -165,7 +193,7 @@ def inherited_model_keys(raw_model: dict[str, Any], config_dirs: list[Path] | No
     fields = set(ExperimentConfig.model_fields["model"].annotation.model_fields)  # type: ignore[union-attr]
     unused = [k for k in raw_model if k not in fields and "${model." + k not in repr({n: v for n, v in raw_model.items() if n != k})]
     dirs = (_hydra_config_dirs() if config_dirs is None else config_dirs) if unused else []
-    parents = [p for p in _preset_model_nodes(dirs) if p != raw_model] if unused else []
+    parents = [p for p in _preset_model_nodes(dirs, name) if p != raw_model] if unused else []
     for parent in parents:  # a parent: its own hyperparameters all arrived unchanged, but its layers were replaced
         hparams = {k: v for k, v in parent.items() if k not in fields}
         replaced = {n: parent.get(n) for n in own_layers} != own_layers
@@ -410,8 +438,11 @@ def _name_hyperparameters(problems: Problems, raw_model: dict[str, Any]) -> None
             problems.items[n] = f"{source.group(1)} (used by {where}): " + item[found.end() :]
 
 
-def _check_model_hparams(config: ExperimentConfig, raw_model: dict[str, Any], problems: Problems) -> None:
-    """Extra keys under `model` are hyperparameters; each must be used by a `${model.KEY}` interpolation."""
+def _check_model_hparams(
+    config: ExperimentConfig, raw_model: dict[str, Any], problems: Problems, config_dirs: list[Path] | None = None
+) -> None:
+    """Extra keys under `model` are hyperparameters; each must be used by a `${model.KEY}` interpolation. An unused one
+    that a preset file wrote is reported with that file's name."""
     extras = set(config.model.model_extra or {}) - {"name"}
     # Used anywhere in the model node but its own value: in a layer, a node, or another hyperparameter
     # (a search preset's `hidden` block list, stacked `depth` times into `layers`).
@@ -420,7 +451,11 @@ def _check_model_hparams(config: ExperimentConfig, raw_model: dict[str, Any], pr
     for key in sorted(extras - used):
         best = did_you_mean(key, fields + sorted(used))
         hint = f"did you mean 'model.{best}'?" if best else "reference it from a layer as ${model." + key + "}, or remove it"
-        problems.add(f"model.{key}", "unknown key: not a model field and not used by any layer", hint)
+        dirs = _hydra_config_dirs() if config_dirs is None else config_dirs
+        chain = preset_chain(config.name, dirs)
+        written = [f for f in presets_setting(key, raw_model.get(key), dirs) if f in chain]
+        where = f" (written in {', '.join(str(f) for f in written[:3])})" if written else ""
+        problems.add(f"model.{key}", f"unknown key: not a model field and not used by any layer{where}", hint)
 
 
 def _check_task(config: ExperimentConfig, problems: Problems) -> None:
