@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,7 @@ def test_a_model_built_under_a_mixed_policy_computes_in_16_bits_with_float32_out
     import keras
 
     from expkit.data.pipeline import load_splits
+    from expkit.serving.inference import InferenceModel, write_inference
     from expkit.training.precision import current_policy
     from expkit.training.runner import train_and_evaluate
 
@@ -71,6 +73,18 @@ def test_a_model_built_under_a_mixed_policy_computes_in_16_bits_with_float32_out
     assert np.isfinite(outcome.test_metrics["test_loss"]) and outcome.test_metrics["test_accuracy"] > 0.5
     # The policy is back to float32 for whatever this process builds next (a reused sweep worker's next job).
     assert current_policy() == "float32" and keras.layers.Dense(2).dtype_policy.name == "float32"
+
+    # The inference model takes the raw digits (float64 pixel values 0..16) and gives float32, loaded without warnings.
+    steps, raw = config.dataset.preprocess.x, splits.raw_x_example
+    folder = write_inference(model, steps, splits.x_fitted, raw, config.model.loss, tmp_path / "inference")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        inference = InferenceModel(folder)
+    probabilities = inference.predict(raw, output="probabilities")
+    assert raw.dtype == np.float64 and probabilities.dtype == np.float32
+    expected = np.asarray(model(raw.astype(np.float32) / 16.0))
+    np.testing.assert_allclose(probabilities, expected, atol=1e-6)  # the same float16 computation
+    assert list(inference.predict(raw)) == [str(c) for c in expected.argmax(axis=1)]
 
 
 def test_an_output_layer_left_in_float16_is_refused_and_the_policy_restored(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ in numpy inside a thin MLflow pyfunc wrapper, which also maps outputs to class n
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +148,11 @@ class InferenceModel:
         import keras
 
         self.spec = json.loads((folder / SPEC_FILE).read_text())
-        self.model = keras.models.load_model(folder / KERAS_FILE, compile=False)
+        with warnings.catch_warnings():
+            # The trained model inside keeps its optimizer's state, which inference never uses; a mixed_float16 model's
+            # (loss-scaled) does not match the plain optimizer Keras rebuilds for it on load, and Keras warns.
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            self.model = keras.models.load_model(folder / KERAS_FILE, compile=False)
 
     def probabilities(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
         if self.spec.get("input") == "text":  # raw strings (expkit.serving.text)
