@@ -147,11 +147,30 @@ def config_drift(run_dir: Path, resolved: dict[str, Any]) -> list[str]:
 
     stored = flatten(OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml")))  # type: ignore[arg-type]
     now = flatten(resolved)
+    # A key the run's (older) expkit did not have is no change while it holds its default, e.g. trainer.precision.
+    added_at_default = {k for k in set(now) - set(stored) if schema_default(k) == now[k]}
     return [
         f"{k}: {stored.get(k, '<absent>')!r} -> {now.get(k, '<absent>')!r}"
         for k in sorted(set(stored) | set(now))
-        if stored.get(k) != now.get(k)
+        if stored.get(k) != now.get(k) and k not in added_at_default
     ]
+
+
+def schema_default(key: str) -> Any:
+    """The schema's default for a dotted config key (`trainer.precision` -> None), or a sentinel when it has none."""
+    from pydantic import BaseModel
+
+    missing = object()
+    node: Any = ExperimentConfig
+    field = None
+    for part in key.split("."):
+        if not (isinstance(node, type) and issubclass(node, BaseModel)) or part not in node.model_fields:
+            return missing
+        field = node.model_fields[part]
+        node = field.annotation
+    if field is None or field.is_required():
+        return missing
+    return field.get_default(call_default_factory=True)
 
 
 def build_only(config: ExperimentConfig) -> None:
