@@ -93,8 +93,10 @@ def run_name(name: str, overrides: list[str], swept: set[str] | None = None) -> 
         if not override.startswith(("+experiment=", "hydra", "experiment=")):
             short = f"{key.lstrip('+~').split('.')[-1]}={value}" if value else key
             (first if swept and override in swept else rest).append(short)
-    text = " ".join([*first, name, *rest]).strip()
-    return text if len(text) <= 100 else text[:97] + "..."
+    words = [*first, name, *rest]
+    while len(" ".join(words)) > 96 and len(words) > 1:  # cut between words, never inside a value such as holdout=1000
+        words = words[:-1]
+    return (" ".join(words) + (" ..." if len(words) < len([*first, name, *rest]) else "")).strip()
 
 
 def sweep_job_label(overrides: list[str]) -> str:

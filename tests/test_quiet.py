@@ -250,3 +250,13 @@ def test_params_leave_out_interpolated_copies_other_sources_options_and_empty_li
     assert "dataset.test_fraction" not in params  # Keras datasets have their own test split
     assert "phases" not in params and "dataset.augment" not in params and "dataset.preprocess.y" not in params
     assert params["optimizer.learning_rate"] == 0.001 and params["trainer.epochs"] == 5
+
+
+def test_long_run_names_are_cut_between_values() -> None:
+    from expkit.app import run_name
+
+    overrides = [f"dataset.validation.holdout={i}000" for i in range(12)]
+    name = run_name("mnist_dense", overrides, {overrides[3]})
+    assert len(name) <= 100 and name.startswith("holdout=3000 mnist_dense holdout=0000 ") and name.endswith(" ...")
+    assert all(word == "..." or word == "mnist_dense" or word in {o.split(".")[-1] for o in overrides} for word in name.split(" "))
+    assert run_name("mnist_dense", ["seed=1"]) == "mnist_dense seed=1"
