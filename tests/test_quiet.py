@@ -41,7 +41,7 @@ def assert_quiet(done: subprocess.CompletedProcess[str]) -> None:
 
 
 @pytest.mark.slow
-def test_first_run_then_predict_evaluate_and_resume_print_no_library_noise(workdir: Path) -> None:
+def test_first_run_then_predict_evaluate_resume_and_validate_build_print_no_library_noise(workdir: Path) -> None:
     # A new store, a new matplotlib cache (its "generated new fontManager" INFO line), TensorFlow's own log level.
     train = cli("train", "trainer.epochs=1", *FAST, cwd=workdir, MPLCONFIGDIR=str(workdir / "mpl"))
     assert_quiet(train)
@@ -66,6 +66,7 @@ def test_first_run_then_predict_evaluate_and_resume_print_no_library_noise(workd
         ("predict", run_id, "--input", "x.npy", "--output", "p.csv"),
         ("evaluate", run_id, "--split", "validation"),
         ("resume", str(run_dir)),
+        ("validate", "--build"),
     ):
         assert_quiet(cli(*args, cwd=workdir))
     assert len((workdir / "p.csv").read_text().splitlines()) == 6
