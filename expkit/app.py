@@ -205,7 +205,8 @@ def run_experiment(
 
     name = run_name(config.name, overrides, swept_overrides(overrides))
     # One param per knob: keys written as interpolations of others (`derived`) are left out (expkit.config.params).
-    params = None if resume else run_params(resolved, derived or [])
+    knobs = run_params(resolved, derived or [])
+    params = None if resume else knobs
     tracked = new_tracked_run(config) if config.tracking.enabled else None
     # A job that shares the cores with other jobs (joblib, clusters) has no idle core for the opener: it imports
     # TensorFlow first, by which time a joblib sweep's parent run (created while the workers start) exists.
@@ -261,7 +262,7 @@ def run_experiment(
             # Selection's figures first; test metrics are logged after the score is fixed, and never read back.
             tracked.log_metrics({**({"objective": result.score} if result.score is not None else {}), **result.summary})
         if outcome is not None and config.protocol != "kfold":
-            log_outcome(config, outcome, result.splits, output_dir, tracked, name, overrides, resolved, tb_dir)
+            log_outcome(config, outcome, result.splits, output_dir, tracked, name, overrides, knobs, tb_dir)  # knobs: TensorBoard HParams
         status = "FINISHED"
         summary = final_summary(outcome if config.protocol != "kfold" else None, output_dir, tracked)
         if result.score is not None:
