@@ -261,3 +261,24 @@ def test_long_run_names_are_cut_between_values() -> None:
     assert len(name) <= 100 and name.startswith("holdout=3000 mnist_dense holdout=0000 ") and name.endswith(" ...")
     assert all(word == "..." or word == "mnist_dense" or word in {o.split(".")[-1] for o in overrides} for word in name.split(" "))
     assert run_name("mnist_dense", ["seed=1"]) == "mnist_dense seed=1"
+
+
+def test_tensorflow_retracing_warnings_of_sequential_sweep_jobs_are_dropped(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Jobs run one after another in one process build new models; TensorFlow then warns about retracing (seen twice
+    in a 3-job digits sweep before). Other TensorFlow warnings still show."""
+    from expkit import cli as expkit_cli
+
+    for name in ("MLFLOW_LOGGING_LEVEL", "TF_CPP_MIN_LOG_LEVEL"):  # quiet_start sets them: restored after the test
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    expkit_cli.quiet_start()
+    tf_log = logging.getLogger("tensorflow")
+    try:
+        with caplog.at_level(logging.WARNING, logger="tensorflow"):
+            tf_log.warning("5 out of the last 9 calls to <function f> triggered tf.function retracing. Tracing is expensive")
+            tf_log.warning("something else")
+        assert [r.getMessage() for r in caplog.records] == ["something else"]
+    finally:
+        tf_log.removeFilter(expkit_cli._not_retracing)
