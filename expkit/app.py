@@ -108,8 +108,10 @@ def run_name(name: str, overrides: list[str], swept: set[str] | None = None) -> 
             last = key.lstrip("+~").split(".")[-1]
             short = f"{NAME_ABBREVIATIONS.get(last, last)}={value}" if value else key
             (first if swept and override in swept else rest).append(short)
-    text = " ".join([*first, name, *rest]).strip()
-    return text if len(text) <= 100 else text[:97] + "..."
+    words = [*first, name, *rest]
+    while len(" ".join(words)) > 96 and len(words) > 1:  # cut between words, never inside a value such as holdout=1000
+        words = words[:-1]
+    return (" ".join(words) + (" ..." if len(words) < len([*first, name, *rest]) else "")).strip()
 
 
 def sweep_job_label(overrides: list[str]) -> str:
@@ -240,7 +242,8 @@ def run_experiment(
 
     name = run_name(config.name, overrides, swept_overrides(overrides))
     # One param per knob: keys written as interpolations of others (`derived`) are left out (expkit.config.params).
-    params = None if resume else run_params(resolved, derived or [])
+    knobs = run_params(resolved, derived or [])
+    params = None if resume else knobs
     tracked = new_tracked_run(config) if config.tracking.enabled else None
     # A job that shares the cores with other jobs (joblib, clusters) has no idle core for the opener: it imports
     # TensorFlow first, by which time a joblib sweep's parent run (created while the workers start) exists.
@@ -304,7 +307,7 @@ def run_experiment(
             # Selection's figures first; test metrics are logged after the score is fixed, and never read back.
             tracked.log_metrics({**({"objective": result.score} if result.score is not None else {}), **result.summary})
         if outcome is not None and config.protocol != "kfold":
-            log_outcome(config, outcome, result.splits, output_dir, tracked, name, overrides, resolved, tb_dir)
+            log_outcome(config, outcome, result.splits, output_dir, tracked, name, overrides, knobs, tb_dir)  # knobs: TensorBoard HParams
         status = "FINISHED"
         summary = final_summary(outcome if config.protocol != "kfold" else None, output_dir, tracked)
         if result.score is not None:

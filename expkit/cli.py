@@ -409,9 +409,18 @@ def quiet_start() -> None:
     from expkit.backend import quiet_tensorflow_import
 
     logging.getLogger("matplotlib").setLevel(logging.WARNING)  # "generated new fontManager" on a new machine
+    # Jobs of a sweep run one after another in one process each build new models, so TensorFlow sees new functions
+    # and warns "N out of the last M calls ... triggered tf.function retracing": expected here, and nothing to act on.
+    tf_log = logging.getLogger("tensorflow")
+    if _not_retracing not in tf_log.filters:
+        tf_log.addFilter(_not_retracing)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     quiet_tensorflow_import()
+
+
+def _not_retracing(record: object) -> bool:
+    return "triggered tf.function retracing" not in str(getattr(record, "msg", ""))
 
 
 def exit_now(code: object) -> NoReturn:

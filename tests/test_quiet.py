@@ -41,7 +41,7 @@ def assert_quiet(done: subprocess.CompletedProcess[str]) -> None:
 
 
 @pytest.mark.slow
-def test_first_run_then_predict_evaluate_and_resume_print_no_library_noise(workdir: Path) -> None:
+def test_first_run_then_predict_evaluate_resume_and_validate_build_print_no_library_noise(workdir: Path) -> None:
     # A new store, a new matplotlib cache (its "generated new fontManager" INFO line), TensorFlow's own log level.
     train = cli("train", "trainer.epochs=1", *FAST, cwd=workdir, MPLCONFIGDIR=str(workdir / "mpl"))
     assert_quiet(train)
@@ -66,6 +66,7 @@ def test_first_run_then_predict_evaluate_and_resume_print_no_library_noise(workd
         ("predict", run_id, "--input", "x.npy", "--output", "p.csv"),
         ("evaluate", run_id, "--split", "validation"),
         ("resume", str(run_dir)),
+        ("validate", "--build"),
     ):
         assert_quiet(cli(*args, cwd=workdir))
     assert len((workdir / "p.csv").read_text().splitlines()) == 6
@@ -250,3 +251,34 @@ def test_params_leave_out_interpolated_copies_other_sources_options_and_empty_li
     assert "dataset.test_fraction" not in params  # Keras datasets have their own test split
     assert "phases" not in params and "dataset.augment" not in params and "dataset.preprocess.y" not in params
     assert params["optimizer.learning_rate"] == 0.001 and params["trainer.epochs"] == 5
+
+
+def test_long_run_names_are_cut_between_values() -> None:
+    from expkit.app import run_name
+
+    overrides = [f"dataset.validation.holdout={i}000" for i in range(12)]
+    name = run_name("mnist_dense", overrides, {overrides[3]})
+    assert len(name) <= 100 and name.startswith("holdout=3000 mnist_dense holdout=0000 ") and name.endswith(" ...")
+    assert all(word == "..." or word == "mnist_dense" or word in {o.split(".")[-1] for o in overrides} for word in name.split(" "))
+    assert run_name("mnist_dense", ["seed=1"]) == "mnist_dense seed=1"
+
+
+def test_tensorflow_retracing_warnings_of_sequential_sweep_jobs_are_dropped(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Jobs run one after another in one process build new models; TensorFlow then warns about retracing (seen twice
+    in a 3-job digits sweep before). Other TensorFlow warnings still show."""
+    from expkit import cli as expkit_cli
+
+    for name in ("MLFLOW_LOGGING_LEVEL", "TF_CPP_MIN_LOG_LEVEL"):  # quiet_start sets them: restored after the test
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    expkit_cli.quiet_start()
+    tf_log = logging.getLogger("tensorflow")
+    try:
+        with caplog.at_level(logging.WARNING, logger="tensorflow"):
+            tf_log.warning("5 out of the last 9 calls to <function f> triggered tf.function retracing. Tracing is expensive")
+            tf_log.warning("something else")
+        assert [r.getMessage() for r in caplog.records] == ["something else"]
+    finally:
+        tf_log.removeFilter(expkit_cli._not_retracing)
