@@ -4,6 +4,7 @@ metric history complete. A small version of benchmarks/server_load.py (8 writers
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ def load_benchmark():  # type: ignore[no-untyped-def]
     spec = importlib.util.spec_from_file_location("server_load", BENCHMARK)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
+    sys.modules["server_load"] = module  # its writer function is pickled by name for the writer processes
     spec.loader.exec_module(module)
     return module
 
