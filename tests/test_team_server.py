@@ -25,7 +25,8 @@ from tests.conftest import expkit_env, run_expkit
 ADMIN_PW = "admin-" + secrets.token_hex(8)
 EDITOR_PW = "editor-" + secrets.token_hex(8)
 READER_PW = "reader-" + secrets.token_hex(8)
-SECRETS = (ADMIN_PW, EDITOR_PW, READER_PW)
+DB_PW = "database-" + secrets.token_hex(8)  # in the PostgreSQL URI (the test cluster trusts 127.0.0.1, so any password works)
+SECRETS = (ADMIN_PW, EDITOR_PW, READER_PW, DB_PW)
 NO_TRAFFIC = {"RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 FAST = ("trainer.verbose=0", "tracking.log_model=false", "tracking.tensorboard.enabled=false", "dataset.max_train_samples=300")
 
@@ -56,7 +57,7 @@ class AuthServer:
 def auth_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthServer]:
     """`expkit server --auth` on 127.0.0.1 over a new store of each kind; the admin password only in its environment."""
     root = tmp_path_factory.mktemp(f"auth-{request.param}")
-    store = postgres.store_uri(request.param, root)
+    store = postgres.store_uri(request.param, root).replace("://expkit@", f"://expkit:{DB_PW}@")
     port = ms.free_port()
     command = [sys.executable, "-m", "expkit.cli", "server", "--auth", "--root", str(root), "--port", str(port)]
     command += ["--backend-store-uri", store]
@@ -64,6 +65,8 @@ def auth_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     server = ms.start_process(command, url=f"http://127.0.0.1:{port}", log=root / "server.log", cwd=root, env=env)
     try:
         ms.wait_healthy(server, timeout=180)
+        processes = subprocess.run(["ps", "-eww", "-o", "args"], capture_output=True, text=True, timeout=30).stdout
+        assert "basic-auth" in processes and not [pw for pw in SECRETS if pw in processes]  # no password in the process list
         yield AuthServer(server.url, root, store, server.log)
     finally:
         ms.stop(server)
@@ -150,7 +153,8 @@ def test_auth_401_403_an_editors_sweep_and_no_password_anywhere(auth_server: Aut
     assert not files_holding(workdir, SECRETS)
     assert list(workdir.rglob(".hydra/hydra.yaml"))  # the Hydra folders were searched
     assert not [i for i, pw in enumerate(SECRETS) if any(pw in text for text in outputs)]
-    assert (auth_server.root / "basic_auth.ini").is_file() and ADMIN_PW not in auth_server.log.read_text(errors="replace")
+    assert (auth_server.root / "basic_auth.ini").is_file()
+    assert not [pw for pw in SECRETS if pw in auth_server.log.read_text(errors="replace")]  # the server's own output
 
 
 # --- the guards, checked before anything binds -----------------------------------------------------------------

@@ -105,6 +105,10 @@ def serve(
     print("  it takes a few seconds to start; Ctrl+C stops it", flush=True)
     env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     command = server_command(backend, artifacts, host, port, workers, allowed_hosts, auth=auth is not None)
+    if basic_auth.redact(backend) != backend:  # a database password: out of the process list (`ps`), into the environment
+        at = command.index("--backend-store-uri")
+        del command[at : at + 2]
+        env["MLFLOW_BACKEND_STORE_URI"] = backend
     sys.stderr.flush()
     if os.name == "posix":
         os.execve(sys.executable, command, env)
