@@ -25,19 +25,49 @@ class Source:
 
     options: type[BaseModel]
     load: Callable[..., NamedArrays]
+    # Optional: `check(options, *, path, data_dir)` raises the errors found without loading the data (files, columns),
+    # cheaply, so they are reported before any run is recorded (see `preflight`).
+    check: Callable[..., None] | None = None
 
 
 SOURCES: dict[str, Source] = {}
 
 
-def register_source(name: str, options: type[BaseModel]) -> Callable[[Callable[..., NamedArrays]], Callable[..., NamedArrays]]:
+def register_source(
+    name: str, options: type[BaseModel], *, check: Callable[..., None] | None = None
+) -> Callable[[Callable[..., NamedArrays]], Callable[..., NamedArrays]]:
     """Decorator: `load(options, *, path, data_dir, seed)` becomes the `dataset.source: name` source."""
 
     def add(load: Callable[..., NamedArrays]) -> Callable[..., NamedArrays]:
-        SOURCES[name] = Source(options, load)
+        SOURCES[name] = Source(options, load, check)
         return load
 
     return add
+
+
+def source_options(dataset: Any) -> BaseModel | None:
+    """The validated options of a registered source (None for the older sources): its own keys, plus the shared
+    dataset keys its schema also declares (e.g. test_fraction)."""
+    source = SOURCES.get(dataset.source)
+    if source is None:
+        return None
+    shared = {k: getattr(dataset, k) for k in source.options.model_fields if k in type(dataset).model_fields}
+    return source.options.model_validate({**shared, **(dataset.model_extra or {})})
+
+
+def preflight(dataset: Any, data_dir: str | None) -> None:
+    """Raise the data errors a registered source can find without loading (missing file, unknown column)."""
+    source = SOURCES.get(dataset.source)
+    if source is not None and source.check is not None:
+        source.check(source_options(dataset), path=dataset.path, data_dir=data_dir)
+
+
+def all_source_names() -> list[str]:
+    """Every `dataset.source` value: the registered sources and the older ones (keras, sklearn, playground, image_dir)."""
+    from expkit.data.sources import FOLDER_SOURCES
+    from expkit.data.sources import SOURCES as OLDER
+
+    return sorted({*SOURCES, *OLDER, *FOLDER_SOURCES})
 
 
 # --- random: arrays of given shapes, as the book uses to demonstrate chapter 5 models -------------
@@ -115,3 +145,7 @@ def load_npz(options: NpzOptions, *, path: str | None, **_: Any) -> NamedArrays:
         )
 
     return split("train"), split("test")
+
+
+# Sources in modules of their own register on import.
+from expkit.data import table  # noqa: E402, F401
