@@ -424,6 +424,9 @@ class HydraTask:
                 if self.invocation.build:
                     build_only(config)
                 return None
+            from expkit.data.named import preflight
+
+            preflight(config.dataset, config.paths.data_dir, config.seed)  # file and column errors, before any run is recorded
             resolved = OmegaConf.to_container(cfg, resolve=True)
             if config.trainer.threads is None:
                 config.trainer.threads = threads_per_job(config.trainer.cpus)

@@ -55,11 +55,11 @@ def source_options(dataset: Any) -> BaseModel | None:
     return source.options.model_validate({**shared, **(dataset.model_extra or {})})
 
 
-def preflight(dataset: Any, data_dir: str | None) -> None:
-    """Raise the data errors a registered source can find without loading (missing file, unknown column)."""
+def preflight(dataset: Any, data_dir: str | None, seed: int = 42) -> None:
+    """Raise the data errors a registered source can find before training (missing file, unknown column, bad values)."""
     source = SOURCES.get(dataset.source)
     if source is not None and source.check is not None:
-        source.check(source_options(dataset), path=dataset.path, data_dir=data_dir)
+        source.check(source_options(dataset), path=dataset.path, data_dir=data_dir, seed=seed)
 
 
 def all_source_names() -> list[str]:

@@ -37,6 +37,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
 PACKAGE_PREFIX = "pkg://"
+# check_table reads a file up to this size whole (finding every bad value before a run starts); larger ones: the header.
+CHECK_ALL_BYTES = 64 * 2**20
+# The last table loaded, by (files, their sizes and mtimes, options, seed): the pre-run check's arrays, reused by the run.
+_LAST: dict[str, Any] = {}
 
 
 class TableOptions(Strict):
@@ -155,16 +159,19 @@ def check_columns(file: Path, header: list[str], options: TableOptions) -> list[
     return columns
 
 
-def check_table(options: TableOptions, *, path: str | None, data_dir: str | None = None, **_: Any) -> None:
-    """The errors found without loading the data: files, columns, and a target with fewer than two classes.
-
-    Cheap (the header and the target column only), so it runs before any MLflow run is created.
+def check_table(options: TableOptions, *, path: str | None, data_dir: str | None = None, seed: int = 42, **_: Any) -> None:
+    """The data errors found before training: files, columns, and a target with fewer than two classes (the header and
+    the target column only); a file up to CHECK_ALL_BYTES is read whole, so a bad value or line is found too (and the
+    arrays are kept for the loader). Runs before any MLflow run is created.
     """
     file = resolve_path(path, data_dir, "dataset.path")
     check_columns(file, read_header(file, options), options)
     if options.test_path:
         test = resolve_path(options.test_path, data_dir, "dataset.test_path")
         check_columns(test, read_header(test, options), options)
+    if file.stat().st_size <= CHECK_ALL_BYTES:
+        load_table(options, path=path, data_dir=data_dir, seed=seed)
+        return
     labels = read_frame(file, options, [options.target])[options.target].dropna()
     if classification(options, labels) and labels.nunique() < 2:
         raise one_class(file, options.target, labels)
@@ -189,7 +196,8 @@ def read_frame(file: Path, options: TableOptions, columns: list[str] | None = No
         except Exception as exc:  # pyarrow raises several kinds for a bad file
             raise ExpkitError(f"{file}: cannot read it as Parquet: {exc}", key="dataset.path") from None
     try:
-        frame = pd.read_csv(file, usecols=columns, encoding=options.encoding, sep=options.delimiter, skipinitialspace=True)
+        # Every column is parsed, so a line with more fields than the header is an error (usecols would skip the extra).
+        frame = pd.read_csv(file, encoding=options.encoding, sep=options.delimiter, skipinitialspace=True)
     except UnicodeDecodeError as exc:
         raise not_utf8(file, options, exc) from None
     except pd.errors.EmptyDataError:
@@ -197,6 +205,7 @@ def read_frame(file: Path, options: TableOptions, columns: list[str] | None = No
     except pd.errors.ParserError as exc:
         raise ragged(file, exc) from None
     frame.columns = [str(c).strip() for c in frame.columns]
+    frame = frame[columns] if columns is not None else frame
     if frame.empty:
         raise ExpkitError(f"{file} has a header but no rows", key="dataset.path")
     return frame
@@ -330,6 +339,18 @@ def split_rows(x: Named, y: Named, fraction: float, seed: int, stratify: np.ndar
 def load_table(options: TableOptions, *, path: str | None, data_dir: str | None = None, seed: int = 42, **_: Any) -> NamedArrays:
     """Named raw arrays from the table file(s): a test file, or a seeded (stratified) split."""
     file = resolve_path(path, data_dir, "dataset.path")
+    files = [file, *([resolve_path(options.test_path, data_dir, "dataset.test_path")] if options.test_path else [])]
+    key = repr(([(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files], options.model_dump_json(), seed))
+    if _LAST.get("key") == key:
+        return _LAST["arrays"]  # type: ignore[no-any-return]
+    _LAST.clear()
+    arrays = _load_table(file, options, data_dir, seed)
+    if file.stat().st_size <= CHECK_ALL_BYTES:
+        _LAST.update(key=key, arrays=arrays)
+    return arrays
+
+
+def _load_table(file: Path, options: TableOptions, data_dir: str | None, seed: int) -> NamedArrays:
     columns = check_columns(file, read_header(file, options), options)
     x, y, is_class = load_file(file, options, columns)
     if options.test_path:
