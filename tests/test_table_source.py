@@ -20,7 +20,7 @@ PENGUINS = "pkg://palmerpenguins/data/penguins.csv"
 needs_penguins = pytest.mark.skipif(importlib.util.find_spec("palmerpenguins") is None, reason="pip install palmerpenguins (dev extra)")
 
 
-def penguins_frame():  # noqa: ANN201
+def penguins_frame():
     import pandas as pd
 
     from expkit.data.table import package_file
@@ -43,7 +43,7 @@ def write_table(path: Path, rows: int = 60, seed: int = 0) -> Path:
     return path
 
 
-def table_config(tmp_path: Path, path: Path, *extra: str):  # noqa: ANN201
+def table_config(tmp_path: Path, path: Path, *extra: str):
     return compose(
         "+experiment=penguins", f"dataset.path={path}", "dataset.target=label", "~dataset.features",
         "+dataset.features={colour: categorical, size: numeric}", "model.layers.1.units=2", *extra, root=tmp_path,
@@ -154,7 +154,7 @@ def test_served_outputs_equal_trained_outputs_on_raw_rows(tmp_path: Path) -> Non
     assert set(served.predict(records)) <= {"big", "small"}
 
 
-def load_all(config, path: Path) -> dict[str, np.ndarray]:  # noqa: ANN001
+def load_all(config, path: Path) -> dict[str, np.ndarray]:
     """Every row of `path` as the training arrays (the loader's own reading)."""
     from expkit.data.named import source_options
     from expkit.data.table import load_file
@@ -236,7 +236,8 @@ BAD_INPUT = {
 @pytest.mark.parametrize("case", list(BAD_INPUT))
 def test_bad_table_is_one_message_exit_2_and_no_run(tmp_path: Path, case: str) -> None:
     path, extra = bad_file(tmp_path, case)
-    overrides = [f"dataset.path={path}", "dataset.target=label", "~dataset.features", "+dataset.features={colour: categorical, size: numeric}"]
+    features = "+dataset.features={colour: categorical, size: numeric}"
+    overrides = [f"dataset.path={path}", "dataset.target=label", "~dataset.features", features]
     result = run_expkit("train", "+experiment=penguins", *overrides, *extra, "model.layers.1.units=2", cwd=tmp_path, timeout=300)
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
