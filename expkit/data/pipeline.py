@@ -41,6 +41,8 @@ class Splits:
     feature_types: dict[str, Any] | None = None
     # {target: class names} for targets given as strings (encoded as indices into these names).
     class_names: dict[str, list[str]] = field(default_factory=dict)
+    # The typed columns' training statistics (expkit.data.table_stats), set when the model's layers are fitted.
+    statistics: dict[str, Any] | None = None
 
 
 def arrays_of(a: Array) -> list[np.ndarray]:

@@ -18,6 +18,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from expkit.data.table_stats import ColumnStats, column_stats
 from expkit.errors import ExpkitError, suggestion
 from expkit.models.builder import build_layer, call_layer
 
@@ -25,13 +26,14 @@ from expkit.models.builder import build_layer, call_layer
 INT_OOV = -(2**62)
 
 Built = tuple[Any, Any]  # (raw keras.Input, encoded tensor)
-BUILDERS: dict[str, Callable[[str, Any, np.ndarray], Built]] = {}
+Builder = Callable[[str, ColumnStats], Built]
+BUILDERS: dict[str, Builder] = {}
 
 
-def feature_builder(type_name: str) -> Callable[[Callable[[str, Any, np.ndarray], Built]], Callable[[str, Any, np.ndarray], Built]]:
-    """Register the builder of feature type `type_name`: builder(column, spec, training column) -> (Input, encoded)."""
+def feature_builder(type_name: str) -> Callable[[Builder], Builder]:
+    """Register the builder of feature type `type_name`: builder(column, training statistics) -> (Input, encoded)."""
 
-    def add(fn: Callable[[str, Any, np.ndarray], Built]) -> Callable[[str, Any, np.ndarray], Built]:
+    def add(fn: Builder) -> Builder:
         BUILDERS[type_name] = fn
         return fn
 
@@ -67,47 +69,25 @@ def layer_name(column: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.\-]", "_", column) or "feature"
 
 
-def raw_dtype(spec: Any, train: np.ndarray) -> str:
-    """The dtype of a column's raw model input."""
-    if train.dtype == object:
-        return "string"
-    return "int64" if np.issubdtype(train.dtype, np.integer) else "float32"
-
-
 @feature_builder("numeric")
-def numeric(column: str, spec: Any, train: np.ndarray) -> Built:
-    name = layer_name(column)
+def numeric(column: str, stats: ColumnStats) -> Built:
+    spec, name = stats.spec, layer_name(column)
     raw = keras.Input(shape=(1,), dtype="float32", name=column)
-    values = train.astype(np.float64)
-    present = values[~np.isnan(values)]
-    if spec.impute == "constant" or not len(present):
-        fill = spec.fill_value
-    else:
-        fill = float(np.median(present) if spec.impute == "median" else present.mean())
-    x = Impute(fill, name=f"{name}_impute")(raw)
+    x = Impute(stats.fill_value(), name=f"{name}_impute")(raw)
     if spec.normalize:
-        filled = np.where(np.isnan(values), fill, values)
-        variance = float(filled.var()) or 1.0
-        x = keras.layers.Normalization(mean=float(filled.mean()), variance=variance, name=f"{name}_normalize")(x)
+        mean, variance = stats.normalization()
+        x = keras.layers.Normalization(mean=mean, variance=variance, name=f"{name}_normalize")(x)
     if spec.missing_indicator:
         x = keras.layers.Concatenate(name=f"{name}_with_missing")([x, IsMissing(name=f"{name}_missing")(raw)])
     return raw, x
 
 
-def vocabulary(train: np.ndarray, limit: int | None) -> list[Any]:
-    """The training values, most frequent first (ties by value), at most `limit` of them."""
-    values, counts = np.unique(train, return_counts=True)
-    order = sorted(range(len(values)), key=lambda i: (-counts[i], str(values[i])))
-    kept = [values[i] for i in order][:limit] if limit else [values[i] for i in order]
-    return [str(v) for v in kept] if train.dtype == object else [int(v) for v in kept]
-
-
 @feature_builder("categorical")
-def categorical(column: str, spec: Any, train: np.ndarray) -> Built:
-    name = layer_name(column)
-    strings = train.dtype == object
+def categorical(column: str, stats: ColumnStats) -> Built:
+    spec, name = stats.spec, layer_name(column)
+    strings = stats.dtype == "string"
     raw = keras.Input(shape=(1,), dtype="string" if strings else "int64", name=column)
-    vocab = vocabulary(train, spec.max_categories)
+    vocab = stats.vocabulary()
     mode = "one_hot" if spec.encoding == "one_hot" else "int"
     if strings:
         lookup = keras.layers.StringLookup(vocabulary=vocab, num_oov_indices=1, output_mode=mode, name=f"{name}_lookup")
@@ -123,11 +103,13 @@ def categorical(column: str, spec: Any, train: np.ndarray) -> Built:
 
 
 @feature_builder("text")
-def text(column: str, spec: Any, train: np.ndarray) -> Built:
+def text(column: str, stats: ColumnStats) -> Built:
     from expkit.models.text import text_vectorizer
 
+    spec = stats.spec
     raw = keras.Input(shape=(1,), dtype="string", name=column)
-    layer = text_vectorizer(spec, train, name=f"{layer_name(column)}_vectorize")
+    texts = stats.texts[0] if len(stats.texts) == 1 else np.concatenate(stats.texts)
+    layer = text_vectorizer(spec, texts, name=f"{layer_name(column)}_vectorize")
     x = layer(raw)
     if spec.output_mode != "int" and len(x.shape) == 3:
         x = keras.layers.Reshape((x.shape[-1],))(x)
@@ -135,22 +117,31 @@ def text(column: str, spec: Any, train: np.ndarray) -> Built:
 
 
 @feature_builder("passthrough")
-def passthrough(column: str, spec: Any, train: np.ndarray) -> Built:
+def passthrough(column: str, stats: ColumnStats) -> Built:
     raw = keras.Input(shape=(1,), dtype="float32", name=column)
     return raw, raw
 
 
-def encode_features(feature_types: dict[str, Any], x_train: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """({column: raw Input}, {column: encoded tensor}), every layer fitted on `x_train` (the training split only)."""
+def encode_features(statistics: dict[str, ColumnStats]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """({column: raw Input}, {column: encoded tensor}), every layer fitted with the training split's statistics."""
     raws, encoded = {}, {}
-    for column, spec in feature_types.items():
-        raws[column], encoded[column] = BUILDERS[spec.type](column, spec, x_train[column])
+    for column, stats in statistics.items():
+        raws[column], encoded[column] = BUILDERS[stats.spec.type](column, stats)
     return raws, encoded
+
+
+def training_statistics(splits: Any) -> dict[str, ColumnStats]:
+    """The training split's column statistics: gathered by a streamed source, else computed from x_train (kept on splits)."""
+    stats = getattr(splits, "statistics", None)
+    if stats is None:
+        stats = column_stats(splits.feature_types, splits.x_train)
+        splits.statistics = stats
+    return stats  # type: ignore[no-any-return]
 
 
 def build_table_model(config: Any, splits: Any) -> Any:
     """The model on raw typed features: preprocessing layers fitted on splits.x_train, then the configured layers/graph."""
-    raws, encoded = encode_features(splits.feature_types, splits.x_train)
+    raws, encoded = encode_features(training_statistics(splits))
     if config.model.is_graph:
         from expkit.models.graph import GraphBuilder
 

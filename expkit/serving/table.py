@@ -18,21 +18,6 @@ from expkit.errors import ExpkitError, did_you_mean
 KIND = "table"
 
 
-def column_specs(model: Any, feature_types: dict[str, Any], x_train: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
-    """{column: {type, dtype, unseen, [vocabulary]}}: what each raw input takes (the signature and the checks)."""
-    from expkit.models.preprocessing import raw_dtype, vocabulary
-
-    out = {}
-    for column, spec in feature_types.items():
-        entry: dict[str, Any] = {"type": spec.type, "dtype": raw_dtype(spec, x_train[column])}
-        if spec.type == "categorical":
-            entry["unseen"] = spec.unseen
-            if spec.unseen == "error":
-                entry["vocabulary"] = vocabulary(x_train[column], spec.max_categories)
-        out[column] = entry
-    return out
-
-
 def write_table_inference(model: Any, splits: Any, loss: Any, out_dir: Path) -> Path:
     """The trained model and its spec (columns, class names) in `out_dir`, as expkit.serving.inference reads them."""
     from expkit.serving.inference import KERAS_FILE, SPEC_FILE
@@ -41,14 +26,16 @@ def write_table_inference(model: Any, splits: Any, loss: Any, out_dir: Path) -> 
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save(out_dir / KERAS_FILE)
     classifier = is_classification(loss)
-    names = next(iter(splits.class_names.values()), None) if splits.class_names else None
+    from expkit.models.preprocessing import training_statistics
+
+    names = splits.class_names if isinstance(splits.class_names, list) else next(iter(splits.class_names.values()), None)
     if classifier and names is None:
         from expkit.serving.inference import class_names
 
         names = class_names(int(model.output_shape[-1]))
     spec = {
         "kind": KIND,
-        "columns": column_specs(model, splits.feature_types, splits.x_train),
+        "columns": {column: stats.info() for column, stats in training_statistics(splits).items()},
         "classifier": classifier,
         "class_names": names or [],
     }
