@@ -28,18 +28,21 @@ class Source:
     # Optional: `check(options, *, path, data_dir)` raises the errors found without loading the data (files, columns),
     # cheaply, so they are reported before any run is recorded (see `preflight`).
     check: Callable[..., None] | None = None
+    # Optional: `stream(options, *, path, data_dir, seed, validation, fold)` returns streamed splits (read from disk
+    # per pass) for data too large to load, or None to load arrays with `load`.
+    stream: Callable[..., Any] | None = None
 
 
 SOURCES: dict[str, Source] = {}
 
 
 def register_source(
-    name: str, options: type[BaseModel], *, check: Callable[..., None] | None = None
+    name: str, options: type[BaseModel], *, check: Callable[..., None] | None = None, stream: Callable[..., Any] | None = None
 ) -> Callable[[Callable[..., NamedArrays]], Callable[..., NamedArrays]]:
     """Decorator: `load(options, *, path, data_dir, seed)` becomes the `dataset.source: name` source."""
 
     def add(load: Callable[..., NamedArrays]) -> Callable[..., NamedArrays]:
-        SOURCES[name] = Source(options, load, check)
+        SOURCES[name] = Source(options, load, check, stream)
         return load
 
     return add

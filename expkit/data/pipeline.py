@@ -148,6 +148,13 @@ def load_splits(dataset: Any, *, data_dir: str | None, seed: int, fold: int | No
                 "image_dir takes its validation data from the validation/ folder", key="dataset.validation", hint="remove the setting"
             )
         return load_image_folders(dataset, seed=seed)
+    named = NAMED_SOURCES.get(dataset.source)
+    if named is not None and named.stream is not None:  # a file too large to load: streamed from disk
+        stream = named.stream(
+            source_options(dataset), path=dataset.path, data_dir=data_dir, seed=seed, validation=dataset.validation, fold=fold
+        )
+        if stream is not None:
+            return stream  # type: ignore[no-any-return]
     loaded = _load(dataset, data_dir, seed)
     (x_train, y_train), (x_test, y_test) = loaded[0], loaded[1]
     source_val = loaded[2] if len(loaded) > 2 else None  # a source with its own validation split (image_dir's validation/)

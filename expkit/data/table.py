@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 PACKAGE_PREFIX = "pkg://"
 # check_table reads a file up to this size whole (finding every bad value before a run starts); larger ones: the header.
 CHECK_ALL_BYTES = 64 * 2**20
+STREAM_BYTES = 256 * 2**20
 # The last table loaded, by (files, their sizes and mtimes, options, seed): the pre-run check's arrays, reused by the run.
 _LAST: dict[str, Any] = {}
 
@@ -57,10 +58,15 @@ class TableOptions(Strict):
     format: Literal["auto", "csv", "parquet"] = "auto"
     encoding: str = "utf-8"
     delimiter: str = ","
+    # Stream the file (pandas chunks for statistics, tf.data's CSV reader for training): auto streams a CSV larger
+    # than STREAM_BYTES. A streamed table takes test_fraction and a validation holdout/split (no test_path, no k-fold).
+    stream: Literal["auto"] | bool = "auto"
 
     @field_validator("features", mode="before")
     @classmethod
     def _short_forms(cls, value: Any) -> Any:
+        if value is None:  # conf/dataset/table.yaml leaves it null, so `dataset.features={...}` can set it
+            return {}
         return {k: feature_spec(v) for k, v in value.items()} if isinstance(value, dict) else value
 
     def feature_types(self, columns: list[str]) -> dict[str, Any]:
@@ -169,7 +175,7 @@ def check_table(options: TableOptions, *, path: str | None, data_dir: str | None
     if options.test_path:
         test = resolve_path(options.test_path, data_dir, "dataset.test_path")
         check_columns(test, read_header(test, options), options)
-    if file.stat().st_size <= CHECK_ALL_BYTES:
+    if options.stream is not True and file.stat().st_size <= CHECK_ALL_BYTES:
         load_table(options, path=path, data_dir=data_dir, seed=seed)
         return
     labels = read_frame(file, options, [options.target])[options.target].dropna()
@@ -234,7 +240,7 @@ def classification(options: TableOptions, target: pd.Series) -> bool:
     return not pd.api.types.is_numeric_dtype(target) or pd.api.types.is_bool_dtype(target)
 
 
-def column_values(file: Path, frame: pd.DataFrame, column: str, spec: Any) -> np.ndarray:
+def column_values(file: Path, frame: pd.DataFrame, column: str, spec: Any, first_row: int = 0) -> np.ndarray:
     """One feature column as its raw array (see the module doc); values of the wrong kind are errors naming the line."""
     import numpy as np
     import pandas as pd
@@ -249,7 +255,7 @@ def column_values(file: Path, frame: pd.DataFrame, column: str, spec: Any) -> np
             if bad.any():
                 row = int(np.flatnonzero(bad.to_numpy())[0])
                 raise ExpkitError(
-                    f"{file}, line {row + 2}: column '{column}' is numeric but holds {series.iloc[row]!r}",
+                    f"{file}, line {first_row + row + 2}: column '{column}' is numeric but holds {frame[column].iloc[row]!r}",
                     key=f"dataset.features.{column}",
                     hint="fix that value (leave it empty if missing), or declare the column categorical or text",
                 )
@@ -258,7 +264,7 @@ def column_values(file: Path, frame: pd.DataFrame, column: str, spec: Any) -> np
         if kind == "passthrough" and np.isnan(values).any():
             row = int(np.flatnonzero(np.isnan(values))[0])
             raise ExpkitError(
-                f"{file}, line {row + 2}: column '{column}' (passthrough) has a missing value",
+                f"{file}, line {first_row + row + 2}: column '{column}' (passthrough) has a missing value",
                 key=f"dataset.features.{column}",
                 hint="declare it numeric to impute missing values",
             )
@@ -335,7 +341,14 @@ def split_rows(x: Named, y: Named, fraction: float, seed: int, stratify: np.ndar
     return (rows(x, train), rows(y, train)), (rows(x, test), rows(y, test))
 
 
-@register_source("table", TableOptions, check=check_table)
+def stream_table(options: TableOptions, **kwargs: Any) -> Any:
+    """The streamed splits of a large file (expkit.data.table_stream), or None to load it into memory."""
+    from expkit.data.table_stream import stream_table as stream
+
+    return stream(options, **kwargs)
+
+
+@register_source("table", TableOptions, check=check_table, stream=stream_table)
 def load_table(options: TableOptions, *, path: str | None, data_dir: str | None = None, seed: int = 42, **_: Any) -> NamedArrays:
     """Named raw arrays from the table file(s): a test file, or a seeded (stratified) split."""
     file = resolve_path(path, data_dir, "dataset.path")

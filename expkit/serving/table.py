@@ -146,7 +146,8 @@ def log_table_inference(folder: Path, splits: Any, step: int = 0) -> str:
 
     spec = json.loads((folder / SPEC_FILE).read_text())
     logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
-    example = example_rows(splits.x_test, spec, 2)
+    x_test = getattr(splits, "x_test", None)
+    example = example_rows(x_test if isinstance(x_test, dict) else splits.sample("test", 2), spec, 2)  # arrays, or a stream
     info = mlflow.pyfunc.log_model(
         name="inference",
         python_model=pyfunc_class()(),
