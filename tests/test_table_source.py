@@ -321,3 +321,33 @@ def test_penguins_trains_predicts_raw_rows_and_serves_json_records(tmp_path: Pat
         np.testing.assert_allclose(np.asarray(probabilities["predictions"]), out[["p_Adelie", "p_Chinstrap", "p_Gentoo"]][:2], atol=1e-5)
     finally:
         ms.stop(server)
+
+
+# ---------------------------------------------------------------- a streamed table (dataset.stream: true)
+
+
+def test_streamed_table_fits_on_its_training_rows_and_feeds_each_part_once(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from expkit.data.pipeline import load_splits
+    from expkit.data.table_stream import TRAIN, TableStream
+    from expkit.training.runner import build_configured_model
+
+    path = write_table(tmp_path / "t.csv", rows=300)
+    config = table_config(tmp_path, path, "+dataset.stream=true")
+    stream = load_splits(config.dataset, data_dir=None, seed=42)
+    assert isinstance(stream, TableStream)
+    assert stream.count("train") + stream.count("validation") + stream.count("test") == 300
+    assert stream.count("test") == 60 and stream.count("validation") == 48  # test_fraction 0.2, then holdout 0.2
+    frame = pd.read_csv(path)
+    train = frame[stream.parts == TRAIN]
+    assert stream.statistics["size"].mean == pytest.approx(train["size"].mean(), rel=1e-6)  # the training rows only (read as float32)
+    assert set(stream.statistics["colour"].vocabulary()) == set(train["colour"].fillna("").astype(str))
+    seen, labels = 0, []
+    for x, y in stream.batches("train", 32, train=True, shuffle=True, seed=1, epochs=1):
+        seen += len(y)
+        labels += list(y.numpy())
+        assert set(x) == {"colour", "size"}
+    assert seen == stream.count("train") and sorted(labels) == sorted(stream.y_train.tolist())
+    model = build_configured_model(config, stream)
+    assert model(stream.sample("test", 4)).shape == (4, 2)
