@@ -351,3 +351,41 @@ def test_streamed_table_fits_on_its_training_rows_and_feeds_each_part_once(tmp_p
     assert seen == stream.count("train") and sorted(labels) == sorted(stream.y_train.tolist())
     model = build_configured_model(config, stream)
     assert model(stream.sample("test", 4)).shape == (4, 2)
+
+
+def test_text_feature_and_a_graph_model_on_named_features(tmp_path: Path) -> None:
+    """A `text` column (TextVectorization fitted on the training rows) and a graph model routing named features;
+    the saved model answers the same on raw rows."""
+    import pandas as pd
+
+    from expkit.data.pipeline import load_splits
+    from expkit.serving.inference import InferenceModel, model_outputs
+    from expkit.serving.table import write_table_inference
+    from expkit.training.runner import build_configured_model, name_splits
+
+    rng = np.random.default_rng(0)
+    words = np.asarray(["good", "fine", "bad", "awful", "plain"], dtype=object)
+    notes = [" ".join(rng.choice(words, 4)) if i % 6 else "" for i in range(80)]
+    frame = pd.DataFrame({"note": notes, "size": rng.normal(size=80).round(3)})
+    frame["label"] = np.where(frame["note"].str.contains("good"), "pos", "neg")
+    frame.to_csv(tmp_path / "notes.csv", index=False)
+    graph = (
+        "+model.inputs={note: {}, size: {}}",
+        "+model.nodes=[{name: joined, type: Concatenate, in: [note, size]}, {name: hidden, type: Dense, units: 8, activation: relu}]",
+        "+model.outputs={label: {type: Dense, units: 2, activation: softmax, loss: sparse_categorical_crossentropy, metrics: [accuracy]}}",
+        "~model.layers", "~model.loss", "~model.metrics",
+    )  # fmt: skip
+    features = "+dataset.features={note: {type: text, max_tokens: 20}, size: numeric}"
+    config = compose(
+        "+experiment=penguins", f"dataset.path={tmp_path / 'notes.csv'}", "dataset.target=label", "~dataset.features", features, *graph,
+        root=tmp_path,
+    )  # fmt: skip
+    splits = name_splits(config.model, load_splits(config.dataset, data_dir=None, seed=42))
+    assert set(splits.y_train) == {"label"}
+    model = build_configured_model(config, splits)
+    vocabulary = model.get_layer("note_vectorize").get_vocabulary()
+    assert "good" in vocabulary and len(vocabulary) <= 20
+    served = InferenceModel(write_table_inference(model, splits, "sparse_categorical_crossentropy", tmp_path / "inference"))
+    records = json.loads(frame.drop(columns=["label"]).to_json(orient="records"))
+    trained = model_outputs(model, {"note": np.asarray(frame["note"].fillna(""), dtype=object), "size": frame["size"].to_numpy(np.float32)})
+    np.testing.assert_allclose(served.probabilities(records), trained["label"], atol=1e-5)

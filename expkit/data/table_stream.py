@@ -43,7 +43,9 @@ class TableStream(ImageSplits):
     parts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     delimiter: str = ","
-    shuffle_seed: int = 0
+    # Training batches end with each epoch (one pass over the file, no steps_per_epoch), so the runner lets a multi-step
+    # call (trainer.steps_per_execution) stop at the epoch's end, as it does for arrays.
+    epoch_ends: bool = True
 
     @property
     def raw_x_example(self) -> None:  # the table's inference model is logged from its typed columns
@@ -97,22 +99,18 @@ class TableStream(ImageSplits):
         epochs: int = 1,
         labels: bool = True,
     ) -> Any:
-        """Batches of split `name`: one pass in file order, or (train) epochs first_epoch..epochs-1 back to back,
-        each shuffled through a seeded buffer of SHUFFLE_ROWS rows."""
+        """Batches of split `name`: one pass over the file. Training rows go through a shuffle buffer of SHUFFLE_ROWS
+        rows, seeded by (seed, first epoch) and reshuffled on each pass (fit iterates the dataset once per epoch)."""
         part = {"train": TRAIN, "validation": VALIDATION, "test": TEST}[name]
         rows = self._rows(part)
-        if train:
-            if shuffle:
-                rows = rows.shuffle(SHUFFLE_ROWS, seed=seed + first_epoch, reshuffle_each_iteration=True)
-            steps = self.steps(name, batch_size)
-            data = rows.batch(batch_size).repeat(epochs - first_epoch).take((epochs - first_epoch) * steps)
-        else:
-            data = rows.batch(batch_size)
+        if train and shuffle:
+            rows = rows.shuffle(SHUFFLE_ROWS, seed=seed * 1000 + first_epoch, reshuffle_each_iteration=True)
+        data = rows.batch(batch_size)
         if not labels:
             data = data.map(lambda x, y: x)
         return data.prefetch(2)
 
-    def sample(self, name: str, count: int) -> dict[str, np.ndarray]:
+    def sample(self, name: str, count: int) -> Any:  # named raw arrays, not one array as the base class gives
         """The first `count` rows of a split as raw named arrays (an input example)."""
         batch = next(iter(self.batches(name, count, labels=False)))
         out = {}

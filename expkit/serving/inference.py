@@ -156,7 +156,8 @@ class InferenceModel:
         if self.table:
             from expkit.serving.table import table_inputs
 
-            return np.asarray(model_outputs(self.model, table_inputs(x, self.spec, first_row=first_row), batch_size))
+            out = model_outputs(self.model, table_inputs(x, self.spec, first_row=first_row), batch_size)
+            return np.asarray(next(iter(out.values())) if isinstance(out, dict) else out)  # a graph's (first) output
         x = check_raw(x, self.spec)
         for item in self.spec["numpy_steps"]:
             state = {k: np.asarray(v) for k, v in item["state"].items()}

@@ -477,7 +477,8 @@ class TrackedRun:
             elif getattr(splits, "feature_types", None) is not None:  # a table: the trained model takes raw rows itself
                 from expkit.serving.table import log_table_inference, write_table_inference
 
-                folder = write_table_inference(outcome.model, splits, config.model.loss, output_dir / "inference")
+                loss = next(iter(config.model.head_losses().values()))  # the (first) output's: classes or values
+                folder = write_table_inference(outcome.model, splits, loss, output_dir / "inference")
                 self._ensure_active()
                 models["inference model (raw rows)"] = log_table_inference(folder, splits, step=last)
                 self.set_tags({"inference_model_uri": models["inference model (raw rows)"]})

@@ -241,7 +241,8 @@ def training_batches(
     """
     if isinstance(splits, ImageSplits):
         data = splits.batches("train", batch_size, train=True, shuffle=shuffle, seed=seed, first_epoch=epoch, epochs=epochs)
-        return data, splits.steps("train", batch_size), []
+        # A stream whose data ends with each epoch (a streamed table) runs without steps_per_epoch, as arrays do.
+        return data, None if getattr(splits, "epoch_ends", False) else splits.steps("train", batch_size), []
     if not shuffle:
         return feeding.batches(splits.x_train, splits.y_train, batch_size, prefetch=prefetch, threads=threads), None, []
     # Epoch e of a run trains on order e + 1, as it did with Keras' per-epoch data sources (resumed runs stay identical).
@@ -316,7 +317,7 @@ def train_and_evaluate(
             trainer.steps_per_execution,
             steps,
             user_callbacks,
-            epoch_ends=not isinstance(splits, ImageSplits) and not is_distributed(strategy),
+            epoch_ends=(not isinstance(splits, ImageSplits) or getattr(splits, "epoch_ends", False)) and not is_distributed(strategy),
         ),
         "jit_compile": trainer.jit_compile,
     }
