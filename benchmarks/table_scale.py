@@ -5,6 +5,7 @@
 
 Three whole processes under `/usr/bin/time -v` (peak RSS):
 - expkit on the 100,000-row file and on the 1,000,000-row file (`dataset.source: table`, `dataset.stream: true`,
+  pyarrow's streaming reader; the large file also with `stream_reader: csvdataset`,
   one epoch, batch 256): peak RSS of the large run at most 1.5x the small one's (acceptance 5);
 - a hand-written tf.data pipeline on the large file (`tf.data.experimental.CsvDataset`, a 20,000-row shuffle buffer,
   batch 256, the same Keras preprocessing layers and the default MLP (Dense 64 relu, Dense 3 softmax, Adam),
@@ -70,18 +71,24 @@ def timed(cmd: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess[str], 
     return done, seconds, round(int(found.group(1)) / 1024) if found else -1
 
 
-def expkit_epoch(path: Path, work: Path) -> dict[str, float]:
+def expkit_epoch(path: Path, work: Path, reader: str = "pyarrow") -> dict[str, float]:
     """One expkit epoch on `path`, streamed; its training rows, first-epoch seconds, whole-process seconds and peak RSS."""
     import shutil
 
     import mlflow
 
-    root = work / f"expkit_{path.stem}"
+    root = work / f"expkit_{path.stem}_{reader}"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     features = "{" + ", ".join(f"{c}: categorical" for c in CATEGORICAL) + "}"
     cmd = [sys.executable, "-m", "expkit.cli", "train", "name=table_scale", "dataset=table", f"dataset.path={path}", "dataset.target=label"]
-    cmd += [f"dataset.features={features}", "dataset.numeric_rest=true", "+dataset.stream=true", "dataset.validation.holdout=null"]
+    cmd += [
+        f"dataset.features={features}",
+        "dataset.numeric_rest=true",
+        "+dataset.stream=true",
+        f"+dataset.stream_reader={reader}",
+        "dataset.validation.holdout=null",
+    ]
     cmd += [
         "model=mlp",
         "model.units=64",
@@ -198,6 +205,7 @@ def main() -> None:
             write_table(files[rows], rows)
     small = expkit_epoch(files[args.small], work)
     large = expkit_epoch(files[args.rows], work)
+    large_csvdataset = expkit_epoch(files[args.rows], work, "csvdataset")  # the other reader, measured for the choice
     done, seconds, rss = timed([sys.executable, __file__, "--baseline", str(files[args.rows])], work)
     epoch = json.loads(done.stdout.strip().splitlines()[-1])["epoch_seconds"]
     hand = {"rows": large["rows"], "epoch_seconds": round(epoch, 2), "rows_per_second": round(large["rows"] / epoch),
@@ -208,6 +216,7 @@ def main() -> None:
         "file_mb": {str(k): round(v.stat().st_size / 2**20) for k, v in files.items()},
         "expkit_small": small,
         "expkit_large": large,
+        "expkit_large_csvdataset_reader": large_csvdataset,
         "hand_written_tf_data_large": hand,
         "rss_ratio_large_to_small": round(large["peak_rss_mb"] / small["peak_rss_mb"], 3),
         "rss_ratio_target_max": 1.5,

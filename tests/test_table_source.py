@@ -326,7 +326,8 @@ def test_penguins_trains_predicts_raw_rows_and_serves_json_records(tmp_path: Pat
 # ---------------------------------------------------------------- a streamed table (dataset.stream: true)
 
 
-def test_streamed_table_fits_on_its_training_rows_and_feeds_each_part_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("reader", ["pyarrow", "csvdataset"])
+def test_streamed_table_fits_on_its_training_rows_and_feeds_each_part_once(tmp_path: Path, reader: str) -> None:
     import pandas as pd
 
     from expkit.data.pipeline import load_splits
@@ -334,7 +335,7 @@ def test_streamed_table_fits_on_its_training_rows_and_feeds_each_part_once(tmp_p
     from expkit.training.runner import build_configured_model
 
     path = write_table(tmp_path / "t.csv", rows=300)
-    config = table_config(tmp_path, path, "+dataset.stream=true")
+    config = table_config(tmp_path, path, "+dataset.stream=true", f"+dataset.stream_reader={reader}")
     stream = load_splits(config.dataset, data_dir=None, seed=42)
     assert isinstance(stream, TableStream)
     assert stream.count("train") + stream.count("validation") + stream.count("test") == 300

@@ -61,6 +61,8 @@ class TableOptions(Strict):
     # Stream the file (pandas chunks for statistics, tf.data's CSV reader for training): auto streams a CSV larger
     # than STREAM_BYTES. A streamed table takes test_fraction and a validation holdout/split (no test_path, no k-fold).
     stream: Literal["auto"] | bool = "auto"
+    # The streamed file's reader per pass: pyarrow's streaming CSV reader, or tf.data's CsvDataset.
+    stream_reader: Literal["pyarrow", "csvdataset"] = "pyarrow"
 
     @field_validator("features", mode="before")
     @classmethod

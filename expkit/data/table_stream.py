@@ -46,6 +46,9 @@ class TableStream(ImageSplits):
     # Training batches end with each epoch (one pass over the file, no steps_per_epoch), so the runner lets a multi-step
     # call (trainer.steps_per_execution) stop at the epoch's end, as it does for arrays.
     epoch_ends: bool = True
+    # How each pass reads the file: pyarrow's streaming CSV reader, or tf.data's CsvDataset (benchmarks/table_scale.py).
+    reader: str = "pyarrow"
+    encoding: str = "utf-8"
 
     @property
     def raw_x_example(self) -> None:  # the table's inference model is logged from its typed columns
@@ -59,6 +62,54 @@ class TableStream(ImageSplits):
 
     def _rows(self, part: int) -> Any:
         """The rows of `part` as ({column: tensor}, label) elements, in file order."""
+        return self._rows_pyarrow(part) if self.reader == "pyarrow" else self._rows_csvdataset(part)
+
+    def _rows_pyarrow(self, part: int) -> Any:
+        """pyarrow's streaming CSV reader (multi-threaded C++ parsing) in blocks; one Python call per block, not per row."""
+        import pyarrow as pa
+        import pyarrow.csv as pc
+        import tensorflow as tf
+
+        types = {c: self.statistics[c].dtype for c in self.columns}
+        arrow = {"string": pa.string(), "int64": pa.float64(), "float32": pa.float32()}  # whole numbers may have gaps
+
+        def blocks() -> Any:
+            reader = pc.open_csv(
+                self.file,
+                read_options=pc.ReadOptions(block_size=4 << 20, encoding=self.encoding),
+                parse_options=pc.ParseOptions(delimiter=self.delimiter),
+                convert_options=pc.ConvertOptions(
+                    include_columns=self.columns, column_types={c: arrow[t] for c, t in types.items()}, strings_can_be_null=True
+                ),
+            )
+            start = 0
+            for block in reader:
+                n = block.num_rows
+                mask = self.parts[start : start + n] == part
+                start += n
+                if not mask.any():
+                    continue
+                features = {}
+                for column, kind in types.items():
+                    values = block.column(column)
+                    if kind == "string":
+                        array = np.asarray(values.fill_null("").to_numpy(zero_copy_only=False), dtype=object)
+                    elif kind == "int64":
+                        array = values.fill_null(-1).to_numpy().astype(np.int64)
+                    else:
+                        array = values.to_numpy(zero_copy_only=False).astype(np.float32)  # nulls -> NaN
+                    features[column] = array[mask]
+                yield features, self.labels[start - n : start][mask]
+
+        tf_types = {"string": tf.string, "int64": tf.int64, "float32": tf.float32}
+        signature = (
+            {c: tf.TensorSpec([None], tf_types[t]) for c, t in types.items()},
+            tf.TensorSpec([None], tf.as_dtype(self.labels.dtype)),
+        )
+        return tf.data.Dataset.from_generator(blocks, output_signature=signature).unbatch()
+
+    def _rows_csvdataset(self, part: int) -> Any:
+        """tf.data's C++ CSV reader, row by row, the part's rows kept batch by batch."""
         import tensorflow as tf
 
         defaults = []
@@ -262,4 +313,6 @@ def stream_table(
         parts=parts,
         labels=labels,
         delimiter=options.delimiter,
+        reader=options.stream_reader,
+        encoding=options.encoding,
     )
