@@ -390,3 +390,21 @@ def test_text_feature_and_a_graph_model_on_named_features(tmp_path: Path) -> Non
     records = json.loads(frame.drop(columns=["label"]).to_json(orient="records"))
     trained = model_outputs(model, {"note": np.asarray(frame["note"].fillna(""), dtype=object), "size": frame["size"].to_numpy(np.float32)})
     np.testing.assert_allclose(served.probabilities(records), trained["label"], atol=1e-5)
+
+
+@pytest.mark.slow
+@needs_penguins
+def test_streamed_penguins_train_and_predict_raw_rows(tmp_path: Path) -> None:
+    """The streamed path end to end through the CLI: trained, tested, logged, and its inference model predicts raw rows."""
+    result = run_expkit("train", "+experiment=penguins", "+dataset.stream=true", "trainer.verbose=0", cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = output_dirs(tmp_path)
+    assert read_metrics(run_dir)["test"]["test_accuracy"] >= 0.8
+    assert json.loads((run_dir / "classes.json").read_text())["class_names"] == ["Adelie", "Chinstrap", "Gentoo"]
+    (run,) = mlflow_runs(tmp_path, "penguins")
+    penguins_frame().drop(columns=["species"]).iloc[[0, 3, 200]].to_csv(tmp_path / "rows.csv", index=False)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    predicted = run_expkit("predict", run.info.run_id, "--input", "rows.csv", "--uri", uri, cwd=tmp_path, timeout=300)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    classes = (tmp_path / "predictions.csv").read_text().splitlines()[1:]
+    assert len(classes) == 3 and all(line.split(",")[1] in {"Adelie", "Chinstrap", "Gentoo"} for line in classes)
