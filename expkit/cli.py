@@ -214,7 +214,7 @@ def runs_best(
 @app.command()
 def predict(
     target: str = typer.Argument(..., help="A run id (or unique prefix), or a model URI such as models:/m-..."),
-    input: str = typer.Option(..., "--input", "-i", help="Raw samples: .npz (key x / x_test / inputs), .npy, .csv, a folder of images; for a table model, rows as .csv or .parquet"),
+    input: str = typer.Option(..., "--input", "-i", help="Raw samples: .npz (key x / x_test / inputs), .npy, .csv, or a folder of images"),
     output: str = typer.Option("predictions.csv", "--output", "-o", help="CSV to write, one row per sample"),
     probabilities: bool = typer.Option(False, "--probabilities", help="Also write each class's probability"),
     uri: str | None = typer.Option(None, "--uri", help=URI_HELP),
