@@ -167,6 +167,9 @@ def run_experiment(
     from expkit.training.progress import epoch_lines, resolve_verbose
 
     resume = invocation.action == "resume"
+    from expkit.data.named import check_source
+
+    check_source(config.dataset, data_dir=config.paths.data_dir, seed=config.seed)  # bad data fails before a run exists
     objective = Objective.from_config(config.objective)
     output_dir = Path(config.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -424,9 +427,6 @@ class HydraTask:
                 if self.invocation.build:
                     build_only(config)
                 return None
-            from expkit.data.named import preflight
-
-            preflight(config.dataset, config.paths.data_dir, config.seed)  # file and column errors, before any run is recorded
             resolved = OmegaConf.to_container(cfg, resolve=True)
             if config.trainer.threads is None:
                 config.trainer.threads = threads_per_job(config.trainer.cpus)

@@ -26,7 +26,7 @@ class Source:
     options: type[BaseModel]
     load: Callable[..., NamedArrays]
     # Optional: `check(options, *, path, data_dir)` raises the errors found without loading the data (files, columns),
-    # cheaply, so they are reported before any run is recorded (see `preflight`).
+    # cheaply, so they are reported before any run is recorded (see `check_source`).
     check: Callable[..., None] | None = None
     # Optional: `stream(options, *, path, data_dir, seed, validation, fold)` returns streamed splits (read from disk
     # per pass) for data too large to load, or None to load arrays with `load`.
@@ -48,21 +48,18 @@ def register_source(
     return add
 
 
-def source_options(dataset: Any) -> BaseModel | None:
-    """The validated options of a registered source (None for the older sources): its own keys, plus the shared
-    dataset keys its schema also declares (e.g. test_fraction)."""
-    source = SOURCES.get(dataset.source)
-    if source is None:
-        return None
+def source_options(source: Source, dataset: Any) -> BaseModel:
+    """The source's own options from the `dataset` config node: its extra keys, plus any shared dataset key
+    (e.g. `test_fraction`) that the source's schema also declares."""
     shared = {k: getattr(dataset, k) for k in source.options.model_fields if k in type(dataset).model_fields}
     return source.options.model_validate({**shared, **(dataset.model_extra or {})})
 
 
-def preflight(dataset: Any, data_dir: str | None, seed: int = 42) -> None:
-    """Raise the data errors a registered source can find before training (missing file, unknown column, bad values)."""
+def check_source(dataset: Any, *, data_dir: str | None, seed: int) -> None:
+    """Run the source's checks that need no training (see `Source.check`), before anything is recorded."""
     source = SOURCES.get(dataset.source)
     if source is not None and source.check is not None:
-        source.check(source_options(dataset), path=dataset.path, data_dir=data_dir, seed=seed)
+        source.check(source_options(source, dataset), path=dataset.path, data_dir=data_dir, seed=seed)
 
 
 def all_source_names() -> list[str]:

@@ -100,8 +100,7 @@ def _load(dataset: Any, data_dir: str | None, seed: int) -> tuple[Any, ...]:
     """The source's raw splits: ((x_train, y_train), (x_test, y_test)[, (x_val, y_val)])."""
     named = NAMED_SOURCES.get(dataset.source)
     if named is not None:
-        options = source_options(dataset)
-        return named.load(options, path=dataset.path, data_dir=data_dir, seed=seed)
+        return named.load(source_options(named, dataset), path=dataset.path, data_dir=data_dir, seed=seed)
     loader = get_loader(dataset.source, dataset.name)
     loaded = loader(
         path=dataset.path,
@@ -151,7 +150,7 @@ def load_splits(dataset: Any, *, data_dir: str | None, seed: int, fold: int | No
     named = NAMED_SOURCES.get(dataset.source)
     if named is not None and named.stream is not None:  # a file too large to load: streamed from disk
         stream = named.stream(
-            source_options(dataset), path=dataset.path, data_dir=data_dir, seed=seed, validation=dataset.validation, fold=fold
+            source_options(named, dataset), path=dataset.path, data_dir=data_dir, seed=seed, validation=dataset.validation, fold=fold
         )
         if stream is not None:
             return stream  # type: ignore[no-any-return]
@@ -163,7 +162,7 @@ def load_splits(dataset: Any, *, data_dir: str | None, seed: int, fold: int | No
     if dataset.max_test_samples:
         x_test, y_test = take(x_test, slice(dataset.max_test_samples)), take(y_test, slice(dataset.max_test_samples))
     origin = data_origin(dataset.source, dataset.name, dataset.path, data_dir) if dataset.source not in NAMED_SOURCES else dataset.source
-    typed = getattr(source_options(dataset), "feature_types", None)  # a table's typed columns
+    typed = getattr(source_options(named, dataset), "feature_types", None) if named is not None else None  # a table's columns
     feature_types = typed(list(x_train)) if typed is not None else None
     class_names: dict[str, list[str]] = {}
     if isinstance(y_train, dict) and any(a.dtype == object for a in y_train.values()):
