@@ -212,9 +212,6 @@ def run_experiment(
     from expkit.training.progress import epoch_lines, resolve_verbose
 
     resume = invocation.action == "resume"
-    from expkit.data.named import check_source
-
-    check_source(config.dataset, data_dir=config.paths.data_dir, seed=config.seed)  # bad data fails before a run exists
     objective = Objective.from_config(config.objective)
     output_dir = Path(config.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

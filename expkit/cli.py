@@ -132,6 +132,9 @@ def list_options() -> None:
         options = group_options(group)
         if options:
             typer.echo(f"{group}: {', '.join(options)}")
+    from expkit.data.named import all_source_names
+
+    typer.echo(f"dataset sources (dataset.source): {', '.join(all_source_names())}")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

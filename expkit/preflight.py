@@ -272,6 +272,9 @@ def preflight(config: ExperimentConfig) -> ExperimentConfig:
     registry = sources[dataset.source]
     if registry is not None:
         registry.get(dataset.name, key="dataset.name")  # an unknown name fails with a suggestion
+    from expkit.data.named import check_source
+
+    check_source(dataset, data_dir=config.paths.data_dir, seed=config.seed)  # a registered source's own checks (files, columns)
     if dataset.source in LAYOUT_CHECKS:
         LAYOUT_CHECKS[dataset.source](config)
         return config

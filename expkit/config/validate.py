@@ -217,6 +217,15 @@ def _check_dataset_options(cfg: dict[str, Any], problems: Problems) -> None:
         return
     extra = {k: dataset[k] for k in list(dataset) if k not in Dataset.model_fields}
     source = SOURCES.get(str(dataset.get("source")))
+    if source is None and isinstance(dataset.get("source"), str):
+        from expkit.data.named import all_source_names
+
+        known = all_source_names()
+        if dataset["source"] not in known:
+            problems.add(
+                "dataset.source", f"unknown dataset source '{dataset['source']}'", suggestion(dataset["source"], known, noun="sources")
+            )
+            return
     if source is None:
         fields = list(Dataset.model_fields)
         for key in extra:

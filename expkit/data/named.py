@@ -33,20 +33,31 @@ class Source:
 
     options: type[BaseModel]
     load: Callable[..., NamedArrays]
+    # Optional: `check(options, *, path, data_dir, seed)` raises the errors found without loading the data (files,
+    # columns), cheaply, so they are reported before any run is recorded (see `check_source`).
     check: Callable[..., None] | None = None
+    # Optional: `fit(...)` fits what the source learns from the training split (text_dir: its vectorizer) for the model.
     fit: Callable[..., Any] | None = None
+    # Optional: `stream(options, *, path, data_dir, seed, validation, fold)` returns streamed splits (read from disk
+    # per pass) for data too large to load, or None to load arrays with `load`.
+    stream: Callable[..., Any] | None = None
 
 
 SOURCES: dict[str, Source] = {}
 
 
 def register_source(
-    name: str, options: type[BaseModel], *, check: Callable[..., None] | None = None, fit: Callable[..., Any] | None = None
+    name: str,
+    options: type[BaseModel],
+    *,
+    check: Callable[..., None] | None = None,
+    fit: Callable[..., Any] | None = None,
+    stream: Callable[..., Any] | None = None,
 ) -> Callable[[Callable[..., NamedArrays]], Callable[..., NamedArrays]]:
     """Decorator: `load(options, *, path, data_dir, seed)` becomes the `dataset.source: name` source (see `Source`)."""
 
     def add(load: Callable[..., NamedArrays]) -> Callable[..., NamedArrays]:
-        SOURCES[name] = Source(options, load, check, fit)
+        SOURCES[name] = Source(options, load, check, fit, stream)
         return load
 
     return add
@@ -64,6 +75,14 @@ def check_source(dataset: Any, *, data_dir: str | None, seed: int) -> None:
     source = SOURCES.get(dataset.source)
     if source is not None and source.check is not None:
         source.check(source_options(source, dataset), path=dataset.path, data_dir=data_dir, seed=seed)
+
+
+def all_source_names() -> list[str]:
+    """Every `dataset.source` value: the registered sources and the older ones (keras, sklearn, playground, image_dir)."""
+    from expkit.data.sources import FOLDER_SOURCES
+    from expkit.data.sources import SOURCES as OLDER
+
+    return sorted({*SOURCES, *OLDER, *FOLDER_SOURCES})
 
 
 # --- random: arrays of given shapes, as the book uses to demonstrate chapter 5 models -------------
@@ -144,4 +163,4 @@ def load_npz(options: NpzOptions, *, path: str | None, **_: Any) -> NamedArrays:
 
 
 # Sources in modules of their own register themselves on import.
-from expkit.data import text_dir  # noqa: E402,F401
+from expkit.data import table, text_dir  # noqa: E402, F401

@@ -38,6 +38,13 @@ class Splits:
     sizes: dict[str, int] = field(default_factory=dict)
     # What the source fitted on the training split for the raw-input inference model (text_dir: a TextFitted).
     source_fitted: Any = None
+    # Typed raw features ({input: feature spec}, expkit.config.features): x holds raw columns, and the model fits its
+    # preprocessing layers on x_train (expkit.models.preprocessing). None: x is model-ready.
+    feature_types: dict[str, Any] | None = None
+    # {target: class names} for targets given as strings (encoded as indices into these names).
+    class_names: dict[str, list[str]] = field(default_factory=dict)
+    # The typed columns' training statistics (expkit.data.table_stats), set when the model's layers are fitted.
+    statistics: dict[str, Any] | None = None
 
 
 def arrays_of(a: Array) -> list[np.ndarray]:
@@ -69,7 +76,7 @@ def fingerprint(*arrays: Array) -> str:
     return digest.hexdigest()[:16]
 
 
-def check_arrays(name: str, x: Array, y: Array) -> None:
+def check_arrays(name: str, x: Array, y: Array, *, raw_features: bool = False) -> None:
     """Reject data that would train on garbage: length mismatch, NaN or inf, no samples."""
     lengths = {len(a) for a in arrays_of(x)}
     if len(lengths) > 1:
@@ -82,7 +89,8 @@ def check_arrays(name: str, x: Array, y: Array) -> None:
         )
     if num_samples(x) == 0:
         raise ExpkitError(f"{name}: no samples", key="dataset")
-    for what, a in [("features", a) for a in arrays_of(x)] + [("labels", a) for a in arrays_of(y)]:
+    # Raw typed features keep NaN for missing values: the model imputes them.
+    for what, a in ([] if raw_features else [("features", a) for a in arrays_of(x)]) + [("labels", a) for a in arrays_of(y)]:
         if a.dtype != object and np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
             bad = int((~np.isfinite(a)).sum())
             raise ExpkitError(
@@ -167,6 +175,13 @@ def _load_splits(dataset: Any, *, data_dir: str | None, seed: int, fold: int | N
                 "image_dir takes its validation data from the validation/ folder", key="dataset.validation", hint="remove the setting"
             )
         return load_image_folders(dataset, seed=seed)
+    named = NAMED_SOURCES.get(dataset.source)
+    if named is not None and named.stream is not None:  # a file too large to load: streamed from disk
+        stream = named.stream(
+            source_options(named, dataset), path=dataset.path, data_dir=data_dir, seed=seed, validation=dataset.validation, fold=fold
+        )
+        if stream is not None:
+            return stream  # type: ignore[no-any-return]
     loaded = _load(dataset, data_dir, seed)
     (x_train, y_train), (x_test, y_test) = loaded[0], loaded[1]
     source_val = loaded[2] if len(loaded) > 2 else None  # a source with its own validation split (image_dir's validation/)
@@ -175,8 +190,13 @@ def _load_splits(dataset: Any, *, data_dir: str | None, seed: int, fold: int | N
     if dataset.max_test_samples:
         x_test, y_test = take(x_test, slice(dataset.max_test_samples)), take(y_test, slice(dataset.max_test_samples))
     origin = data_origin(dataset.source, dataset.name, dataset.path, data_dir) if dataset.source not in NAMED_SOURCES else dataset.source
-    check_arrays(f"{origin}: training data", x_train, y_train)
-    check_arrays(f"{origin}: test data", x_test, y_test)
+    typed = getattr(source_options(named, dataset), "feature_types", None) if named is not None else None  # a table's columns
+    feature_types = typed(list(x_train)) if typed is not None else None
+    class_names: dict[str, list[str]] = {}
+    if isinstance(y_train, dict) and any(a.dtype == object for a in y_train.values()):
+        y_train, y_test, class_names = encode_labels(y_train, y_test)
+    check_arrays(f"{origin}: training data", x_train, y_train, raw_features=feature_types is not None)
+    check_arrays(f"{origin}: test data", x_test, y_test, raw_features=feature_types is not None)
     print_ = fingerprint(x_train, y_train, x_test, y_test)
 
     x_val = y_val = None
@@ -242,6 +262,7 @@ def _load_splits(dataset: Any, *, data_dir: str | None, seed: int, fold: int | N
     splits.source_fitted = source_fitted
     if x_val is not None:
         splits.x_val, splits.y_val = rest_x[1], rest_y[1]
+    splits.feature_types, splits.class_names = feature_types, class_names
     return splits
 
 
@@ -258,3 +279,28 @@ def release_freed_memory() -> None:
         libc.malloc_trim(0)
     except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to do
         pass
+
+
+def encode_labels(y_train: dict[str, np.ndarray], y_test: dict[str, np.ndarray]) -> tuple[Any, Any, dict[str, list[str]]]:
+    """String labels -> int32 indices into the training split's sorted class names (whole numbers sort by value).
+
+    A test label the training split never had is an error naming it.
+    """
+    names: dict[str, list[str]] = {}
+    out_train, out_test = dict(y_train), dict(y_test)
+    for key, labels in y_train.items():
+        if labels.dtype != object:
+            continue
+        seen = sorted({str(v) for v in labels}, key=lambda v: (0, int(v), v) if v.lstrip("-").isdigit() else (1, 0, v))
+        index = {name: i for i, name in enumerate(seen)}
+        unknown = sorted({str(v) for v in y_test[key]} - set(index))
+        if unknown:
+            raise ExpkitError(
+                f"the test data has class(es) {', '.join(map(repr, unknown[:5]))} of '{key}' that the training data lacks",
+                key="dataset",
+                hint="every class needs training rows (a stratified test_fraction split keeps them)",
+            )
+        names[key] = seen
+        out_train[key] = np.fromiter((index[str(v)] for v in labels), dtype=np.int32, count=len(labels))
+        out_test[key] = np.fromiter((index[str(v)] for v in y_test[key]), dtype=np.int32, count=len(y_test[key]))
+    return out_train, out_test, names

@@ -30,12 +30,20 @@ TRAIN_TEST = (("x_train", "y_train"), ("x_test", "y_test"))  # the seed keras.da
 def get_loader(source: str, name: str) -> Loader:
     """The loader function for `dataset.source` / `dataset.name`."""
     if source not in SOURCES:
-        raise ExpkitError(f"unknown dataset source '{source}'", key="dataset.source", hint=suggestion(source, [*SOURCES, *FOLDER_SOURCES]))
+        from expkit.data.named import all_source_names
+
+        raise ExpkitError(f"unknown dataset source '{source}'", key="dataset.source", hint=suggestion(source, all_source_names()))
     return SOURCES[source].get(name, key="dataset.name")
 
 
 def data_origin(source: str, name: str, path: str | None, data_dir: str | None) -> str:
     """Where `load` reads this dataset from, for error messages."""
+    from expkit.data.named import SOURCES as NAMED
+
+    if source in NAMED:  # npz, random, table, ...: the file (pkg:// resolved to the installed file), or the source's name
+        from expkit.data.table import package_file
+
+        return package_file(path) if path else source
     if source in FOLDER_SOURCES:
         return str(path)
     if source == "playground":

@@ -65,7 +65,13 @@ class GraphBuilder:
         import keras
 
         inputs = {n: keras.Input(shape=shape, dtype=dtype, name=n) for n, (shape, dtype) in input_specs.items()}
-        tensors: dict[str, Any] = dict(inputs)
+        return self.build_on(inputs, inputs, name)
+
+    def build_on(self, tensors_in: dict[str, Any], inputs: dict[str, Any], name: str) -> Any:
+        """The keras.Model whose graph inputs read `tensors_in` (e.g. encoded table features), with model inputs `inputs`."""
+        import keras
+
+        tensors: dict[str, Any] = dict(tensors_in)
         last = self.run_nodes(self.model.nodes, tensors, prefix="model.nodes", scope="") if self.model.nodes else None
         outputs = {}
         for out, spec in (self.model.outputs or {}).items():

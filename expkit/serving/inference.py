@@ -148,17 +148,25 @@ class InferenceModel:
         import keras
 
         self.spec = json.loads((folder / SPEC_FILE).read_text())
+        self.table = self.spec.get("kind") == "table"  # raw rows with named columns (expkit.serving.table)
+        if self.table:
+            import expkit.models.preprocessing  # noqa: F401  # registers the model's own preprocessing layers
         with warnings.catch_warnings():
             # The trained model inside keeps its optimizer's state, which inference never uses; a mixed_float16 model's
             # (loss-scaled) does not match the plain optimizer Keras rebuilds for it on load, and Keras warns.
             warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
             self.model = keras.models.load_model(folder / KERAS_FILE, compile=False)
 
-    def probabilities(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    def probabilities(self, x: Any, batch_size: int = 256, first_row: int = 0) -> np.ndarray:
         if self.spec.get("input") == "text":  # raw strings (expkit.serving.text)
             from expkit.serving.text import as_texts
 
             return np.asarray(model_outputs(self.model, as_texts(x, self.spec["column"]), batch_size))
+        if self.table:
+            from expkit.serving.table import table_inputs
+
+            out = model_outputs(self.model, table_inputs(x, self.spec, first_row=first_row), batch_size)
+            return np.asarray(next(iter(out.values())) if isinstance(out, dict) else out)  # a graph's (first) output
         x = check_raw(x, self.spec)
         for item in self.spec["numpy_steps"]:
             state = {k: np.asarray(v) for k, v in item["state"].items()}
@@ -171,7 +179,7 @@ class InferenceModel:
             return names[probabilities.argmax(axis=1)]
         return names[(probabilities.reshape(-1) > 0.5).astype(int)]
 
-    def predict(self, x: np.ndarray, output: str = "classes") -> np.ndarray:
+    def predict(self, x: Any, output: str = "classes") -> np.ndarray:
         if output not in OUTPUTS:
             raise ExpkitError(f"unknown output '{output}'", key="output", hint="classes or probabilities")
         probabilities = self.probabilities(x)
@@ -207,6 +215,7 @@ def _define_pyfunc_class(base: type) -> type:
 
         def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]  # untyped: MLflow reads hints as a schema
             output = (params or {}).get("output", "classes")
-            return self.inference.predict(np.asarray(model_input), output=output)
+            rows = model_input if self.inference.table else np.asarray(model_input)  # a table keeps its named columns
+            return self.inference.predict(rows, output=output)
 
     return ExpkitInference

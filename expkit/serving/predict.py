@@ -123,13 +123,19 @@ def predict_file(target: str, input_path: Path, output_path: Path, *, uri: str |
         from expkit.serving.text import read_texts
 
         x, names = read_texts(input_path, spec["column"])
+    elif inference.table:  # rows with named columns: CSV or Parquet, strings and empty values as they are
+        from expkit.serving.table import read_table
+
+        if not input_path.is_file():
+            raise ExpkitError(f"no such file: {input_path}", key="--input", hint="give a CSV or Parquet file of rows")
+        x, names = read_table(input_path), None
     else:
         x, names = read_inputs(input_path, spec.get("raw_shape"))
         x = check_raw(x, spec)
     outputs = []
     with progress(len(x), "predict") as bar:
         for start in range(0, len(x), CHUNK):
-            outputs.append(inference.probabilities(x[start : start + CHUNK], batch_size=batch_size))
+            outputs.append(inference.probabilities(x[start : start + CHUNK], batch_size=batch_size, first_row=start))
             bar.update(len(outputs[-1]))
     scores = np.concatenate(outputs) if outputs else np.zeros((0, 1))
     scores = scores.reshape(len(scores), -1)

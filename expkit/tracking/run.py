@@ -494,6 +494,14 @@ class TrackedRun:
                 else:
                     folder = write_inference(outcome.model, steps, splits.x_fitted, raw, config.model.loss, output_dir / "inference")
                 models["inference model (raw inputs)"] = self.log_inference_model(folder, splits.raw_x_example, step=last)
+            elif getattr(splits, "feature_types", None) is not None:  # a table: the trained model takes raw rows itself
+                from expkit.serving.table import log_table_inference, write_table_inference
+
+                loss = next(iter(config.model.head_losses().values()))  # the (first) output's: classes or values
+                folder = write_table_inference(outcome.model, splits, loss, output_dir / "inference")
+                self._ensure_active()
+                models["inference model (raw rows)"] = log_table_inference(folder, splits, step=last)
+                self.set_tags({"inference_model_uri": models["inference model (raw rows)"]})
         facts = CardFacts(
             run_name=run_name,
             run_id=self.run_id,

@@ -140,6 +140,10 @@ def _single(a: Any, what: str) -> Any:
 
 def name_splits(model: Any, splits: Splits) -> Splits:
     """For a graph model: every split's x and y as dicts keyed by the model's input and output names."""
+    if splits.feature_types is not None:  # raw typed columns: the model's own preprocessing layers take every one
+        names = list(model.outputs or {})
+        y = {k: _single(getattr(splits, k), k) if not model.is_graph else _named(getattr(splits, k), names, "outputs") for k in YS}
+        return replace(splits, **y)
     if not model.is_graph:  # a sequential model reads the one array of a named source
         one = {k: _single(getattr(splits, k), k) for k in ("x_train", "y_train", "x_test", "y_test", "x_val", "y_val")}
         return replace(splits, **one)
@@ -149,6 +153,9 @@ def name_splits(model: Any, splits: Splits) -> Splits:
         **{f"x_{s}": _named(getattr(splits, f"x_{s}"), inputs, "inputs") for s in ("train", "test", "val")},
         **{f"y_{s}": _named(getattr(splits, f"y_{s}"), outputs, "outputs") for s in ("train", "test", "val")},
     )
+
+
+YS = ("y_train", "y_test", "y_val")
 
 
 def input_specs(model: Any, x_train: dict[str, np.ndarray]) -> dict[str, tuple[tuple[int, ...], str]]:
@@ -163,6 +170,10 @@ def input_specs(model: Any, x_train: dict[str, np.ndarray]) -> dict[str, tuple[t
 
 def build_configured_model(config: ExperimentConfig, splits: Splits) -> Any:
     """The model `config.model` describes, with input shapes defaulting from `splits` (named for graph models)."""
+    if getattr(splits, "feature_types", None) is not None:
+        from expkit.models.preprocessing import build_table_model
+
+        return build_table_model(config, splits)
     if config.model.is_graph:
         from expkit.models.graph import build_graph_model
 
@@ -241,7 +252,8 @@ def training_batches(
     """
     if isinstance(splits, ImageSplits):
         data = splits.batches("train", batch_size, train=True, shuffle=shuffle, seed=seed, first_epoch=epoch, epochs=epochs)
-        return data, splits.steps("train", batch_size), []
+        # A stream whose data ends with each epoch (a streamed table) runs without steps_per_epoch, as arrays do.
+        return data, None if getattr(splits, "epoch_ends", False) else splits.steps("train", batch_size), []
     if not shuffle:
         return feeding.batches(splits.x_train, splits.y_train, batch_size, prefetch=prefetch, threads=threads, share=share), None, []
     # Epoch e of a run trains on order e + 1, as it did with Keras' per-epoch data sources (resumed runs stay identical).
@@ -320,7 +332,7 @@ def train_and_evaluate(
             trainer.steps_per_execution,
             steps,
             user_callbacks,
-            epoch_ends=not isinstance(splits, ImageSplits) and not is_distributed(strategy),
+            epoch_ends=(not isinstance(splits, ImageSplits) or getattr(splits, "epoch_ends", False)) and not is_distributed(strategy),
         ),
         "jit_compile": trainer.jit_compile,
     }
