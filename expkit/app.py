@@ -145,7 +145,7 @@ def _spelled(override: str) -> str:
 
 def config_drift(run_dir: Path, resolved: dict[str, Any]) -> list[str]:
     """Lines `key: stored -> now` for every config value that changed since the run started."""
-    from expkit.tracking.store import flatten
+    from expkit.config.params import flatten
 
     stored = flatten(OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml")))  # type: ignore[arg-type]
     now = flatten(resolved)

@@ -73,6 +73,19 @@ def start_mlflow_server(
     return start_process(command, url=f"http://{host}:{port}", log=log, cwd=cwd, env={**env, **SERVER_ENV}, nice=nice)
 
 
+def wait_ping(server: ServerProcess, timeout: float = 180) -> None:
+    """Poll `mlflow models serve`'s GET /ping until it answers; fail with the server's output if it exits or times out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert server.process.poll() is None, server.output()
+        assert time.monotonic() < deadline, f"mlflow models serve did not answer /ping in {timeout:.0f} s:\n" + server.output()
+        try:
+            with urllib.request.urlopen(f"{server.url}/ping", timeout=2):
+                return
+        except OSError:
+            time.sleep(1)
+
+
 def wait_healthy(server: ServerProcess, timeout: float = 90) -> None:
     """Poll GET /health until it answers 200; fail early, with the server's output, if the process exits."""
     deadline = time.monotonic() + timeout

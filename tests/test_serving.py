@@ -9,8 +9,6 @@ import importlib.util
 import json
 import math
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -201,15 +199,7 @@ def test_mlflow_models_serve_answers_raw_json(sweep: Sweep, raw_test: tuple[np.n
         command, url=f"http://127.0.0.1:{port}", log=tmp_path / "serve.log", cwd=sweep.root, env=expkit_env(MLFLOW_TRACKING_URI=sweep.uri)
     )
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert server.process.poll() is None, server.output()
-            assert time.monotonic() < deadline, "mlflow models serve did not answer /ping in 180 s:\n" + server.output()
-            try:
-                with urllib.request.urlopen(f"{server.url}/ping", timeout=2):
-                    break
-            except OSError:
-                time.sleep(1)
+        ms.wait_ping(server)
         answer = ms.rest(server.url, "invocations", {"inputs": raw[:20].tolist()})
         expected = training_predictions(run, raw[:20]).argmax(axis=1)
         assert answer["predictions"] == [str(c) for c in expected]

@@ -6,8 +6,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -304,15 +302,7 @@ def test_penguins_trains_predicts_raw_rows_and_serves_json_records(tmp_path: Pat
         command, url=f"http://127.0.0.1:{port}", log=tmp_path / "serve.log", cwd=tmp_path, env=expkit_env(MLFLOW_TRACKING_URI=uri)
     )
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert server.process.poll() is None, server.output()
-            assert time.monotonic() < deadline, "mlflow models serve did not answer /ping in 180 s:\n" + server.output()
-            try:
-                with urllib.request.urlopen(f"{server.url}/ping", timeout=2):
-                    break
-            except OSError:
-                time.sleep(1)
+        ms.wait_ping(server)
         records = json.loads(rows.to_json(orient="records"))
         assert records[0]["sex"] is None and records[2]["bill_depth_mm"] is None
         answer = ms.rest(server.url, "invocations", {"dataframe_records": records})

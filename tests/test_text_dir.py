@@ -7,8 +7,6 @@ import csv
 import importlib.util
 import json
 import sys
-import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -371,15 +369,7 @@ def test_mlflow_models_serve_answers_raw_review_strings(imdb_text_run: TrainedRu
     env = expkit_env(MLFLOW_TRACKING_URI=imdb_text_run.uri)
     server = ms.start_process(command, url=f"http://127.0.0.1:{port}", log=tmp_path / "serve.log", cwd=imdb_text_run.root, env=env)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert server.process.poll() is None, server.output()
-            assert time.monotonic() < deadline, "mlflow models serve did not answer /ping in 180 s:\n" + server.output()
-            try:
-                with urllib.request.urlopen(f"{server.url}/ping", timeout=2):
-                    break
-            except OSError:
-                time.sleep(1)
+        ms.wait_ping(server)
         records = ms.rest(server.url, "invocations", {"dataframe_records": [{"text": r} for r in REVIEWS]})
         assert records["predictions"] == ["pos", "neg"]
         columns = ms.rest(server.url, "invocations", {"inputs": {"text": REVIEWS}, "params": {"output": "probabilities"}})

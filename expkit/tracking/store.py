@@ -8,7 +8,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
 
 from expkit.errors import ExpkitError
 
@@ -161,19 +160,3 @@ def table_view(current: str | None, metrics: list[str], params: list[str]) -> st
     shown = [c for c in columns if not c.startswith("attributes.")]
     order = [RUN_NAME_COLUMN, *shown, "runDateAndNestInfo", "attributes.`Dataset`", "duration", "attributes.`Models`"]
     return json.dumps({**state, "selectedColumns": columns, "columnOrder": order, "columnWidths": COLUMN_WIDTHS})
-
-
-def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    """{'a': {'b': [1, 2]}} -> {'a.b.0': 1, 'a.b.1': 2}."""
-    if isinstance(node, dict):
-        items = node.items()
-    elif isinstance(node, list):
-        items = enumerate(node)  # type: ignore[assignment]
-    else:
-        return {prefix: node}
-    out: dict[str, Any] = {}
-    for k, v in items:
-        out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-    if not out and prefix:
-        out[prefix] = "[]" if isinstance(node, list) else "{}"
-    return out
