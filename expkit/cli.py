@@ -247,8 +247,8 @@ def evaluate(
     """Re-evaluate a trained run on another split or dataset (dataset.KEY=VALUE overrides); logs eval/NAME/* to the same run."""
 
     def run() -> None:
-        from expkit.runs import format_value
         from expkit.serving.evaluate import evaluate as evaluate_run
+        from expkit.tracking.table import format_value
 
         _, metrics = evaluate_run(run_id, list(ctx.args), split=split, name=name, uri=uri)
         for key, value in metrics.items():

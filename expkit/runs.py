@@ -7,276 +7,42 @@ MLflow is imported inside the functions so that `expkit --help` stays fast.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from expkit.errors import ExpkitError, suggestion
-from expkit.tracking.store import TABLE_VIEW_KEY, TABLE_VIEW_TAG, TRAINING_VIEW_QUERY, tracking_uri
-
-if TYPE_CHECKING:
-    from mlflow import MlflowClient
-    from mlflow.entities import Experiment, Run
-
-#: Shortest run id prefix accepted on the command line.
-MIN_PREFIX = 6
-#: Characters of a run id shown in tables.
-SHORT_ID = 8
-#: Longest run name shown in a table cell.
-NAME_WIDTH = 48
-PAGE = 1000
-MISSING = "-"
-PARENT_TAG = "mlflow.parentRunId"
-LIST_HINT = "see `expkit runs list` for the ids in this store"
-
-
-# ---------------------------------------------------------------- helpers
-
-
-def resolve_uri(uri: str | None) -> str:
-    """--uri, else $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db."""
-    return uri or tracking_uri(None, os.getcwd())
-
-
-def local_store_path(uri: str) -> Path | None:
-    """The file (SQLite) or folder (file store) behind a local URI; None for a server or other database."""
-    if uri.startswith("sqlite:"):
-        from sqlalchemy.engine import make_url
-
-        database = make_url(uri).database
-        return Path(database).expanduser().resolve() if database and database != ":memory:" else None
-    if uri.startswith("file:"):
-        return Path(urlparse(uri).path).expanduser().resolve()
-    if "://" not in uri:
-        return Path(uri).expanduser().resolve()
-    return None
-
-
-def check_store(uri: str) -> None:
-    """Fail with a clear message (before MLflow creates an empty store) if `uri` points nowhere."""
-    path = local_store_path(uri)
-    if path is not None:
-        if not path.exists():
-            raise ExpkitError(
-                f"no MLflow store at {path} (tracking URI {uri})",
-                hint="run `expkit train` in this folder first, or point to a store with --uri or $MLFLOW_TRACKING_URI",
-            )
-        return
-    parsed = urlparse(uri)
-    if parsed.scheme in ("http", "https") and parsed.hostname:
-        port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        try:
-            socket.create_connection((parsed.hostname, port), timeout=5).close()
-        except OSError as exc:
-            raise ExpkitError(
-                f"cannot reach the MLflow server {uri}: {exc}", hint="start the server, or use another store with --uri"
-            ) from None
-
-
-@contextlib.contextmanager
-def store_errors(uri: str) -> Iterator[None]:
-    """Turn MLflow and connection failures into one-line ExpkitErrors."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        yield
-    except MlflowException as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ExpkitError(f"cannot read the MLflow store {uri}: {first}") from None
-    except OSError as exc:  # includes requests' ConnectionError
-        raise ExpkitError(f"cannot reach the MLflow store {uri}: {exc}") from None
-
-
-def open_client(uri: str | None) -> tuple[MlflowClient, str]:
-    """A client on the resolved store, after checking that the store exists."""
-    resolved = resolve_uri(uri)
-    check_store(resolved)
-    import mlflow
-
-    with store_errors(resolved):
-        return mlflow.MlflowClient(resolved), resolved
-
-
-def resolve_mode(metric: str, mode: str, runs: Sequence[Run] = ()) -> str:
-    """'min' or 'max'. `auto`: for the `objective` metric, the direction the runs recorded; else the shared rule (max for accuracy-like)."""
-    from expkit.selection.objective import direction
-
-    if (mode or "auto").lower() == "auto" and metric == OBJECTIVE:
-        recorded = {r.data.tags.get("objective.mode") for r in runs} - {None}
-        if len(recorded) == 1:
-            return str(recorded.pop())
-    try:
-        return direction(metric, mode)
-    except ExpkitError:
-        raise ExpkitError(f"unknown mode '{mode}'", key="--mode", hint="one of: min, max, auto") from None
-
-
-#: The metric every run records from its validation data: what selection ranks by unless told otherwise.
-OBJECTIVE = "objective"
-
-
-def format_value(value: Any) -> str:
-    """A metric as text: 4 decimals, or 4 significant digits for very small or large values."""
-    if value is None:
-        return MISSING
-    if isinstance(value, float):
-        if math.isnan(value) or math.isinf(value):
-            return str(value)
-        if value == 0 or 1e-3 <= abs(value) < 1e6:
-            return f"{value:.4f}"
-        return f"{value:.4g}"
-    return str(value)
-
-
-def short(run_id: str) -> str:
-    return run_id[:SHORT_ID]
-
-
-def clip(text: str, width: int = NAME_WIDTH) -> str:
-    """`text` cut to about `width` characters at a space, never inside a word such as `holdout=1000` (a first word
-    longer than `width` is kept whole), with "..." where words were left out."""
-    if len(text) <= width:
-        return text
-    kept: list[str] = []
-    for word in text.split(" "):
-        if kept and len(" ".join([*kept, word])) > width - 4:
-            break
-        kept.append(word)
-    return " ".join(kept) + " ..."
-
-
-def started(run: Run) -> str:
-    ms = run.info.start_time
-    return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S") if ms else MISSING
-
-
-def metric_of(run: Run, name: str) -> float | None:
-    """The run's (last) value of `name`, or None when absent or NaN."""
-    value = run.data.metrics.get(name)
-    return None if value is None or math.isnan(value) else float(value)
-
-
-def key_metrics(runs: Sequence[Run]) -> list[str]:
-    """All test_* metrics the runs have, sorted."""
-    return sorted({k for r in runs for k in r.data.metrics if k.startswith("test_")})
-
-
-def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool] | None = None) -> str:
-    """A plain-text table: columns padded to their widest cell, a dashed rule under the header."""
-    right = list(right or [False] * len(headers))
-    widths = [max(len(str(h)), *(len(str(row[i])) for row in rows)) if rows else len(str(h)) for i, h in enumerate(headers)]
-
-    def line(cells: Sequence[str]) -> str:
-        parts = [str(c).rjust(w) if r else str(c).ljust(w) for c, w, r in zip(cells, widths, right, strict=True)]
-        return "  ".join(parts).rstrip()
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(row) for row in rows)])
-
-
-def search_all(client: MlflowClient, experiment_ids: list[str], filter_string: str = "", limit: int | None = None) -> list[Run]:
-    """Active runs of these experiments, newest first, every page (or the first `limit`)."""
-    runs: list[Run] = []
-    token = None
-    while True:
-        size = PAGE if limit is None else min(PAGE, limit - len(runs))
-        page = client.search_runs(
-            experiment_ids, filter_string=filter_string, max_results=size, order_by=["attributes.start_time DESC"], page_token=token
-        )
-        runs.extend(page)
-        token = page.token
-        if not token or (limit is not None and len(runs) >= limit):
-            return runs
-
-
-def experiments(client: MlflowClient) -> list[Experiment]:
-    """All active experiments."""
-    found: list[Experiment] = []
-    token = None
-    while True:
-        page = client.search_experiments(max_results=PAGE, page_token=token)
-        found.extend(page)
-        token = page.token
-        if not token:
-            return found
-
-
-def find_experiment(client: MlflowClient, uri: str, name: str) -> Experiment:
-    """The active experiment `name`, or an error naming the known experiments."""
-    exp = client.get_experiment_by_name(name)
-    if exp is not None and exp.lifecycle_stage == "active":
-        return exp
-    names = [e.name for e in experiments(client)]
-    hint = suggestion(name, names, "known experiments") if names else "the store has no experiments yet: run `expkit train` first"
-    raise ExpkitError(f"no experiment '{name}' in {uri}", hint=hint)
-
-
-def check_ref(ref: str) -> str:
-    """A run id or id prefix as typed, normalized; an error if it cannot be one (checked before opening the store)."""
-    ref = ref.strip().lower()
-    if not ref.isalnum() or not ref.isascii():
-        raise ExpkitError(f"'{ref}' is not a run id", hint=LIST_HINT)
-    if len(ref) < MIN_PREFIX:
-        raise ExpkitError(f"run id '{ref}' is too short", hint=f"give the full id or its first {MIN_PREFIX}+ characters; {LIST_HINT}")
-    return ref
-
-
-def find_run(client: MlflowClient, uri: str, ref: str) -> Run:
-    """The run with id `ref`, or the one run whose id starts with `ref` (at least MIN_PREFIX characters)."""
-    from mlflow.exceptions import MlflowException
-
-    ref = check_ref(ref)
-    if len(ref) == 32:
-        try:
-            return client.get_run(ref)
-        except MlflowException:
-            raise ExpkitError(f"no run '{ref}' in {uri}", hint=LIST_HINT) from None
-    ids = [e.experiment_id for e in experiments(client)]
-    matches = search_all(client, ids, f"attributes.run_id LIKE '{ref}%'") if ids else []
-    if not matches:
-        raise ExpkitError(f"no run '{ref}' in {uri}", hint=LIST_HINT)
-    if len(matches) > 1:
-        shown = ", ".join(r.info.run_id for r in matches[:5])
-        raise ExpkitError(f"run id prefix '{ref}' is ambiguous: it matches {len(matches)} runs ({shown})", hint="give more characters")
-    return matches[0]
-
-
-# Params that differ between any two runs by construction (where the run wrote its files): not a difference in the experiment.
-RUN_LOCATION_PARAMS = {"paths.output_dir"}
-
-
-def differing_params(runs: Sequence[Run]) -> list[str]:
-    """Param names whose value is not the same in every run (missing counts as a value), sorted; run locations excluded."""
-    names = sorted({k for r in runs for k in r.data.params} - RUN_LOCATION_PARAMS)
-    return [k for k in names if len({r.data.params.get(k) for r in runs}) > 1]
-
-
-def rank(runs: Sequence[Run], metric: str, mode: str) -> list[Run]:
-    """Best first by `metric`; runs without it go last, in their original order."""
-    has = [r for r in runs if metric_of(r, metric) is not None]
-    missing = [r for r in runs if metric_of(r, metric) is None]
-    return sorted(has, key=lambda r: metric_of(r, metric) or 0.0, reverse=mode == "max") + missing
-
-
-def check_metric(runs: Sequence[Run], metric: str, where: str) -> None:
-    """Fail, listing the metrics the runs do have, when none of them has `metric`."""
-    if any(metric_of(r, metric) is not None for r in runs):
-        return
-    known = sorted({k for r in runs for k in r.data.metrics})
-    hint = suggestion(metric, known, "metrics they have") if known else "they have no metrics at all"
-    if metric == OBJECTIVE and known:
-        hint = f"a run records an objective only when it has validation data; choose a metric with --metric ({', '.join(known)})"
-    raise ExpkitError(f"no metric '{metric}' in {where}", key="--metric", hint=hint)
-
-
-# ---------------------------------------------------------------- commands
+from expkit.errors import ExpkitError
+from expkit.tracking.query import (
+    LIST_HINT,
+    PARENT_TAG,
+    check_ref,
+    check_store,
+    experiments,
+    find_experiment,
+    find_run,
+    open_client,
+    resolve_uri,
+    search_all,
+    store_errors,
+)
+from expkit.tracking.ranking import (
+    OBJECTIVE,
+    check_metric,
+    describe_metric,
+    differing_params,
+    key_metrics,
+    metric_of,
+    rank,
+    rank_metric,
+    resolve_mode,
+    unranked_reason,
+)
+from expkit.tracking.sqlite_runs import experiment_pages, read_sqlite_runs
+from expkit.tracking.store import TABLE_VIEW_KEY, TRAINING_VIEW_QUERY
+from expkit.tracking.table import MISSING, clip, format_value, render_table, short, started
+from expkit.tracking.ui import port_in_use, ui_command
 
 
 def list_runs(*, experiment: str | None, uri: str | None, limit: int) -> None:
@@ -385,36 +151,6 @@ def compare_runs(*, run_ids: list[str], sweep: str | None, metric: str | None, m
         print("\n(all params are equal in these runs)")
 
 
-def rank_metric(runs: Sequence[Run], metric: str, explicit: bool, where: str) -> str | None:
-    """The metric to rank by: `metric` when some run has it; None (no ranking) when the default objective is absent.
-
-    An explicit --metric that no run has is an error (a typo must not pass as an unranked table)."""
-    if any(metric_of(r, metric) is not None for r in runs):
-        return metric
-    if explicit:
-        check_metric(runs, metric, where)
-    return None
-
-
-def unranked_reason(runs: Sequence[Run]) -> str:
-    """Why runs without an objective are shown unranked, and how to rank them anyway."""
-    return (
-        f"no run has an '{OBJECTIVE}' (a run records one only when it has validation data, e.g. dataset.validation.holdout=N); "
-        "rank by another metric with --metric NAME"
-    )
-
-
-def describe_metric(metric: str, runs: Sequence[Run], direction: str) -> str:
-    """`objective (val_loss, best epoch, min)`: the objective with what it measured, as the runs recorded it; else `name (min)`."""
-    if metric == OBJECTIVE:
-        scored = [r for r in runs if metric_of(r, metric) is not None]
-        measured = {r.data.tags.get("objective.metric") for r in scored} - {None}
-        at = {r.data.tags.get("objective.at") for r in scored} - {None}
-        if len(measured) == 1:
-            return f"{metric} ({measured.pop()}" + (f", {at.pop()} epoch" if len(at) == 1 else "") + f", {direction})"
-    return f"{metric} ({direction})"
-
-
 def best_run(
     *,
     experiment: str | None,
@@ -481,128 +217,6 @@ def best_run(
 
         path = export_preset(best, Path(export))
         print(f"wrote {path}: retrain it with `expkit train --config-dir {path.parent.parent} +experiment={path.stem}`")
-
-
-def port_in_use(host: str, port: int) -> bool:
-    """True when something already listens on host:port (so the server could not bind it)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return True
-    return False
-
-
-def ui_command(uri: str, host: str, port: int) -> list[str]:
-    """The `mlflow server` command line for the store `uri`."""
-    command = [sys.executable, "-m", "expkit.tracking.quiet_server", "server", "--backend-store-uri", uri, "--registry-store-uri", uri]
-    # No line per HTTP request, no uvicorn start-up INFO lines (expkit ui prints where to open it); warnings and errors still show.
-    command += ["--host", host, "--port", str(port), "--workers", "1", "--uvicorn-opts", "--log-level warning --no-access-log"]
-    path = local_store_path(uri)
-    if path is not None and path.is_file():
-        # Experiments expkit created point at file://<root>/mlartifacts; the server reads those directly.
-        # Experiments created in the UI get proxied artifacts in the same folder.
-        command += ["--artifacts-destination", str(path.parent / "mlartifacts")]
-    return command
-
-
-def sqlite_file(uri: str) -> Path | None:
-    """The file of a local SQLite store that exists; None for any other store."""
-    path = local_store_path(uri)
-    return path if uri.startswith("sqlite:") and path is not None and path.is_file() else None
-
-
-def read_only(db_file: Path) -> Any:
-    """A read-only connection to a SQLite file, closed on leaving the `with` block."""
-    import sqlite3
-
-    return contextlib.closing(sqlite3.connect(f"{db_file.as_uri()}?mode=ro", uri=True))
-
-
-@dataclass
-class StoredRunInfo:
-    run_id: str
-    experiment_id: str
-    run_name: str | None
-    status: str
-    start_time: int | None
-
-
-@dataclass
-class StoredRunData:
-    metrics: dict[str, float]
-    tags: dict[str, str]
-
-
-@dataclass
-class StoredRun:
-    """The fields of an MLflow `Run` that `runs list` shows, read straight from a SQLite store."""
-
-    info: StoredRunInfo
-    data: StoredRunData
-
-
-def read_sqlite_runs(uri: str, experiment: str | None, limit: int) -> tuple[dict[str, str], list[Any]] | None:
-    """(experiment names by id, newest runs) from a local SQLite store, read-only and without importing MLflow
-    (whose import and store set-up cost seconds); None when the store is not SQLite, the experiment is not found
-    (MLflow's path then explains), or the schema is not what this reader knows."""
-    import sqlite3
-
-    db_file = sqlite_file(uri)
-    if db_file is None:
-        return None
-    try:
-        with read_only(db_file) as db:
-            names = {str(i): str(n) for i, n in db.execute("SELECT experiment_id, name FROM experiments WHERE lifecycle_stage = 'active'")}
-            if experiment is not None:
-                names = {i: n for i, n in names.items() if n == experiment}
-                if not names:
-                    return None
-            marks = ",".join("?" * len(names))
-            rows = db.execute(
-                f"SELECT run_uuid, experiment_id, name, status, start_time FROM runs WHERE lifecycle_stage = 'active'"
-                f" AND experiment_id IN ({marks}) ORDER BY start_time DESC, run_uuid LIMIT ?",
-                (*names, limit),
-            ).fetchall()
-            runs = {r[0]: StoredRun(StoredRunInfo(r[0], str(r[1]), r[2], r[3], r[4]), StoredRunData({}, {})) for r in rows}
-            ids = list(runs)
-            for start in range(0, len(ids), 500):  # SQLite's limit on bound parameters
-                chunk = ids[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                for run_id, key, value, is_nan in db.execute(
-                    f"SELECT run_uuid, key, value, is_nan FROM latest_metrics WHERE run_uuid IN ({marks})", chunk
-                ):
-                    runs[run_id].data.metrics[key] = math.nan if is_nan else float(value)
-                for run_id, key, value in db.execute(f"SELECT run_uuid, key, value FROM tags WHERE run_uuid IN ({marks})", chunk):
-                    runs[run_id].data.tags[key] = value
-            return names, list(runs.values())
-    except (sqlite3.Error, TypeError, ValueError):
-        return None
-
-
-def experiment_pages(uri: str, most: int = 10) -> list[tuple[str, str, int, bool]]:
-    """(id, name, number of runs, has expkit's table view) of the active experiments with runs in a SQLite store,
-    read without MLflow; [] if unreadable."""
-    import sqlite3
-
-    db_file = sqlite_file(uri)
-    if db_file is None:
-        return []
-    query = (
-        "SELECT e.experiment_id, e.name, COUNT(r.run_uuid),"
-        " EXISTS (SELECT 1 FROM experiment_tags t WHERE t.experiment_id = e.experiment_id AND t.key = ?)"
-        " FROM experiments e JOIN runs r ON r.experiment_id = e.experiment_id"
-        " WHERE e.lifecycle_stage = 'active' AND r.lifecycle_stage = 'active' GROUP BY e.experiment_id, e.name"
-        " ORDER BY MAX(r.start_time) DESC LIMIT ?"
-    )
-    try:
-        with read_only(db_file) as db:
-            rows = db.execute(query, (TABLE_VIEW_TAG, most)).fetchall()
-            return [(str(i), str(n), int(c), bool(v)) for i, n, c, v in rows]
-    except sqlite3.Error:
-        return []
 
 
 def serve_ui(*, host: str, port: int, uri: str | None) -> None:

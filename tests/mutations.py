@@ -42,7 +42,7 @@ MUTATIONS = (
     Mutation(
         "ranking-flipped",
         "`runs` ranking direction flipped (worst run first)",
-        "expkit/runs.py",
+        "expkit/tracking/ranking.py",
         'reverse=mode == "max"',
         'reverse=mode != "max"',
         (

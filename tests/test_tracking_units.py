@@ -24,7 +24,7 @@ from expkit import runs
 from expkit.errors import ExpkitError
 from expkit.models.builder import build_model
 from expkit.outputs import find_run_dir
-from expkit.tracking import plots, tensorboard
+from expkit.tracking import plots, query, ranking, sqlite_runs, tensorboard
 from expkit.tracking.epochs import EpochLogger
 from expkit.tracking.run import MAX_PARAM_LENGTH, ChildRun, TrackedRun, git_state
 from expkit.tracking.store import PARENT_RUN_ENV, PARENT_RUN_FILE_ENV, TABLE_VIEW_TAG, ParentRunUnavailable, await_parent, publish_parent
@@ -403,9 +403,9 @@ def test_find_run_rejects_an_ambiguous_prefix(store: FakeStore) -> None:
         ids = [add_run(store, name=f"r{i}", params={}, metrics={"test_loss": 1.0}).info.run_id for i in range(2)]
     assert all(i.startswith("c0ffee") for i in ids) and ids[0] != ids[1]
     with pytest.raises(ExpkitError, match=r"run id prefix 'c0ffee' is ambiguous: it matches 2 runs") as info:
-        runs.find_run(store.client, store.uri, "C0FFEE")
+        query.find_run(store.client, store.uri, "C0FFEE")
     assert ids[0] in str(info.value) and ids[1] in str(info.value)
-    assert runs.find_run(store.client, store.uri, ids[1][:10]).info.run_id == ids[1]
+    assert query.find_run(store.client, store.uri, ids[1][:10]).info.run_id == ids[1]
 
 
 # --- `runs` ranking and diffing on fabricated runs --------------------------------------------------
@@ -434,20 +434,20 @@ def ranked_store(store: FakeStore) -> tuple[FakeStore, dict[str, str]]:
 def test_rank_orders_best_first_in_both_directions(ranked_store: tuple[FakeStore, dict[str, str]]) -> None:
     store, ids = ranked_store
     found = [store.client.get_run(ids[lr]) for lr, _ in FABRICATED]
-    by_loss = [r.info.run_id for r in runs.rank(found, "test_loss", "min")]
-    by_accuracy = [r.info.run_id for r in runs.rank(found, "test_accuracy", runs.resolve_mode("test_accuracy", "auto"))]
+    by_loss = [r.info.run_id for r in ranking.rank(found, "test_loss", "min")]
+    by_accuracy = [r.info.run_id for r in ranking.rank(found, "test_accuracy", ranking.resolve_mode("test_accuracy", "auto"))]
     assert by_loss == by_accuracy == [ids["0.01"], ids["0.1"], ids["0.001"]]
-    assert [r.info.run_id for r in runs.rank(found, "test_loss", "max")] == [ids["0.001"], ids["0.1"], ids["0.01"]]
-    assert runs.resolve_mode("val_loss", "auto") == "min" and runs.resolve_mode("val_auc", "auto") == "max"
+    assert [r.info.run_id for r in ranking.rank(found, "test_loss", "max")] == [ids["0.001"], ids["0.1"], ids["0.01"]]
+    assert ranking.resolve_mode("val_loss", "auto") == "min" and ranking.resolve_mode("val_auc", "auto") == "max"
     # Runs without the metric go last, in their order.
-    assert runs.rank([found[2], found[0]], "nope", "min") == [found[2], found[0]]
+    assert ranking.rank([found[2], found[0]], "nope", "min") == [found[2], found[0]]
 
 
 def test_differing_params_ignore_run_locations(ranked_store: tuple[FakeStore, dict[str, str]]) -> None:
     store, ids = ranked_store
     found = [store.client.get_run(i) for i in ids.values()]
-    assert runs.differing_params(found) == ["optimizer.learning_rate"]
-    assert runs.differing_params(found[:1]) == []
+    assert ranking.differing_params(found) == ["optimizer.learning_rate"]
+    assert ranking.differing_params(found[:1]) == []
 
 
 def test_compare_and_best_print_the_best_run_first(ranked_store: tuple[FakeStore, dict[str, str]], capsys: pytest.CaptureFixture) -> None:
@@ -476,11 +476,11 @@ def test_runs_list_reads_sqlite_directly_with_the_same_runs_as_mlflow(tmp_path: 
     store.client.delete_run(deleted.info.run_id)
     nan_run = add_run(store, name="diverged", params={}, metrics={"test_loss": float("nan")}, tags={"mlflow.parentRunId": "p" * 32})
 
-    read = runs.read_sqlite_runs(store.uri, None, limit=100)
+    read = sqlite_runs.read_sqlite_runs(store.uri, None, limit=100)
     assert read is not None
     names, direct = read
-    assert names == {e.experiment_id: e.name for e in runs.experiments(store.client)}
-    through_mlflow = runs.search_all(store.client, list(names), limit=100)
+    assert names == {e.experiment_id: e.name for e in query.experiments(store.client)}
+    through_mlflow = query.search_all(store.client, list(names), limit=100)
     assert len(direct) == 5 and [r.info.run_id for r in direct] == [r.info.run_id for r in through_mlflow]  # newest first
     assert deleted.info.run_id not in {r.info.run_id for r in direct}
     for mine, theirs in zip(direct, through_mlflow, strict=True):
@@ -492,13 +492,13 @@ def test_runs_list_reads_sqlite_directly_with_the_same_runs_as_mlflow(tmp_path: 
         )
         assert mine.data.tags == theirs.data.tags
         assert mine.data.metrics.keys() == theirs.data.metrics.keys()
-        assert all(runs.metric_of(mine, k) == runs.metric_of(theirs, k) for k in mine.data.metrics)
-    assert runs.metric_of(next(r for r in direct if r.info.run_id == nan_run.info.run_id), "test_loss") is None
+        assert all(ranking.metric_of(mine, k) == ranking.metric_of(theirs, k) for k in mine.data.metrics)
+    assert ranking.metric_of(next(r for r in direct if r.info.run_id == nan_run.info.run_id), "test_loss") is None
     # One experiment by name with a limit; an unknown name and a server are left to MLflow's path.
-    _, newest = runs.read_sqlite_runs(store.uri, "digits_mlp", limit=2) or ({}, [])
+    _, newest = sqlite_runs.read_sqlite_runs(store.uri, "digits_mlp", limit=2) or ({}, [])
     assert [r.info.run_id for r in newest] == [r.info.run_id for r in through_mlflow if r.info.run_name != "elsewhere"][:2]
-    assert runs.read_sqlite_runs(store.uri, "no such experiment", limit=5) is None
-    assert runs.read_sqlite_runs("http://127.0.0.1:5000", None, limit=5) is None
+    assert sqlite_runs.read_sqlite_runs(store.uri, "no such experiment", limit=5) is None
+    assert sqlite_runs.read_sqlite_runs("http://127.0.0.1:5000", None, limit=5) is None
     runs.list_runs(experiment="digits_mlp", uri=store.uri, limit=3)
     out = capsys.readouterr().out
     assert out.splitlines()[0].split()[:6] == ["run", "id", "experiment", "name", "status", "started"]

@@ -163,7 +163,7 @@ def log_ensemble(members: list[StoredRun], result: dict[str, Any], config: Any) 
 
 def render(result: dict[str, Any]) -> str:
     """Members and the ensemble, one row each, with their weights and test metrics."""
-    from expkit.runs import format_value, render_table
+    from expkit.tracking.table import format_value, render_table
 
     metrics = sorted(result["ensemble"])
     rows = [[m["run_id"][:8], m["name"][:40], f"{m['weight']:.3f}", *(format_value(m.get(k)) for k in metrics)] for m in result["members"]]

@@ -100,7 +100,7 @@ def load_inference(target: str, uri: str | None) -> tuple[Any, str]:
     model_uri = target if is_model_uri(target) else open_run(target, uri).inference_uri()
     import mlflow
 
-    from expkit.runs import resolve_uri
+    from expkit.tracking.query import resolve_uri
 
     mlflow.set_tracking_uri(resolve_uri(uri))  # where models:/ URIs are looked up
     try:

@@ -96,7 +96,7 @@ class StoredRun:
 
 def open_run(ref: str, uri: str | None) -> StoredRun:
     """The run `ref` (id or unique prefix) in the store `uri` (default: the one `expkit train` writes here)."""
-    from expkit.runs import find_run, open_client, store_errors
+    from expkit.tracking.query import find_run, open_client, store_errors
 
     client, resolved = open_client(uri)
     with store_errors(resolved):

@@ -2,7 +2,7 @@
 
 `expkit ui` runs the MLflow UI through this. Dropped: the notice that the server accepts localhost only (expkit ui binds
 127.0.0.1 unless told otherwise, and says where to open it), and Starlette's deprecation warning raised by MLflow's own
-import. The per-request access log and uvicorn's INFO lines are turned off by `expkit.runs.ui_command`'s uvicorn options;
+import. The per-request access log and uvicorn's INFO lines are turned off by `expkit.tracking.ui.ui_command`'s uvicorn options;
 warnings and errors still show.
 """
 

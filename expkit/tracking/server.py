@@ -65,8 +65,8 @@ def serve(
 
     A non-loopback `host` needs `auth` (or `insecure`, which warns); see `expkit.tracking.auth`.
     """
-    from expkit.runs import port_in_use
     from expkit.tracking import auth as basic_auth
+    from expkit.tracking.ui import port_in_use
 
     warning = basic_auth.check_bind(host, auth=auth is not None, insecure=insecure)
     if not 0 < port < 65536:

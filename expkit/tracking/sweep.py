@@ -26,7 +26,8 @@ def summary_table(children: list[Any], parent_id: str, best_id: str | None, obje
     """One row per job, best first by `objective` (then the jobs that did not finish, in job order): name (cut
     between words), status, the objective, the final val_loss when the objective is another metric, test metrics
     (for reading only), run id. Then the parent run id."""
-    from expkit.runs import clip, format_value, key_metrics, metric_of, render_table
+    from expkit.tracking.ranking import key_metrics, metric_of
+    from expkit.tracking.table import clip, format_value, render_table
 
     objective = objective or Objective.create()
     shown = ["objective"] if any("objective" in r.data.metrics for r in children) else []
