@@ -7,177 +7,25 @@ is `quick` (part of the CI set). Each run is a plain `expkit train +experiment=P
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import platform
 import shlex
-import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
 from expkit.config.locate import PACKAGE_DIR
-from expkit.errors import ExpkitError, suggestion
-from expkit.reproduce_margin import Beats, apply_margins, band_text, check_references, with_compared
-from expkit.reproduce_record import carried_over
+from expkit.errors import ExpkitError
+from expkit.reproduce_margin import apply_margins
+from expkit.reproduce_report import render_markdown, render_table
+from expkit.reproduce_stats import Attempt, Result
+from expkit.reproduce_targets import Target, load_targets, missing_data, select_targets, targets_file
 
 EXPERIMENT = "reproduction"
 BASE_SEED = 42
 TAIL_LINES = 15
-
-
-class Band(BaseModel):
-    """The interval a result must land in; either end may be open."""
-
-    model_config = ConfigDict(extra="forbid")
-    min: float | None = None
-    max: float | None = None
-
-    def contains(self, value: float) -> bool:
-        return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
-
-    def __str__(self) -> str:
-        if self.min is not None and self.max is not None:
-            return f"{self.min:g}–{self.max:g}"
-        return f"≥ {self.min:g}" if self.min is not None else f"≤ {self.max:g}"
-
-
-class Target(BaseModel):
-    """One entry of targets.yaml. Keys not listed here (free-text notes) are kept and ignored."""
-
-    model_config = ConfigDict(extra="allow")
-    name: str = ""
-    preset: str | None = None
-    overrides: list[str] = []
-    metric: str
-    book: float | str | None = None
-    accept: Band
-    needs: list[str] = []
-    quick: bool = False
-    # at least this many seeds, whatever --repeats says (a claim about every seed needs several)
-    repeats: int = Field(default=1, ge=1)
-    # the mean must beat another target's mean by a margin (expkit/reproduce_margin.py)
-    beats: Beats | None = None
-    band: str | None = None  # how the band was chosen
-    source: str | None = None
-    data: str | None = None
-
-    @property
-    def preset_name(self) -> str:
-        return self.preset or self.name
-
-
-@dataclass
-class Attempt:
-    """One run of a target."""
-
-    seed: int
-    value: float | None = None
-    run_id: str | None = None
-    wall_s: float = 0.0
-    error: str | None = None
-
-
-@dataclass
-class Result:
-    target: Target
-    attempts: list[Attempt] = field(default_factory=list)
-    skipped: str | None = None  # "needs mnist.npz"
-    margin_failure: str | None = None  # set by apply_margins when `beats` is not met
-
-    @property
-    def values(self) -> list[float]:
-        return [a.value for a in self.attempts if a.value is not None]
-
-    @property
-    def mean(self) -> float | None:
-        return statistics.fmean(self.values) if self.values else None
-
-    @property
-    def std(self) -> float:
-        return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
-
-    @property
-    def verdict(self) -> str:
-        if self.skipped:
-            return f"skipped: {self.skipped}"
-        errors = [a.error for a in self.attempts if a.error]
-        if errors:
-            return f"error: {errors[0]}"
-        if self.margin_failure:
-            return f"FAIL: {self.margin_failure}"
-        return "pass" if self.mean is not None and self.target.accept.contains(self.mean) else "FAIL"
-
-    @property
-    def failed(self) -> bool:
-        return not self.skipped and self.verdict != "pass"
-
-    def result_text(self) -> str:
-        if self.mean is None:
-            return "-"
-        return f"{self.mean:.4f}" + (f" ± {self.std:.4f} (n={len(self.values)})" if len(self.values) > 1 else "")
-
-    def wall_text(self) -> str:
-        walls = [a.wall_s for a in self.attempts]
-        return f"{statistics.fmean(walls):.0f} s" + (f" × {len(walls)}" if len(walls) > 1 else "") if walls else "-"
-
-
-# --------------------------------------------------------------------------- targets
-
-
-def targets_file() -> Path:
-    """experiments/targets.yaml of a source checkout, else the copy shipped inside the package."""
-    for candidate in (PACKAGE_DIR.parent / "experiments" / "targets.yaml", PACKAGE_DIR / "experiments" / "targets.yaml"):
-        if candidate.is_file():
-            return candidate
-    raise ExpkitError("experiments/targets.yaml not found", hint="pass --targets PATH")
-
-
-def load_targets(path: Path) -> dict[str, Target]:
-    """Every target in `path`, checked; a bad entry is an error naming it."""
-    import yaml
-
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ExpkitError(f"cannot read {path}: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ExpkitError(f"{path} must map target names to entries")
-    targets = {}
-    for name, entry in raw.items():
-        try:
-            target = Target.model_validate({**(entry or {}), "name": str(name)})
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            raise ExpkitError(f"{path}: target {name}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
-        if target.accept.min is None and target.accept.max is None:
-            raise ExpkitError(f"{path}: target {name}: accept needs min, max or both")
-        targets[str(name)] = target
-    check_references(targets, path)
-    return targets
-
-
-def select_targets(targets: dict[str, Target], names: list[str], quick: bool) -> list[Target]:
-    """The named targets (all, or the quick ones, when none is named)."""
-    unknown = [n for n in names if n not in targets]
-    if unknown:
-        raise ExpkitError(f"no reproduction target '{unknown[0]}'", hint=suggestion(unknown[0], targets, noun="targets"))
-    chosen = [targets[n] for n in names] if names else list(targets.values())
-    return with_compared([t for t in chosen if t.quick] if quick else chosen, targets)
-
-
-def missing_data(target: Target, data_dir: Path | None) -> list[str]:
-    """The entries of `needs` found neither in `data_dir` nor in the Keras cache."""
-    keras_cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser() / "datasets"
-    places = [p for p in (data_dir, keras_cache) if p is not None]
-    return [need for need in target.needs if not any((place / need).exists() for place in places)]
 
 
 # --------------------------------------------------------------------------- running
@@ -406,100 +254,3 @@ def _band_note(result: Result) -> str:
 def default_results_path(targets: Path) -> Path:
     """RESULTS.md beside targets.yaml in a source checkout; in the current folder for an installed package."""
     return targets.with_name("RESULTS.md") if targets.parent != PACKAGE_DIR / "experiments" else Path.cwd() / "RESULTS.md"
-
-
-# --------------------------------------------------------------------------- reporting
-
-COLUMNS = ("preset", "metric", "book", "result", "band", "verdict", "wall time")
-
-
-def rows(results: list[Result]) -> list[tuple[str, ...]]:
-    return [
-        (
-            r.target.name,
-            r.target.metric,
-            str(r.target.book) if r.target.book is not None else "-",
-            r.result_text(),
-            band_text(r.target),
-            r.verdict,
-            r.wall_text(),
-        )
-        for r in results
-    ]
-
-
-def render_table(results: list[Result]) -> str:
-    """A plain-text table for the terminal."""
-    body = rows(results)
-    widths = [max(len(c), *(len(row[i]) for row in body)) for i, c in enumerate(COLUMNS)]
-    line = lambda cells: "  ".join(cell.ljust(w) for cell, w in zip(cells, widths, strict=True)).rstrip()  # noqa: E731
-    return "\n".join([line(COLUMNS), line(["-" * w for w in widths]), *(line(row) for row in body)])
-
-
-def versions() -> dict[str, str]:
-    from expkit import __version__
-
-    found = {"python": platform.python_version(), "expkit": __version__}
-    for dist in ("tensorflow-cpu", "tensorflow", "keras", "mlflow", "numpy", "hydra-core"):
-        try:
-            found.setdefault("tensorflow" if dist.startswith("tensorflow") else dist, metadata.version(dist))
-        except metadata.PackageNotFoundError:
-            continue
-    return found
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError, StopIteration):
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        cpu = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-    return f"{os.cpu_count()} CPU cores ({cpu}), {platform.system()} {platform.release()}; load average at the end {load}"
-
-
-def git_commit() -> str:
-    try:
-        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PACKAGE_DIR, capture_output=True, text=True, timeout=5)
-        return done.stdout.strip() or "n/a"
-    except (OSError, subprocess.SubprocessError):
-        return "n/a"
-
-
-def render_markdown(
-    results: list[Result], *, command: str, started: datetime, data_dir: Path | None, interrupted: bool = False, previous: str | None = None
-) -> str:
-    """RESULTS.md: the table, where and how it was made, and every run's value; then the targets of `previous` (the
-    file it replaces) that were not rerun, under their own headings (expkit/reproduce_record.py)."""
-    table = [f"| {' | '.join(COLUMNS)} |", f"| {' | '.join('---' for _ in COLUMNS)} |"]
-    table += [f"| {' | '.join(cell.replace('|', '/') for cell in row)} |" for row in rows(results)]
-    lines = [
-        "# Reproduction results",
-        "",
-        "Written by `expkit reproduce`; do not edit by hand. Targets, bands and how each band was chosen: `targets.yaml`.",
-        "",
-        f"- Command: `{command}`" + (" (interrupted)" if interrupted else ""),
-        f"- Date: {started.strftime('%Y-%m-%d %H:%M')} UTC, took {(datetime.now(UTC) - started).total_seconds() / 60:.1f} min",
-        f"- Machine: {machine()}",
-        f"- Versions: {', '.join(f'{k} {v}' for k, v in versions().items())}; git {git_commit()}",
-        f"- Data: {data_dir or 'no --data-dir (EXPKIT_DATA_DIR unset)'}",
-        "- Result: the mean over repeats (seeds 42, 43, ...) ± their sample standard deviation; a target passes if the mean is in band",
-        "  and, where the band names another target (`beats`), the mean beats that target's mean by the margin given.",
-        "  Wall time: per run, including process start-up (about 10 s), on a shared machine.",
-        "",
-        *table,
-        "",
-        "## Runs",
-        "",
-    ]
-    for result in results:
-        target = result.target
-        runs = ", ".join(
-            f"seed {a.seed}: "
-            + (f"{a.value:.4f}" if a.value is not None else a.error or "-")
-            + (f" (run {a.run_id[:8]})" if a.run_id else "")
-            for a in result.attempts
-        )
-        preset = target.preset_name + (f" {' '.join(target.overrides)}" if target.overrides else "")
-        lines.append(f"- **{target.name}** (`+experiment={preset}`, {target.source or 'no source given'}): {runs or result.verdict}")
-    lines += carried_over(previous, {r.target.name for r in results}, table[:2])
-    return "\n".join(lines) + "\n"

@@ -17,7 +17,8 @@ from expkit.errors import ExpkitError, suggestion
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from expkit.reproduce import Result, Target
+    from expkit.reproduce_stats import Result
+    from expkit.reproduce_targets import Target
 
 
 class Beats(BaseModel):

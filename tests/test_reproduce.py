@@ -9,7 +9,9 @@ import pytest
 
 from expkit.config.locate import group_options
 from expkit.errors import ExpkitError
-from expkit.reproduce import Attempt, Band, Result, Target, load_targets, missing_data, render_markdown, select_targets, targets_file
+from expkit.reproduce_report import render_markdown
+from expkit.reproduce_stats import Attempt, Result
+from expkit.reproduce_targets import Band, Target, load_targets, missing_data, select_targets, targets_file
 from tests.conftest import mlflow_runs, run_expkit
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from expkit.reproduce import Attempt, Band, Result, Target, render_markdown
+from expkit.reproduce_report import render_markdown
+from expkit.reproduce_stats import Attempt, Result
+from expkit.reproduce_targets import Band, Target
 
 
 def report(name: str, value: float, previous: str | None) -> str:
