@@ -2,56 +2,17 @@
 
 A band checks one preset on its own. A book claim such as "six hidden layers classify the spiral; one layer does not"
 is about the difference, so the deep target names the shallow one: its mean must be at least MARGIN better than
-NAME's mean (higher, or lower with `higher_is_better: false`), or `expkit reproduce` fails. Selecting a target
-selects the one it is compared with.
+NAME's mean (higher, or lower with `higher_is_better: false`), or `expkit reproduce` fails. The `beats:` entry is read
+and checked, and selecting a target selects the one it is compared with, in expkit/reproduce_targets.py.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
-
-from pydantic import BaseModel, ConfigDict, Field
-
-from expkit.errors import ExpkitError, suggestion
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from expkit.reproduce_stats import Result
     from expkit.reproduce_targets import Target
-
-
-class Beats(BaseModel):
-    """`beats:` of a target: the other target and the least margin between the two means."""
-
-    model_config = ConfigDict(extra="forbid")
-    target: str
-    by: Annotated[float, Field(ge=0)]
-    higher_is_better: bool = True
-
-
-def check_references(targets: dict[str, Target], path: Path) -> None:
-    """Every `beats.target` names another target of the same file."""
-    for name, target in targets.items():
-        other = target.beats.target if target.beats else None
-        if other is not None and (other not in targets or other == name):
-            raise ExpkitError(
-                f"{path}: target {name}: beats.target: no other target '{other}'",
-                hint=suggestion(other, [t for t in targets if t != name], noun="targets"),
-            )
-
-
-def with_compared(selected: list[Target], targets: dict[str, Target]) -> list[Target]:
-    """`selected`, plus (just before it) each target a selected one must beat, when it is not selected already."""
-    names = {t.name for t in selected}
-    out: list[Target] = []
-    for target in selected:
-        other = target.beats.target if target.beats else None
-        if other is not None and other not in names:
-            out.append(targets[other])
-            names.add(other)
-        out.append(target)
-    return out
 
 
 def margin_failure(result: Result, by_name: dict[str, Result]) -> str | None:

@@ -1,16 +1,26 @@
 """The targets of `expkit reproduce`: `experiments/targets.yaml` read and checked, a target's accept band, the
-selection of targets to run, and the data files a target still lacks."""
+selection of targets to run (with the targets they must beat: expkit/reproduce_margin.py), and the data files a
+target still lacks."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from expkit.config.locate import PACKAGE_DIR
 from expkit.errors import ExpkitError, suggestion
-from expkit.reproduce_margin import Beats, check_references, with_compared
+
+
+class Beats(BaseModel):
+    """`beats:` of a target: the other target and the least margin between the two means."""
+
+    model_config = ConfigDict(extra="forbid")
+    target: str
+    by: Annotated[float, Field(ge=0)]
+    higher_is_better: bool = True
 
 
 class Band(BaseModel):
@@ -100,3 +110,27 @@ def missing_data(target: Target, data_dir: Path | None) -> list[str]:
     keras_cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser() / "datasets"
     places = [p for p in (data_dir, keras_cache) if p is not None]
     return [need for need in target.needs if not any((place / need).exists() for place in places)]
+
+
+def check_references(targets: dict[str, Target], path: Path) -> None:
+    """Every `beats.target` names another target of the same file."""
+    for name, target in targets.items():
+        other = target.beats.target if target.beats else None
+        if other is not None and (other not in targets or other == name):
+            raise ExpkitError(
+                f"{path}: target {name}: beats.target: no other target '{other}'",
+                hint=suggestion(other, [t for t in targets if t != name], noun="targets"),
+            )
+
+
+def with_compared(selected: list[Target], targets: dict[str, Target]) -> list[Target]:
+    """`selected`, plus (just before it) each target a selected one must beat, when it is not selected already."""
+    names = {t.name for t in selected}
+    out: list[Target] = []
+    for target in selected:
+        other = target.beats.target if target.beats else None
+        if other is not None and other not in names:
+            out.append(targets[other])
+            names.add(other)
+        out.append(target)
+    return out

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from expkit.errors import ExpkitError
-from expkit.reproduce_margin import Beats, apply_margins
+from expkit.reproduce_margin import apply_margins
 from expkit.reproduce_report import render_markdown
 from expkit.reproduce_stats import Attempt, Result
-from expkit.reproduce_targets import Band, Target, load_targets, select_targets, targets_file
+from expkit.reproduce_targets import Band, Beats, Target, load_targets, select_targets, targets_file
 from tests.conftest import mlflow_runs, run_expkit
 
 
