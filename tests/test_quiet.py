@@ -98,7 +98,7 @@ def test_joblib_sweep_lines_carry_their_job_and_the_summary_is_best_first(workdi
     header = summary[1].split()
     assert "val_loss" not in header, "the objective is val_loss: one column, not two identical ones"
     rows = [line for line in summary[3:] if line.strip()]
-    assert "learning_rate=0.01 " in rows[0] and rows[0].startswith("* ") and "learning_rate=0.001 " in rows[1]
+    assert "lr=0.01 " in rows[0] and rows[0].startswith("* ") and "lr=0.001 " in rows[1]  # run names abbreviate the keys
 
 
 def test_summary_is_best_first_cuts_names_between_words_and_shows_val_loss_once(tmp_path: Path) -> None:

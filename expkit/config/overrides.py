@@ -25,6 +25,18 @@ FLAGS_WITH_VALUE = {
 }
 
 
+def config_dir(value: str) -> Path:
+    """A `--config-dir` folder as an absolute path; `~user` naming no user is the user's error, not a crash."""
+    try:
+        return Path(value).expanduser().resolve()
+    except RuntimeError:  # pathlib: "Could not determine home directory"
+        raise ExpkitError(
+            f"cannot expand '{value.split('/')[0]}' in {value}: no such user's home folder",
+            key="--config-dir",
+            hint="give the folder's full path",
+        ) from None
+
+
 def split_args(args: list[str]) -> tuple[list[str], list[Path]]:
     """(overrides, extra config dirs) from a Hydra command line."""
     overrides: list[str] = []
@@ -34,11 +46,11 @@ def split_args(args: list[str]) -> tuple[list[str], list[Path]]:
         arg = args[i]
         if arg in FLAGS_WITH_VALUE:
             if arg in ("--config-dir", "-cd") and i + 1 < len(args):
-                dirs.append(Path(args[i + 1]).expanduser().resolve())
+                dirs.append(config_dir(args[i + 1]))
             i += 2
             continue
         if arg.startswith("--config-dir="):
-            dirs.append(Path(arg.split("=", 1)[1]).expanduser().resolve())
+            dirs.append(config_dir(arg.split("=", 1)[1]))
         elif not arg.startswith("-"):
             overrides.append(arg)
         i += 1
