@@ -345,6 +345,6 @@ def test_a_config_dir_naming_no_users_home_is_one_clear_error() -> None:
     # Found by test_fuzz: `--config-dir ~trainer.epochs` crashed in pathlib ("Could not determine home directory").
     from expkit.config.overrides import split_args
 
-    with pytest.raises(ExpkitError, match="cannot expand '~trainer.epochs'") as caught:
+    with pytest.raises(ExpkitError, match=r"cannot expand '~trainer\.epochs'") as caught:
         split_args(["--config-dir", "~trainer.epochs"])
     assert caught.value.key == "--config-dir"
