@@ -69,6 +69,16 @@ def run_expkit(*args: str, cwd: Path, timeout: float = 600, **env: str) -> subpr
     )
 
 
+def assert_clean_error(done, *needles: str) -> None:  # type: ignore[no-untyped-def]
+    """A bad-input failure: exit 2, no traceback, exactly one `error:` line, naming each of `needles`."""
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, done.stderr
+    for needle in needles:
+        assert needle in done.stderr, done.stderr
+
+
 def output_dirs(root: Path) -> list[Path]:
     """Every run folder (one holding metrics.json or run_id) below root/outputs."""
     return sorted({p.parent for p in (root / "outputs").rglob("config.yaml") if p.parent.name != ".hydra"})

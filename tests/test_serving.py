@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from tests import mlflow_server as ms
-from tests.conftest import expkit_env, run_expkit
+from tests.conftest import assert_clean_error, expkit_env, run_expkit
 from tests.mnist_sweep import Sweep, mnist_sweep
 
 
@@ -31,15 +31,6 @@ def sweep(shared_data: Path) -> Sweep:
 def raw_test(shared_data: Path) -> tuple[np.ndarray, np.ndarray]:
     with np.load(shared_data / "mnist.npz") as data:
         return data["x_test"][:300], data["y_test"][:300]
-
-
-def assert_clean_error(done, *needles: str) -> None:  # type: ignore[no-untyped-def]
-    assert done.returncode == 2, done.stdout + done.stderr
-    assert "Traceback" not in done.stderr, done.stderr
-    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, done.stderr
-    for needle in needles:
-        assert needle in done.stderr, done.stderr
 
 
 def final_value(client: mlflow.MlflowClient, run_id: str, key: str) -> tuple[int, float]:

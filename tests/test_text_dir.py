@@ -14,17 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.conftest import compose, mlflow_runs, output_dirs, read_metrics, run_expkit
+from tests.conftest import assert_clean_error, compose, mlflow_runs, output_dirs, read_metrics, run_expkit
 from tests.text_datagen import NEGATIVE, POSITIVE, write_aclimdb, write_text_folder
-
-
-def assert_clean_error(done, *needles: str) -> None:  # type: ignore[no-untyped-def]
-    assert done.returncode == 2, done.stdout + done.stderr
-    assert "Traceback" not in done.stderr, done.stderr
-    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, done.stderr
-    for needle in needles:
-        assert needle in done.stderr, done.stderr
 
 
 def load(root: Path, *overrides: str):  # type: ignore[no-untyped-def]
