@@ -9,12 +9,10 @@ import keras
 import numpy as np
 
 from expkit.training.batches import as_model_input
-from expkit.training.callbacks import CALLBACKS
 
 MAX_PNG_UNITS = 1024
 
 
-@CALLBACKS.register("ActivationLogger")
 class ActivationLogger(keras.callbacks.Callback):
     """Saves `<layer>/epoch_<NNN>` arrays (the layer's output shape, without the batch axis) to an npz after every epoch.
 

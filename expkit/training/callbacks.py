@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from expkit.registry import Registry, build_component
@@ -10,11 +11,12 @@ from expkit.selection.objective import Objective, direction
 
 
 def _keras_callbacks() -> list[Any]:
+    """Keras' callbacks, then expkit's own (found by name after Keras'). Imported here, one way: they import nothing from this module."""
     import keras
 
-    import expkit.training.activations  # noqa: F401  (registers expkit's own callbacks)
+    from expkit.training.activations import ActivationLogger
 
-    return [keras.callbacks]
+    return [keras.callbacks, SimpleNamespace(ActivationLogger=ActivationLogger)]
 
 
 CALLBACKS = Registry("callback", _keras_callbacks)
