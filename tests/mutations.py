@@ -88,9 +88,9 @@ MUTATIONS = (
     Mutation(
         "standardize-own-mean",
         "standardize centres each split on its own mean instead of the training mean",
-        "expkit/config/schema.py",
-        "            return ((a - mean) / std).astype(np.float32)",
-        "            return ((a - a.astype(np.float64).mean(axis=0)) / std).astype(np.float32)",
+        "expkit/data/preprocess.py",
+        "        return ((a - mean) / std).astype(np.float32)",
+        "        return ((a - a.astype(np.float64).mean(axis=0)) / std).astype(np.float32)",
         ("tests/test_data.py::test_standardize_uses_training_statistics_only",),
     ),
     Mutation(

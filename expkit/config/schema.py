@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import typing
-from collections.abc import Callable
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationInfo, field_validator, model_validator
@@ -17,17 +16,14 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
-# --- preprocessing steps: one registered class per `op`, holding its options and its transform ------------
+# --- preprocessing steps: one registered class per `op`, holding its options (its fit: expkit/data/preprocess.py) ---
 
 STEP_CLASSES: dict[str, type[PreprocessStep]] = {}
 
 
 class PreprocessStep(Strict):
-    """A preprocessing op. Subclass it with `op: Literal["name"]`, its options and `fit`, and decorate with @register_step."""
-
-    def fit(self, train: Any) -> Callable[[Any], Any]:
-        """The transform for every split, with any statistics taken from the training array `train`."""
-        raise NotImplementedError
+    """A preprocessing op's options. Subclass it with `op: Literal["name"]` and its options, decorate it with @register_step,
+    and register its fit (the transform, with statistics from the training array) with `@fits` in expkit/data/preprocess.py."""
 
 
 def register_step(cls: type[PreprocessStep]) -> type[PreprocessStep]:
@@ -37,24 +33,15 @@ def register_step(cls: type[PreprocessStep]) -> type[PreprocessStep]:
     return cls
 
 
-# Transforms import numpy (through expkit.data.preprocess) only when a step is fitted, so validation stays light.
-
-
 @register_step
 class Flatten(PreprocessStep):
     op: Literal["flatten"]
-
-    def fit(self, train: Any) -> Callable[[Any], Any]:
-        return lambda a: a.reshape(len(a), -1)
 
 
 @register_step
 class Reshape(PreprocessStep):
     op: Literal["reshape"]
     shape: list[int]
-
-    def fit(self, train: Any) -> Callable[[Any], Any]:
-        return lambda a: a.reshape((len(a), *self.shape))
 
 
 @register_step
@@ -64,18 +51,6 @@ class Scale(PreprocessStep):
     op: Literal["scale"]
     divisor: Annotated[float, Field(gt=0)] = 1.0
 
-    def fit(self, train: Any) -> Callable[[Any], Any]:
-        import numpy as np
-
-        divisor = np.float32(self.divisor)
-
-        def scale(a: Any) -> Any:
-            out = a.astype(np.float32)
-            out /= divisor  # in place: one float32 copy of the data, not two (the same values)
-            return out
-
-        return scale
-
 
 @register_step
 class Standardize(PreprocessStep):
@@ -83,40 +58,17 @@ class Standardize(PreprocessStep):
 
     op: Literal["standardize"]
 
-    def fit(self, train: Any) -> Callable[[Any], Any]:
-        import numpy as np
-
-        mean = train.astype(np.float64).mean(axis=0)
-        std = train.astype(np.float64).std(axis=0)
-        std[std == 0] = 1.0
-
-        def transform(a: Any) -> Any:
-            return ((a - mean) / std).astype(np.float32)
-
-        transform.state = {"mean": mean, "std": std}  # type: ignore[attr-defined]  # carried by the inference model
-        return transform
-
 
 @register_step
 class MultiHot(PreprocessStep):
     op: Literal["multi_hot"]
     num_words: PositiveInt
 
-    def fit(self, train: Any) -> Callable[[Any], Any]:
-        from expkit.data.preprocess import multi_hot
-
-        return lambda a: multi_hot(a, self.num_words)
-
 
 @register_step
 class OneHot(PreprocessStep):
     op: Literal["one_hot"]
     num_classes: Annotated[int, Field(ge=2)]
-
-    def fit(self, train: Any) -> Callable[[Any], Any]:
-        from expkit.data.preprocess import one_hot
-
-        return lambda a: one_hot(a, self.num_classes)
 
 
 @register_step
@@ -126,19 +78,11 @@ class PadSequences(PreprocessStep):
     padding: Literal["pre", "post"] = "pre"
     truncating: Literal["pre", "post"] = "pre"
 
-    def fit(self, train: Any) -> Callable[[Any], Any]:
-        from expkit.data.preprocess import pad_sequences
-
-        return lambda a: pad_sequences(a, self.maxlen, self.padding, self.truncating)
-
 
 @register_step
 class Cast(PreprocessStep):
     op: Literal["cast"]
     dtype: Literal["bool", "uint8", "int32", "int64", "float16", "float32", "float64"]
-
-    def fit(self, train: Any) -> Callable[[Any], Any]:
-        return lambda a: a.astype(self.dtype)
 
 
 if typing.TYPE_CHECKING:  # the union is built from the registry at run time; type checkers see the base class

@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
+from expkit.config.schema import Cast, Flatten, MultiHot, OneHot, PadSequences, PreprocessStep, Reshape, Scale, Standardize
 from expkit.errors import ExpkitError
 
 Transform = Callable[[np.ndarray], np.ndarray]
+S = TypeVar("S", bound=PreprocessStep)
+Fit = Callable[[Any, Any], Transform]
+
+#: step options class (expkit.config.schema, @register_step) -> its fit(step, train): the transform for every split.
+FITS: dict[type[PreprocessStep], Fit] = {}
+
+
+def fits(cls: type[S]) -> Callable[[Callable[[S, Any], Transform]], Callable[[S, Any], Transform]]:
+    """Register the fit of the step options class `cls`: `fit(step, train)` returns the transform for every split,
+    with any statistics taken from the training array `train` only."""
+
+    def add(fit: Callable[[S, Any], Transform]) -> Callable[[S, Any], Transform]:
+        FITS[cls] = fit
+        return fit
+
+    return add
 
 
 #: Sequences multi-hot encoded per block (bounds the temporary index arrays).
@@ -84,7 +101,10 @@ def fit_step(step: Any, train: np.ndarray, fitted: list[dict[str, Any]] | None =
     If `fitted` is given, the step's fitted statistics (a transform's `state`, {} for a step without any) are
     appended to it, so that an inference model can carry them.
     """
-    transform = step.fit(train)
+    fit = FITS.get(type(step))
+    if fit is None:
+        raise NotImplementedError(f"preprocessing op '{step.op}' has no fit: register one with @fits({type(step).__name__})")
+    transform = fit(step, train)
     if fitted is not None:
         fitted.append(dict(getattr(transform, "state", {})))
     return transform
@@ -103,3 +123,67 @@ def apply_steps(
         except (ValueError, TypeError) as exc:
             raise ExpkitError(f"{step.op} failed on data of shape {getattr(train, 'shape', '?')}: {exc}", key=f"{key}.{i}") from None
     return train, others
+
+
+# --- each op's fit ---------------------------------------------------------------------------------------------
+
+
+@fits(Flatten)
+def _flatten(step: Flatten, train: Any) -> Transform:
+    return lambda a: a.reshape(len(a), -1)
+
+
+@fits(Reshape)
+def _reshape(step: Reshape, train: Any) -> Transform:
+    return lambda a: a.reshape((len(a), *step.shape))
+
+
+@fits(Scale)
+def _scale(step: Scale, train: Any) -> Transform:
+    divisor = np.float32(step.divisor)
+
+    def scale(a: np.ndarray) -> np.ndarray:
+        out = a.astype(np.float32)
+        out /= divisor  # in place: one float32 copy of the data, not two (the same values)
+        return out
+
+    return scale
+
+
+@fits(Standardize)
+def _standardize(step: Standardize, train: Any) -> Transform:
+    mean = train.astype(np.float64).mean(axis=0)
+    std = train.astype(np.float64).std(axis=0)
+    std[std == 0] = 1.0
+
+    def transform(a: np.ndarray) -> np.ndarray:
+        return ((a - mean) / std).astype(np.float32)
+
+    transform.state = {"mean": mean, "std": std}  # type: ignore[attr-defined]  # carried by the inference model
+    return transform
+
+
+@fits(MultiHot)
+def _multi_hot(step: MultiHot, train: Any) -> Transform:
+    def transform(a: Any) -> np.ndarray:
+        return multi_hot(a, step.num_words)
+
+    return transform
+
+
+@fits(OneHot)
+def _one_hot(step: OneHot, train: Any) -> Transform:
+    return lambda a: one_hot(a, step.num_classes)
+
+
+@fits(PadSequences)
+def _pad_sequences(step: PadSequences, train: Any) -> Transform:
+    def transform(a: Any) -> np.ndarray:
+        return pad_sequences(a, step.maxlen, step.padding, step.truncating)
+
+    return transform
+
+
+@fits(Cast)
+def _cast(step: Cast, train: Any) -> Transform:
+    return lambda a: a.astype(step.dtype)
