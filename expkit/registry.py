@@ -16,8 +16,16 @@ class Registry:
     def __init__(self, kind: str, namespaces: Callable[[], list[Any]] = lambda: [], *, ignore_case: bool = False) -> None:
         self.kind = kind
         self.ignore_case = ignore_case  # accept `rmsprop` for RMSprop, as Keras' own string identifiers do
-        self._namespaces = namespaces  # called lazily, so defining a registry imports nothing heavy
+        self._loaders = [namespaces]  # called lazily, so defining a registry imports nothing heavy
         self._own: dict[str, Any] = {}
+
+    def add_namespaces(self, namespaces: Callable[[], list[Any]]) -> None:
+        """Also look names up in the modules `namespaces()` returns (lazily, after the ones given before): lets the layer
+        that builds a component supply Keras' own names for a registry that lower layers can read without importing it."""
+        self._loaders.append(namespaces)
+
+    def _namespaces(self) -> list[Any]:
+        return [ns for load in self._loaders for ns in load()]
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator: make `obj` available under `name`."""
@@ -55,6 +63,11 @@ class Registry:
             key=key,
             hint=suggestion(name, self.names(), noun="known") + "; user classes go in `_target_: package.module.Class`",
         )
+
+
+# Layer names: keras.layers first, then keras.applications models (both added by expkit.models.builder), then layers
+# registered with LAYERS.register. Defined here so that config validation reads the registered ones without importing models.
+LAYERS = Registry("layer")
 
 
 def locate(path: str, *, key: str) -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from omegaconf import OmegaConf, open_dict
 
-from expkit.config.catalog import CATALOG_FILE, build_catalog
+from expkit.config.catalog import CATALOG_FILE
 from expkit.config.locate import conf_dir, group_options
 from expkit.config.schema import ExperimentConfig
 from expkit.config.validate import validate_config
@@ -410,9 +410,11 @@ def test_presets_exist() -> None:
 
 
 def test_keras_catalog_is_current() -> None:
+    from expkit.training.keras_catalog import build_catalog
+
     stored = json.loads(CATALOG_FILE.read_text())
     fresh = json.loads(json.dumps(build_catalog()))
-    assert stored["keras_version"] == fresh["keras_version"], "regenerate with `python -m expkit.config.catalog`"
+    assert stored["keras_version"] == fresh["keras_version"], "regenerate with `python -m expkit.training.keras_catalog`"
     for section in fresh:
         assert stored.get(section) == fresh[section], f"keras_catalog.json section {section!r} is stale"
     assert set(stored) == set(fresh)

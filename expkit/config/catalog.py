@@ -1,6 +1,6 @@
 """A snapshot of Keras' names and constructor signatures, so configs validate without TensorFlow.
 
-Regenerate after a Keras upgrade with `python -m expkit.config.catalog`; a test fails when stale.
+Regenerate after a Keras upgrade with `python -m expkit.training.keras_catalog`; a test fails when stale.
 """
 
 from __future__ import annotations
@@ -40,52 +40,3 @@ def _init_params(cls: type) -> list[str]:
         if not takes_kwargs:
             break
     return names
-
-
-def _classes(module: Any, base: type) -> dict[str, list[str]]:
-    out = {}
-    for name in dir(module):
-        obj = getattr(module, name)
-        if inspect.isclass(obj) and issubclass(obj, base) and not name.startswith("_"):
-            out[name] = _init_params(obj)
-    return out
-
-
-def expkit_callbacks() -> dict[str, list[str]]:
-    """expkit's own callbacks (found by name after Keras'), with their constructor arguments."""
-    from expkit.training.activations import ActivationLogger
-
-    return {"ActivationLogger": _init_params(ActivationLogger)}
-
-
-def build_catalog() -> dict[str, Any]:
-    """Read names and signatures from the installed Keras."""
-    import keras
-
-    from expkit.models.builder import LAYER_BASE_KWARGS
-
-    layers = _classes(keras.layers, keras.layers.Layer)
-    for params in layers.values():
-        params.extend(k for k in LAYER_BASE_KWARGS if k not in params)
-    applications = {
-        name: [p for p in inspect.signature(obj).parameters if p not in ("kwargs", "args")]
-        for name, obj in vars(keras.applications).items()
-        if name[:1].isupper() and callable(obj)
-    }
-    functions = lambda mod: sorted(n for n in dir(mod) if not n.startswith("_") and callable(getattr(mod, n)))  # noqa: E731
-    return {
-        "keras_version": keras.__version__,
-        "layers": layers,
-        "applications": applications,
-        "optimizers": _classes(keras.optimizers, keras.optimizers.Optimizer),
-        "schedules": _classes(keras.optimizers.schedules, keras.optimizers.schedules.LearningRateSchedule),
-        "callbacks": _classes(keras.callbacks, keras.callbacks.Callback) | expkit_callbacks(),
-        "losses": functions(keras.losses),
-        "metrics": functions(keras.metrics),
-        "activations": sorted(n for n in dir(keras.activations) if not n.startswith("_") and n not in ("get", "serialize", "deserialize")),
-    }
-
-
-if __name__ == "__main__":
-    CATALOG_FILE.write_text(json.dumps(build_catalog(), indent=1, sort_keys=True) + "\n")
-    print(f"wrote {CATALOG_FILE}")

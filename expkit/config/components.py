@@ -42,7 +42,7 @@ def _check_kwargs(problems: Problems, key: str, kind: str, spec: dict[str, Any],
 def layer_catalog() -> dict[str, list[str]]:
     """Every layer name validation accepts: Keras layers, keras.applications models, and layers registered with expkit."""
     from expkit.config.catalog import _init_params
-    from expkit.models.builder import LAYERS
+    from expkit.registry import LAYERS
 
     catalog = load_catalog()
     known = {**{n: [*p, "trainable"] for n, p in catalog.get("applications", {}).items()}, **catalog["layers"]}

@@ -7,10 +7,7 @@ from typing import Any
 
 from expkit.errors import ExpkitError
 from expkit.models.applications import Applications
-from expkit.registry import Registry, build_component
-
-# Keyword arguments every Keras layer accepts through **kwargs.
-LAYER_BASE_KWARGS = ("input_dim", "input_shape")
+from expkit.registry import LAYERS, build_component
 
 
 def _keras_layers() -> list[Any]:
@@ -19,8 +16,8 @@ def _keras_layers() -> list[Any]:
     return [keras.layers, Applications()]
 
 
-# Layer names: keras.layers first, then keras.applications models, then layers registered with LAYERS.register.
-LAYERS = Registry("layer", _keras_layers)
+# Layer names (expkit.registry.LAYERS): keras.layers first, then keras.applications models, then layers registered with LAYERS.register.
+LAYERS.add_namespaces(_keras_layers)
 
 
 def build_layer(spec: dict[str, Any], *, key: str, name: str | None = None) -> Any:
