@@ -5,10 +5,15 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Callable
 from typing import NoReturn
 
 import typer
+
+from expkit.commands import runs as run_commands
+from expkit.commands import server as server_commands
+from expkit.commands import serving as serving_commands
+from expkit.commands.common import fail as _fail
+from expkit.commands.common import guarded as _guarded
 
 HYDRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
@@ -18,21 +23,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-def _fail(error: Exception) -> None:
-    typer.echo(f"error: {error}", err=True)
-    raise typer.Exit(2)
-
-
-def _guarded(action: Callable[[], None]) -> None:
-    """Run `action`; a user error becomes one message and exit code 2."""
-    from expkit.errors import ExpkitError
-
-    try:
-        action()
-    except ExpkitError as error:
-        _fail(error)
 
 
 def _run_hydra(args: list[str], action: str, force: bool = False, build: bool = False) -> None:
@@ -169,223 +159,13 @@ def reproduce(
     raise typer.Exit(code[0] if code else 2)
 
 
-runs_app = typer.Typer(help="Read recorded runs: list, compare, best.", no_args_is_help=True)
-app.add_typer(runs_app, name="runs")
-
-URI_HELP = "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in this folder)"
-
-
-@runs_app.command("list")
-def runs_list(
-    experiment: str | None = typer.Option(None, "--experiment", "-e", help="Only this experiment"),
-    uri: str | None = typer.Option(None, "--uri", help=URI_HELP),
-    limit: int = typer.Option(50, help="At most this many runs, newest first"),
-) -> None:
-    """List runs: id, experiment, name, status, start time, key metrics."""
-    from expkit import runs
-
-    _guarded(lambda: runs.list_runs(experiment=experiment, uri=uri, limit=limit))
-
-
-@runs_app.command("compare")
-def runs_compare(
-    run_ids: list[str] = typer.Argument(None, help="Run ids to compare"),
-    sweep: str | None = typer.Option(None, "--sweep", help="Compare the children of this parent (sweep) run"),
-    metric: str | None = typer.Option(None, "--metric", "-k", help="Sort by this metric (default: objective, each run's validation score)"),
-    mode: str = typer.Option("auto", help="min, max, or auto (max for accuracy-like metrics)"),
-    uri: str | None = typer.Option(None, "--uri", help=URI_HELP),
-) -> None:
-    """A table of the params that differ between runs, plus their key metrics, best first."""
-    from expkit import runs
-
-    _guarded(lambda: runs.compare_runs(run_ids=list(run_ids or []), sweep=sweep, metric=metric, mode=mode, uri=uri))
-
-
-@runs_app.command("best")
-def runs_best(
-    experiment: str | None = typer.Option(None, "--experiment", "-e", help="Experiment name"),
-    sweep: str | None = typer.Option(None, "--sweep", help="The best child of this sweep's parent run"),
-    metric: str | None = typer.Option(None, "--metric", "-k", help="Metric to rank by (default: objective, the validation score)"),
-    mode: str = typer.Option("auto", help="min, max, or auto (the objective's recorded direction; max for accuracy-like metrics)"),
-    export: str | None = typer.Option(None, "--export", help="With --sweep: write the winner as a preset, DIR/experiment/NAME.yaml"),
-    uri: str | None = typer.Option(None, "--uri", help=URI_HELP),
-) -> None:
-    """The best finished run of an experiment or a sweep, by the objective unless --metric says otherwise."""
-    from expkit import runs
-
-    _guarded(lambda: runs.best_run(experiment=experiment, sweep=sweep, metric=metric, mode=mode, uri=uri, export=export))
-
-
-@app.command()
-def predict(
-    target: str = typer.Argument(..., help="A run id (or unique prefix), or a model URI such as models:/m-..."),
-    input: str = typer.Option(..., "--input", "-i", help="Raw samples: .npz (key x / x_test / inputs), .npy, .csv, or a folder of images"),
-    output: str = typer.Option("predictions.csv", "--output", "-o", help="CSV to write, one row per sample"),
-    probabilities: bool = typer.Option(False, "--probabilities", help="Also write each class's probability"),
-    uri: str | None = typer.Option(None, "--uri", help=URI_HELP),
-) -> None:
-    """Predict with a run's raw-input model: inputs in the dataset's own form (e.g. uint8 images), classes out."""
-    from pathlib import Path
-
-    def run() -> None:
-        from expkit.serving.predict import predict_file
-
-        count = predict_file(target, Path(input), Path(output), uri=uri, probabilities=probabilities)
-        typer.echo(f"{count} prediction(s) written to {output}")
-
-    _guarded(run)
-
-
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def evaluate(
-    ctx: typer.Context,
-    run_id: str = typer.Argument(..., help="The run whose model to evaluate"),
-    split: str = typer.Option("test", "--split", help="test, validation or train"),
-    name: str | None = typer.Option(None, "--name", help="Metric prefix eval/NAME/... (default: DATASET_SPLIT)"),
-    uri: str | None = typer.Option(None, "--uri", help=URI_HELP),
-) -> None:
-    """Re-evaluate a trained run on another split or dataset (dataset.KEY=VALUE overrides); logs eval/NAME/* to the same run."""
-
-    def run() -> None:
-        from expkit.serving.evaluate import evaluate as evaluate_run
-        from expkit.tracking.table import format_value
-
-        _, metrics = evaluate_run(run_id, list(ctx.args), split=split, name=name, uri=uri)
-        for key, value in metrics.items():
-            typer.echo(f"{key}: {format_value(value)}")
-
-    _guarded(run)
-
-
-@app.command()
-def ensemble(
-    run_ids: list[str] = typer.Argument(..., help="Two or more run ids of the same dataset"),
-    weights: str | None = typer.Option(None, "--weights", help="Comma-separated member weights (default: equal)"),
-    fit_weights: bool = typer.Option(False, "--fit-weights", help="Fit the weights on the validation split (never on test)"),
-    uri: str | None = typer.Option(None, "--uri", help=URI_HELP),
-) -> None:
-    """Average several runs' predictions; print member and ensemble test metrics; log the ensemble as a run."""
-
-    def run() -> None:
-        from expkit.serving.ensemble import ensemble as make_ensemble
-        from expkit.serving.ensemble import render
-
-        typer.echo(render(make_ensemble(list(run_ids), weights=weights, fit=fit_weights, uri=uri)))
-
-    _guarded(run)
-
-
-@app.command()
-def ui(
-    host: str = typer.Option("127.0.0.1", help="Interface to bind; 127.0.0.1 keeps it private to this machine"),
-    port: int = typer.Option(5000, help="Port"),
-    uri: str | None = typer.Option(None, "--uri", help=URI_HELP),
-) -> None:
-    """Start the MLflow UI on the same store expkit writes to."""
-    from expkit import runs
-
-    _guarded(lambda: runs.serve_ui(host=host, port=port, uri=uri))
-
-
-server_app = typer.Typer(help="Start a team MLflow server, and manage its users.")
-app.add_typer(server_app, name="server")
-
-
-@server_app.callback(invoke_without_command=True)
-def server(
-    ctx: typer.Context,
-    root: str = typer.Option(".", "--root", help="Folder for the server's mlflow.db and mlartifacts/ (default: this folder)"),
-    host: str = typer.Option("127.0.0.1", help="Interface to bind; 127.0.0.1 keeps it private; any other address needs --auth"),
-    port: int = typer.Option(5000, help="Port"),
-    backend_store_uri: str | None = typer.Option(None, "--backend-store-uri", help="Runs database (default: sqlite:///ROOT/mlflow.db)"),
-    workers: int = typer.Option(1, help="Server worker processes"),
-    allowed_hosts: str | None = typer.Option(None, "--allowed-hosts", help="Host headers MLflow accepts (default: localhost, private IPs)"),
-    auth: bool = typer.Option(False, "--auth", help="Users and permissions (MLflow basic-auth); password: $MLFLOW_AUTH_ADMIN_PASSWORD"),
-    admin: str = typer.Option("admin", "--admin", envvar="MLFLOW_AUTH_ADMIN_USERNAME", help="The admin user's name (with --auth)"),
-    admin_password_file: str | None = typer.Option(None, "--admin-password-file", help="Read the admin password from this file"),
-    auth_db_uri: str | None = typer.Option(None, "--auth-db-uri", help="Users database (default: sqlite:///ROOT/basic_auth.db)"),
-    default_permission: str = typer.Option("READ", "--default-permission", help="What a user may do without a grant"),
-    insecure: bool = typer.Option(False, "--insecure", help="Serve a non-loopback address without auth (trusted networks only)"),
-) -> None:
-    """Start a team MLflow server (proxied artifacts) that sweep jobs on other machines log to; prints the tracking URI."""
-    if ctx.invoked_subcommand is not None:
-        return
-    from pathlib import Path
-
-    from expkit.tracking.server import Auth, serve
-
-    password_file = Path(admin_password_file) if admin_password_file else None
-    login = Auth(admin, password_file, auth_db_uri, default_permission.upper()) if auth else None
-    _guarded(
-        lambda: serve(
-            root=Path(root),
-            backend_uri=backend_store_uri,
-            host=host,
-            port=port,
-            workers=workers,
-            allowed_hosts=allowed_hosts,
-            auth=login,
-            insecure=insecure,
-        )
-    )
-
-
-user_app = typer.Typer(help="Users of a server started with --auth (as the admin in $MLFLOW_TRACKING_USERNAME/_PASSWORD).")
-server_app.add_typer(user_app, name="user")
-SERVER_URI_HELP = "The server (default: $MLFLOW_TRACKING_URI)"
-
-
-def _server_uri(uri: str | None) -> str:
-    import os
-
-    from expkit.errors import ExpkitError
-
-    found = uri or os.environ.get("MLFLOW_TRACKING_URI", "")
-    if not found.startswith(("http://", "https://")):
-        raise ExpkitError("which server?", key="--uri", hint="pass --uri http://HOST:PORT or set MLFLOW_TRACKING_URI")
-    return found
-
-
-@user_app.command("add")
-def user_add(
-    name: str = typer.Argument(..., help="The new user's name"),
-    password_file: str | None = typer.Option(None, "--password-file", help="Read the password from this file (else it is asked for)"),
-    uri: str | None = typer.Option(None, "--uri", help=SERVER_URI_HELP),
-) -> None:
-    """Create a user (the password is read from a file or asked for; it is never an argument)."""
-    from pathlib import Path
-
-    from expkit.tracking import auth
-
-    def add() -> None:
-        target = _server_uri(uri)
-        if password_file:
-            lines = Path(password_file).expanduser().read_text().splitlines()
-            password = lines[0] if lines else ""
-        else:
-            password = typer.prompt(f"password for {name}", hide_input=True, confirmation_prompt=True)
-        auth.add_user(target, name, password)
-        print(f"user {name} created on {target}")
-
-    _guarded(add)
-
-
-@user_app.command("grant")
-def user_grant(
-    name: str = typer.Argument(..., help="The user"),
-    experiment: str = typer.Argument(..., help="Experiment name (created if new)"),
-    permission: str = typer.Argument(..., help="READ, EDIT, MANAGE or NO_PERMISSIONS"),
-    uri: str | None = typer.Option(None, "--uri", help=SERVER_URI_HELP),
-) -> None:
-    """Give a user READ, EDIT or MANAGE on one experiment."""
-    from expkit.tracking import auth
-
-    def grant() -> None:
-        target = _server_uri(uri)
-        experiment_id = auth.grant(target, name, experiment, permission)
-        print(f"{name}: {permission.upper()} on experiment {experiment} ({experiment_id})")
-
-    _guarded(grant)
+# The other commands live in expkit/commands/, registered here in the order `expkit --help` lists them.
+app.command()(serving_commands.predict)
+app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(serving_commands.evaluate)
+app.command()(serving_commands.ensemble)
+app.command()(run_commands.ui)
+app.add_typer(run_commands.runs_app, name="runs")
+app.add_typer(server_commands.server_app, name="server")
 
 
 def main() -> None:
