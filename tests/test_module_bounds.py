@@ -1,0 +1,42 @@
+"""Issue 25's splits: every preprocessing op has a fit below config, config reads no models/training, no training import circle."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import grimp
+import numpy as np
+import pytest
+
+from expkit.config.schema import STEP_CLASSES, PreprocessStep
+from expkit.data.preprocess import FITS, fit_step
+
+
+def test_every_registered_step_has_a_fit_in_data_preprocess() -> None:
+    assert set(STEP_CLASSES.values()) <= set(FITS), sorted(c.__name__ for c in set(STEP_CLASSES.values()) - set(FITS))
+
+
+def test_a_step_without_a_fit_is_a_clear_programming_error() -> None:
+    class Clip(PreprocessStep):  # declared, never given a fit
+        op: Literal["clip"]
+
+    with pytest.raises(NotImplementedError, match=r"op 'clip' has no fit: register one with @fits\(Clip\)"):
+        fit_step(Clip(op="clip"), np.zeros((2, 2)))
+
+
+def test_config_imports_nothing_above_it_but_the_source_registry() -> None:
+    graph = grimp.build_graph("expkit", cache_dir=None)
+    low = ("expkit.config", "expkit.errors", "expkit.registry")
+    upward = {
+        (module, imported)
+        for module in graph.modules
+        if module.startswith(low)
+        for imported in graph.find_modules_directly_imported_by(module)
+        if imported.startswith("expkit") and not imported.startswith(low)
+    }
+    assert {imported for _, imported in upward} <= {"expkit.data.named"}, sorted(upward)
+
+
+def test_activations_and_callbacks_do_not_import_each_other() -> None:
+    graph = grimp.build_graph("expkit", cache_dir=None)
+    assert not graph.chain_exists("expkit.training.activations", "expkit.training.callbacks")
