@@ -8,6 +8,7 @@ these catch (kfold-*, ensemble-weights-*, retrain-*).
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +140,7 @@ def test_kfold_protocol_trains_each_fold_on_its_own_training_rows(tmp_path: Path
         return real(config, splits, *args, **kwargs)
 
     monkeypatch.setattr(runner, "train_and_evaluate", recording)
+    monkeypatch.setattr(sys.modules[kfold.__module__], "train_and_evaluate", recording, raising=False)  # if imported at module level
     result = kfold(Context(config, tmp_path / "run", Objective.from_config(config.objective)))
     assert_folds_partition(folds, n, seen)
     assert sorted(v for _, val in seen for v in val.tolist()) == list(range(n))  # 24 rows, 2 folds: every row validates once
@@ -182,7 +184,7 @@ def test_ensemble_weights_follow_the_validation_split_only(tmp_path: Path) -> No
 
     data = tmp_path / "data.npz"
     write_members_data(data, validation=0.8, train=0.5, test=0.1)
-    config = regression_config(tmp_path, data, "dataset.validation.holdout=100", "tracking=mlflow")
+    config = regression_config(tmp_path, data, "dataset.validation.holdout=100")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = mlflow.MlflowClient(uri)
     experiment = client.create_experiment("members", artifact_location=(tmp_path / "artifacts").as_uri())
