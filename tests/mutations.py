@@ -38,6 +38,13 @@ class Mutation:
     tests: tuple[str, ...]
 
 
+# What each k-fold fold trains on: its training rows and validation rows are disjoint and together the training data.
+KFOLD_GUARDS = (
+    "tests/test_selection_guards.py::test_each_fold_trains_on_exactly_the_rows_it_does_not_validate_on",
+    "tests/test_selection_guards.py::test_folds_of_named_arrays_partition_the_training_rows",
+    "tests/test_selection_guards.py::test_kfold_protocol_trains_each_fold_on_its_own_training_rows",
+)
+
 MUTATIONS = (
     Mutation(
         "ranking-flipped",
@@ -163,6 +170,57 @@ MUTATIONS = (
         "layer = text_vectorizer(options.vectorize, [*x_train[name], *(t for o in others if o is not None for t in o[name])], "
         'name="vectorize")',
         ("tests/test_text_dir.py::test_vocabulary_is_fitted_on_the_training_part_only",),
+    ),
+    Mutation(
+        "kfold-validation-in-training",
+        "k-fold: fold k trains on all the training rows, its own validation rows included",
+        "expkit/data/pipeline.py",
+        "rest = np.r_[0:start, stop:n_train]",
+        "rest = np.arange(n_train)",
+        KFOLD_GUARDS,
+    ),
+    Mutation(
+        "kfold-fold-edge-leaks",
+        "k-fold: an off-by-one at the fold's end puts fold k's last validation row into its training part too",
+        "expkit/data/pipeline.py",
+        "rest = np.r_[0:start, stop:n_train]",
+        "rest = np.r_[0:start, stop - 1:n_train]",
+        KFOLD_GUARDS,
+    ),
+    Mutation(
+        "ensemble-weights-fit-on-test",
+        "`expkit ensemble --fit-weights` fits the weights on the test predictions and labels",
+        "expkit/serving/ensemble.py",
+        "        chosen = fit_weights(val, splits.y_val, classifier)",
+        "        chosen = fit_weights(test, splits.y_test, classifier)",
+        ("tests/test_selection_guards.py::test_ensemble_weights_follow_the_validation_split_only",),
+    ),
+    Mutation(
+        "ensemble-weights-fit-on-train",
+        "`expkit ensemble --fit-weights` fits the weights on the training predictions and labels",
+        "expkit/serving/ensemble.py",
+        "        val = [np.asarray(model.predict(splits.x_val, batch_size=256, verbose=0)) for model in models]\n"
+        "        chosen = fit_weights(val, splits.y_val, classifier)",
+        "        val = [np.asarray(model.predict(splits.x_train, batch_size=256, verbose=0)) for model in models]\n"
+        "        chosen = fit_weights(val, splits.y_train, classifier)",
+        ("tests/test_selection_guards.py::test_ensemble_weights_follow_the_validation_split_only",),
+    ),
+    # The job branch moves `retrain` to expkit/experiment/protocols.py: repoint `file` there when it lands.
+    Mutation(
+        "retrain-one-epoch-fewer",
+        "retrain trains the 0-based best epoch index as a count: one epoch fewer than the best epoch",
+        "expkit/selection/protocols.py",
+        "    best_epochs += 1\n",
+        "",
+        ("tests/test_selection_guards.py::test_retrain_trains_exactly_the_best_epoch_count",),
+    ),
+    Mutation(
+        "retrain-one-epoch-more",
+        "retrain trains the fresh model one epoch more than the best epoch",
+        "expkit/selection/protocols.py",
+        "test=False, epochs=best_epochs",
+        "test=False, epochs=best_epochs + 1",
+        ("tests/test_selection_guards.py::test_retrain_trains_exactly_the_best_epoch_count",),
     ),
 )
 
