@@ -26,7 +26,8 @@ from expkit.models.builder import build_model
 from expkit.outputs import find_run_dir
 from expkit.tracking import plots, query, ranking, sqlite_runs, tensorboard
 from expkit.tracking.epochs import EpochLogger
-from expkit.tracking.run import MAX_PARAM_LENGTH, ChildRun, TrackedRun, git_state
+from expkit.tracking.facts import git_state
+from expkit.tracking.run import MAX_PARAM_LENGTH, ChildRun, TrackedRun
 from expkit.tracking.store import PARENT_RUN_ENV, PARENT_RUN_FILE_ENV, TABLE_VIEW_TAG, ParentRunUnavailable, await_parent, publish_parent
 from expkit.tracking.sweep import PARENT_RUN_FILE, SweepTrackingCallback
 from expkit.training.compile import compile_model

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from expkit import __version__
 from expkit.config.params import run_params
 from expkit.errors import ExpkitError
+from expkit.tracking.facts import git_state, package_version, requirements
 from expkit.tracking.store import (
     PARENT_RUN_ENV,
     PARENT_RUN_FILE_ENV,
@@ -46,40 +47,6 @@ def experiment_params(config: dict[str, Any]) -> dict[str, Any]:
     """The flattened config minus nulls, bookkeeping and keys that do not apply (`expkit.config.params`): what describes
     the experiment. Derived keys are left out by the caller, which still has the config as written (`run_params`)."""
     return run_params(config)
-
-
-def requirements() -> list[str]:
-    """Pinned pip requirements of a logged model (passed explicitly: inferring them takes seconds)."""
-    import keras
-    import mlflow
-    import numpy as np
-    import tensorflow as tf
-
-    return [f"keras=={keras.__version__}", f"tensorflow=={tf.__version__}", f"mlflow=={mlflow.__version__}", f"numpy=={np.__version__}"]
-
-
-def package_version(*names: str) -> str | None:
-    """The installed version of the first of `names` found, read from package metadata (no import)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    for name in names:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            continue
-    return None
-
-
-def git_state(path: str) -> dict[str, str]:
-    """Commit and dirty flag of the git repo containing `path`, if any."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, timeout=5)
-        if commit.returncode != 0:
-            return {}
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=path, capture_output=True, text=True, timeout=5)
-        return {"git.commit": commit.stdout.strip(), "git.dirty": str(bool(dirty.stdout.strip())).lower()}
-    except (OSError, subprocess.SubprocessError):
-        return {}
 
 
 def log_metrics(client: mlflow.MlflowClient, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
