@@ -547,9 +547,9 @@ class ChildRun:
 
     @classmethod
     def start(cls, parent: TrackedRun, run_name: str, tags: dict[str, str]) -> ChildRun:
-        experiment_id = parent.client.get_run(parent.run_id).info.experiment_id
-        run = parent.client.create_run(experiment_id, run_name=run_name, tags={**tags, "mlflow.parentRunId": parent.run_id})
-        return cls(parent.client, run.info.run_id)
+        from expkit.tracking.parent import child_run
+
+        return cls(parent.client, child_run(parent.client, parent.run_id, run_name, tags))
 
     def callback(self) -> Any:
         from expkit.tracking.epochs import EpochLogger
