@@ -153,7 +153,8 @@ def reproduce(
     timeout: float,
 ) -> int:
     """Run the selected targets, print the table, write RESULTS.md; returns the exit code (1 if any target failed)."""
-    from expkit.tracking.store import PARENT_RUN_ENV, tracking_uri
+    from expkit.tracking.parent import SWEEP_ENV, Handoff
+    from expkit.tracking.store import tracking_uri
 
     if repeats < 1:
         raise ExpkitError(f"--repeats must be at least 1, got {repeats}")
@@ -182,7 +183,7 @@ def reproduce(
     env.pop("MLFLOW_RUN_ID", None)
     parent = open_parent(uri, root, command) if uri else None
     if parent:
-        env[PARENT_RUN_ENV] = parent.run_id
+        env[SWEEP_ENV] = Handoff(parent_run_id=parent.run_id).to_json()
         print(f"reproduction parent run {parent.run_id} in {uri}", file=sys.stderr)
 
     stamp = datetime.now(UTC).strftime("%Y-%m-%d_%H-%M-%S")

@@ -3,6 +3,7 @@ parent with children, a reproduce-style parent whose child is made by a training
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,9 +13,9 @@ from expkit import reproduce
 from expkit.reproduce_stats import Attempt, Result
 from expkit.reproduce_targets import Band, Target
 from expkit.selection.objective import Objective
-from expkit.tracking.parent import PARENT_TAG, ParentRun, child_run
+from expkit.tracking.parent import PARENT_TAG, SWEEP_ENV, Handoff, ParentRun, child_run, hand_off, handed_parent, handoff
 from expkit.tracking.run import ChildRun, TrackedRun
-from expkit.tracking.store import PARENT_RUN_ENV, TABLE_VIEW_TAG
+from expkit.tracking.store import TABLE_VIEW_TAG, publish_parent
 from expkit.tracking.sweep import end_parent, retire_interrupted
 from tests.fabricate import FakeStore, make_store, with_experiment
 
@@ -80,7 +81,7 @@ def test_a_reproduce_parent_adopts_the_run_a_training_made_under_it(
     assert made.data.tags["expkit.reproduce"] == "parent" and made.info.run_name.startswith("reproduction ")
     assert store.client.get_experiment(made.info.experiment_id).name == reproduce.EXPERIMENT
 
-    monkeypatch.setenv(PARENT_RUN_ENV, parent.run_id)  # what reproduce passes to each training process
+    monkeypatch.setenv(SWEEP_ENV, Handoff(parent_run_id=parent.run_id).to_json())  # what reproduce passes to each training
     training = TrackedRun(uri=store.uri, root_dir=str(store.root), experiment_name=reproduce.EXPERIMENT, artifact_dir=str(store.root / "a"))
     training.create("gauss", {})
     training.log_metrics({"test_accuracy": 0.5})
@@ -115,12 +116,11 @@ def test_k_fold_children_of_a_training_run_are_made_by_the_same_function(store: 
 
 
 def test_an_interrupted_sweep_is_ended_once_with_its_reason(store: FakeStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    from expkit.tracking.sweep import PARENT_URI_ENV
-
     parent = ParentRun.create(store.uri, store.experiment_id, "sweep", {})
-    monkeypatch.setenv(PARENT_RUN_ENV, parent.run_id)
-    monkeypatch.setenv(PARENT_URI_ENV, store.uri)
+    monkeypatch.setenv(SWEEP_ENV, "")  # unset again after the test
+    hand_off(parent_run_id=parent.run_id, uri=store.uri, overrides=["a=1,2"])
     end_parent("KILLED", "the sweep was interrupted")
+    assert handoff() == Handoff(overrides=("a=1,2",))  # the parent is no longer handed to anyone
     run = store.client.get_run(parent.run_id)
     assert run.info.status == "KILLED" and run.data.tags["sweep.stopped"] == "the sweep was interrupted"
 
@@ -145,3 +145,22 @@ def test_a_resumed_search_reopens_its_parent_and_retires_interrupted_children(st
     assert {r.info.run_id for r in resumed.children()} == {pruned, kept}  # the cut trial is soft-deleted
     gone = store.client.get_run(cut)
     assert gone.info.lifecycle_stage == "deleted" and gone.info.status == "KILLED" and gone.data.tags["optuna.state"] == "INTERRUPTED"
+
+
+def test_one_variable_hands_the_parent_the_store_and_the_sweep_overrides_to_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """EXPKIT_SWEEP is the only way a job learns its parent: set field by field by the launching process, read whole."""
+    monkeypatch.setenv(SWEEP_ENV, "")  # unset again after the test
+    assert handoff() == Handoff() and handed_parent() is None
+    hand_off(overrides=["lr=0.1,0.01", "flag=true"])
+    hand_off(parent_file=str(tmp_path / "parent.json"))
+    publish_parent(tmp_path / "parent.json", "made-later")
+    assert handed_parent() == "made-later"  # a joblib job started before the parent existed reads the published id
+    hand_off(parent_run_id="known", uri="sqlite:///x.db")
+    assert handed_parent() == "known"
+    assert Handoff.from_json(os.environ[SWEEP_ENV]) == Handoff(
+        "known", str(tmp_path / "parent.json"), "sqlite:///x.db", ("lr=0.1,0.01", "flag=true")
+    )
+    before = hand_off(parent_run_id=None, uri=None, parent_file=None, overrides=None)
+    assert before.parent_run_id == "known" and SWEEP_ENV not in os.environ  # nothing left: the variable is unset
+    for text in ("", "not json", "[1, 2]"):
+        assert Handoff.from_json(text) == Handoff()

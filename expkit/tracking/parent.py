@@ -5,14 +5,21 @@ objective, and ends with a status. `child_run` is the one way a nested run is cr
 `ParentRun.child`. A k-fold fold or retrain phase calls it too (`tracking.run.ChildRun`), with the training run as parent.
 The best child is chosen by each child's `objective` metric (validation only). Test metrics are copied for reading,
 never compared. MLflow is imported only when a run is created: this module is cheap to import.
+
+Jobs in other processes (joblib, Ray, SLURM workers, `expkit train` under `expkit reproduce`) learn their parent from one
+environment variable, `EXPKIT_SWEEP`: a small JSON `Handoff` (see `hand_off` and `handoff`).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import threading
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from expkit.tracking.store import TABLE_VIEW_TAG, table_view
+from expkit.tracking.store import TABLE_VIEW_TAG, await_parent, table_view
 
 if TYPE_CHECKING:
     import mlflow
@@ -21,6 +28,68 @@ if TYPE_CHECKING:
 
 #: The tag that nests a run under its parent in MLflow (mlflow.utils.mlflow_tags.MLFLOW_PARENT_RUN_ID).
 PARENT_TAG = "mlflow.parentRunId"
+
+
+#: The one environment variable that tells a job which sweep (or reproduction) it belongs to: a `Handoff` as JSON.
+SWEEP_ENV = "EXPKIT_SWEEP"
+#: Held while the hand-off is changed: a joblib sweep's parent is handed over from the thread that creates it.
+_HANDING = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """What the launching process hands its jobs (all optional; a job outside any sweep sees none of it)."""
+
+    parent_run_id: str | None = None  #: the parent run, when it exists before the jobs start
+    parent_file: str | None = None  #: where a joblib sweep publishes the parent's id once made (`store.publish_parent`)
+    uri: str | None = None  #: the parent's store (the launching process closes an interrupted sweep's parent through it)
+    overrides: tuple[str, ...] | None = None  #: the whole sweep's overrides, so a job can tell its swept values apart
+
+    def to_json(self) -> str:
+        return json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if v is not None})
+
+    @classmethod
+    def from_json(cls, text: str | None) -> Handoff:
+        try:
+            fields = json.loads(text) if text else {}
+        except ValueError:
+            fields = {}
+        if not isinstance(fields, dict):
+            return cls()
+        overrides = fields.get("overrides")
+        return cls(
+            parent_run_id=fields.get("parent_run_id") or None,
+            parent_file=fields.get("parent_file") or None,
+            uri=fields.get("uri") or None,
+            overrides=None if overrides is None else tuple(str(o) for o in overrides),
+        )
+
+
+def handoff() -> Handoff:
+    """This process's hand-off (`EXPKIT_SWEEP`); empty outside a sweep or reproduction."""
+    return Handoff.from_json(os.environ.get(SWEEP_ENV))
+
+
+def hand_off(**changes: Any) -> Handoff:
+    """Change fields of this process's hand-off (None removes one), for the jobs started after this; returns the hand-off
+    as it was. With no field left, `EXPKIT_SWEEP` is unset."""
+    with _HANDING:
+        before = handoff()
+        updated = replace(before, **{k: tuple(v) if k == "overrides" and v is not None else v for k, v in changes.items()})
+        if updated == Handoff():
+            os.environ.pop(SWEEP_ENV, None)
+        else:
+            os.environ[SWEEP_ENV] = updated.to_json()
+        return before
+
+
+def handed_parent() -> str | None:
+    """The parent run a new run in this job nests under: the handed-over id, else (a joblib sweep's job, started while the
+    parent was being created) the id published in the sweep folder, waited for (`store.await_parent`)."""
+    given = handoff()
+    if given.parent_run_id is None and given.parent_file:
+        return await_parent(Path(given.parent_file))
+    return given.parent_run_id
 
 
 def child_run(client: mlflow.MlflowClient, parent_id: str, run_name: str, tags: dict[str, str], experiment_id: str | None = None) -> str:

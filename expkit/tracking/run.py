@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import platform
 import subprocess
 import sys
@@ -25,16 +24,8 @@ from expkit import __version__
 from expkit.config.params import run_params
 from expkit.errors import ExpkitError
 from expkit.tracking.facts import git_state, package_version, requirements
-from expkit.tracking.store import (
-    PARENT_RUN_ENV,
-    PARENT_RUN_FILE_ENV,
-    TABLE_VIEW_TAG,
-    TRAINING_VIEW_QUERY,
-    await_parent,
-    ensure_experiment,
-    table_view,
-    tracking_uri,
-)
+from expkit.tracking.parent import handed_parent
+from expkit.tracking.store import TABLE_VIEW_TAG, TRAINING_VIEW_QUERY, ensure_experiment, table_view, tracking_uri
 
 if TYPE_CHECKING:
     import mlflow
@@ -143,9 +134,7 @@ class TrackedRun:
         from mlflow.tracking.context import registry
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
-        parent = os.environ.get(PARENT_RUN_ENV) or None
-        if parent is None and run_id is None and os.environ.get(PARENT_RUN_FILE_ENV):  # a joblib sweep's job: the id comes when made
-            parent = await_parent(Path(os.environ[PARENT_RUN_FILE_ENV]))
+        parent = None if run_id else handed_parent()  # a sweep's or reproduction's job (a joblib job waits for the id)
         experiment_id = ensure_experiment(self.uri, self.experiment_name, self.artifact_dir)
         versions = {"keras.version": package_version("keras"), "tensorflow.version": package_version("tensorflow", "tensorflow-cpu")}
         self._tags = {

@@ -7,7 +7,6 @@ objective defines; test metrics are copied for reading, never compared. The pare
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 from pathlib import Path
@@ -19,8 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 from expkit.backend import hidden
 from expkit.errors import ExpkitError
 from expkit.selection.objective import Objective, SweepAborted
-from expkit.tracking.parent import ParentRun
-from expkit.tracking.store import PARENT_RUN_ENV, PARENT_RUN_FILE_ENV, SWEEP_OVERRIDES_ENV, ensure_experiment, publish_parent, tracking_uri
+from expkit.tracking.parent import ParentRun, hand_off
+from expkit.tracking.store import ensure_experiment, publish_parent, tracking_uri
 
 
 def summary_table(children: list[Any], parent_id: str, best_id: str | None, objective: Objective | None = None) -> str:
@@ -53,15 +52,11 @@ def summary_table(children: list[Any], parent_id: str, best_id: str | None, obje
     return f"\nsweep summary: {len(children)} job(s), parent run {parent_id}{best}; best first by {objective.describe()}\n{table}"
 
 
-#: The parent run's tracking URI, for closing it from the CLI when a sweep stops early.
-PARENT_URI_ENV = "EXPKIT_PARENT_RUN_URI"
-
-
 def end_parent(status: str, reason: str) -> None:
     """Close the running sweep's parent run (if it is still open) with `status`, tagged with the reason."""
-    parent_id, uri = os.environ.pop(PARENT_RUN_ENV, None), os.environ.pop(PARENT_URI_ENV, None)
-    if parent_id and uri:
-        ParentRun.adopt(uri, parent_id).end_if_running(status, {"sweep.stopped": reason[:5000]})
+    given = hand_off(parent_run_id=None, uri=None)
+    if given.parent_run_id and given.uri:
+        ParentRun.adopt(given.uri, given.parent_run_id).end_if_running(status, {"sweep.stopped": reason[:5000]})
 
 
 def retire_interrupted(parent: ParentRun) -> None:
@@ -131,13 +126,13 @@ class SweepTrackingCallback(Callback):
         quiet_launcher_log()
         if not OmegaConf.select(config, "tracking.enabled", default=False):
             return
-        os.environ[SWEEP_OVERRIDES_ENV] = "\n".join(config.hydra.overrides.task)  # before the workers start: they name runs by it
+        hand_off(overrides=list(config.hydra.overrides.task))  # before the workers start: they name runs by it
         if not jobs_start_at_once(config):
             self.open_parent(config)
             return
         path = Path(str(config.hydra.sweep.dir)) / PARENT_RUN_FILE
         path.unlink(missing_ok=True)  # a re-run into the same folder must not read the last sweep's parent
-        os.environ[PARENT_RUN_FILE_ENV] = str(path)
+        hand_off(parent_file=str(path))
 
         def open_and_publish() -> None:
             try:
@@ -161,12 +156,12 @@ class SweepTrackingCallback(Callback):
         thread = _OPENING.pop(id(self), None)
         if thread is not None:
             thread.join()
-        os.environ.pop(PARENT_RUN_FILE_ENV, None)
+        hand_off(parent_file=None)
         if self.error is not None:
             raise self.error
 
     def open_parent(self, config: DictConfig) -> None:
-        """Create the sweep's parent run (or reopen a resumed search's) and put its id in this process's environment."""
+        """Create the sweep's parent run (or reopen a resumed search's) and hand its id and store to the jobs (`EXPKIT_SWEEP`)."""
         self.uri = tracking_uri(OmegaConf.select(config, "tracking.uri"), str(config.paths.root_dir))
         # Creating the experiment here creates a fresh SQLite schema once, before parallel jobs race on it.
         try:
@@ -190,12 +185,11 @@ class SweepTrackingCallback(Callback):
             }
             parent = ParentRun.create(self.uri, experiment_id, f"{config.name} sweep", tags)
         self.parent_id = parent.run_id
-        os.environ[PARENT_RUN_ENV] = self.parent_id
-        os.environ[PARENT_URI_ENV] = self.uri
+        hand_off(parent_run_id=self.parent_id, uri=self.uri)
         print(f"sweep parent run {self.parent_id} in {self.uri}", file=sys.stderr)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        os.environ.pop(SWEEP_OVERRIDES_ENV, None)
+        hand_off(overrides=None)
         self.wait_for_parent()
         Path(str(config.hydra.sweep.dir), PARENT_RUN_FILE).unlink(missing_ok=True)
         if not self.parent_id:
@@ -207,8 +201,7 @@ class SweepTrackingCallback(Callback):
         limit = OmegaConf.select(config, "sweep.max_failure_rate", default=None)
         too_many = limit is not None and runs and failed / len(runs) > float(limit)
         parent.end("FAILED" if too_many or (runs and failed == len(runs)) else "FINISHED")
-        os.environ.pop(PARENT_RUN_ENV, None)
-        os.environ.pop(PARENT_URI_ENV, None)
+        hand_off(parent_run_id=None, uri=None)
         best = figures["best"]
         print(
             f"sweep {self.parent_id}: {len(runs)} job(s), {figures['states']['FINISHED']} finished, {failed} failed, "
