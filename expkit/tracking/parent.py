@@ -75,7 +75,8 @@ def hand_off(**changes: Any) -> Handoff:
     as it was. With no field left, `EXPKIT_SWEEP` is unset."""
     with _HANDING:
         before = handoff()
-        updated = replace(before, **{k: tuple(v) if k == "overrides" and v is not None else v for k, v in changes.items()})
+        fields: dict[str, Any] = {k: tuple(v) if k == "overrides" and v is not None else v for k, v in changes.items()}
+        updated = replace(before, **fields)
         if updated == Handoff():
             os.environ.pop(SWEEP_ENV, None)
         else:
