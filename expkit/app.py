@@ -128,12 +128,12 @@ def sweep_job_label(overrides: list[str]) -> str:
 
 def swept_overrides(overrides: list[str]) -> set[str]:
     """In a sweep job: the overrides not given to the whole sweep on the command line (the swept values)."""
-    from expkit.tracking.store import SWEEP_OVERRIDES_ENV
+    from expkit.tracking.parent import handoff
 
-    common = os.environ.get(SWEEP_OVERRIDES_ENV)
+    common = handoff().overrides
     if common is None:
         return set()
-    given = {_spelled(o) for o in common.split("\n")}
+    given = {_spelled(o) for o in common}
     # A launcher may re-spell a value it passes on (joblib: `flag=false` becomes `flag=False`).
     return {o for o in overrides if _spelled(o) not in given}
 

@@ -62,13 +62,13 @@ def _run_hydra(args: list[str], action: str, force: bool = False, build: bool = 
         # Hydra failed while setting up the run (output folder, logging) from the config it was given.
         _fail(Exception(f"Hydra could not start the run: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"))
     finally:
-        from expkit.tracking.store import PARENT_RUN_ENV, PARENT_RUN_FILE_ENV
+        from expkit.tracking.parent import handoff
 
-        if os.environ.get(PARENT_RUN_FILE_ENV):  # a joblib sweep stopped early may still be creating its parent run
+        if handoff().parent_file:  # a joblib sweep stopped early may still be creating its parent run
             from expkit.tracking.sweep import finish_opening
 
             finish_opening()
-        if os.environ.get(PARENT_RUN_ENV):  # a multirun stopped without reaching its end (Ctrl+C): close its parent run
+        if handoff().parent_run_id:  # a multirun stopped without reaching its end (Ctrl+C): close its parent run
             from expkit.tracking.sweep import end_parent
 
             end_parent("KILLED", "the sweep was interrupted")

@@ -15,6 +15,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from expkit.config.locate import PACKAGE_DIR
 from expkit.errors import ExpkitError
@@ -22,6 +23,9 @@ from expkit.reproduce_margin import apply_margins
 from expkit.reproduce_report import render_markdown, render_table
 from expkit.reproduce_stats import Attempt, Result
 from expkit.reproduce_targets import Target, load_targets, missing_data, select_targets, targets_file
+
+if TYPE_CHECKING:
+    from expkit.tracking.parent import ParentRun
 
 EXPERIMENT = "reproduction"
 BASE_SEED = 42
@@ -109,40 +113,32 @@ def run_once(
     return attempt
 
 
-class ParentRun:
-    """The "reproduction" parent run; children find it through the same variable sweeps use."""
+def open_parent(uri: str, root: Path, command: str) -> ParentRun:
+    """The "reproduction" parent run; each `expkit train` child finds it through the variable sweeps use."""
+    from expkit.tracking.parent import ParentRun
+    from expkit.tracking.store import ensure_experiment
 
-    def __init__(self, uri: str, root: Path, command: str) -> None:
-        import mlflow
+    experiment_id = ensure_experiment(uri, EXPERIMENT, str(root / "mlartifacts"))
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
+    return ParentRun.create(uri, experiment_id, f"reproduction {stamp}", {"expkit.reproduce": "parent", "command": command})
 
-        from expkit.tracking.store import ensure_experiment
 
-        experiment_id = ensure_experiment(uri, EXPERIMENT, str(root / "mlartifacts"))
-        self.client = mlflow.MlflowClient(uri)
-        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
-        run = self.client.create_run(
-            experiment_id, run_name=f"reproduction {stamp}", tags={"expkit.reproduce": "parent", "command": command}
-        )
-        self.run_id = run.info.run_id
+def record_child(parent: ParentRun, attempt: Attempt, target: Target, repeat: int) -> None:
+    """Name and tag the run an `expkit train` child created under `parent`."""
+    if attempt.run_id:
+        tags = {"mlflow.runName": f"{target.name} seed={attempt.seed}", "reproduce.target": target.name, "reproduce.repeat": str(repeat)}
+        parent.tag(tags, attempt.run_id)
 
-    def record_child(self, attempt: Attempt, target: Target, repeat: int) -> None:
-        if attempt.run_id:
-            for key, value in {
-                "mlflow.runName": f"{target.name} seed={attempt.seed}",
-                "reproduce.target": target.name,
-                "reproduce.repeat": str(repeat),
-            }.items():
-                self.client.set_tag(attempt.run_id, key, value)
 
-    def finish(self, results: list[Result], report: Path | None, status: str) -> None:
-        for result in results:
-            self.client.set_tag(self.run_id, f"verdict.{result.target.name}", result.verdict[:250])
-            if result.mean is not None:
-                self.client.log_metric(self.run_id, f"{result.target.name}.mean", result.mean)
-                self.client.log_metric(self.run_id, f"{result.target.name}.std", result.std)
-        if report is not None and report.is_file():
-            self.client.log_artifact(self.run_id, str(report))
-        self.client.set_terminated(self.run_id, status)
+def finish_parent(parent: ParentRun, results: list[Result], report: Path | None, status: str) -> None:
+    """Each target's verdict (a tag) and mean and std (metrics), the report as an artifact; then the status."""
+    for result in results:
+        parent.tag({f"verdict.{result.target.name}": result.verdict[:250]})
+        if result.mean is not None:
+            parent.log_metrics({f"{result.target.name}.mean": result.mean, f"{result.target.name}.std": result.std})
+    if report is not None and report.is_file():
+        parent.log_artifact(report)
+    parent.end(status)
 
 
 def reproduce(
@@ -157,7 +153,8 @@ def reproduce(
     timeout: float,
 ) -> int:
     """Run the selected targets, print the table, write RESULTS.md; returns the exit code (1 if any target failed)."""
-    from expkit.tracking.store import PARENT_RUN_ENV, tracking_uri
+    from expkit.tracking.parent import SWEEP_ENV, Handoff
+    from expkit.tracking.store import tracking_uri
 
     if repeats < 1:
         raise ExpkitError(f"--repeats must be at least 1, got {repeats}")
@@ -184,9 +181,9 @@ def reproduce(
     if os.environ.get("EXPKIT_ROOT"):
         env["EXPKIT_ROOT"] = str(root)
     env.pop("MLFLOW_RUN_ID", None)
-    parent = ParentRun(uri, root, command) if uri else None
+    parent = open_parent(uri, root, command) if uri else None
     if parent:
-        env[PARENT_RUN_ENV] = parent.run_id
+        env[SWEEP_ENV] = Handoff(parent_run_id=parent.run_id).to_json()
         print(f"reproduction parent run {parent.run_id} in {uri}", file=sys.stderr)
 
     stamp = datetime.now(UTC).strftime("%Y-%m-%d_%H-%M-%S")
@@ -218,7 +215,7 @@ def reproduce(
                 shown = attempt.error or f"{target.metric} {attempt.value:.4f}"
                 print(f"    {shown} ({attempt.wall_s:.0f} s)", file=sys.stderr, flush=True)
                 if parent:
-                    parent.record_child(attempt, target, repeat)
+                    record_child(parent, attempt, target, repeat)
         apply_margins(results)
         status = "FAILED" if any(r.failed or (require_data and r.skipped) for r in results) else "FINISHED"
     except KeyboardInterrupt:
@@ -238,7 +235,7 @@ def reproduce(
             )
             print(f"wrote {report}", file=sys.stderr)
         if parent:
-            parent.finish(results, report, status)
+            finish_parent(parent, results, report, status)
     failed = [r for r in results if r.failed or (require_data and r.skipped)]
     for result in failed:
         print(f"reproduce: {result.target.name}: {result.verdict}" + _band_note(result), file=sys.stderr)

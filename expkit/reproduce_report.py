@@ -41,7 +41,7 @@ def render_table(results: list[Result]) -> str:
 def versions() -> dict[str, str]:
     """Python, expkit and the main libraries, as installed (read from package metadata)."""
     from expkit import __version__
-    from expkit.tracking.run import package_version
+    from expkit.tracking.facts import package_version
 
     found = {"python": platform.python_version(), "expkit": __version__}
     for key, names in (
@@ -68,7 +68,7 @@ def machine() -> str:
 
 def git_commit() -> str:
     """The short commit of the expkit checkout, or n/a outside a git repo."""
-    from expkit.tracking.run import git_state
+    from expkit.tracking.facts import git_state
 
     return git_state(str(PACKAGE_DIR)).get("git.commit", "")[:7] or "n/a"
 

@@ -149,9 +149,9 @@ MUTATIONS = (
     Mutation(
         "joblib-parent-not-awaited",
         "a joblib job does not wait for the parent run's id the launching process publishes: its run is not in the tree",
-        "expkit/tracking/run.py",
-        "            parent = await_parent(Path(os.environ[PARENT_RUN_FILE_ENV]))",
-        "            parent = None",
+        "expkit/tracking/parent.py",
+        "        return await_parent(Path(given.parent_file))",
+        "        return None",
         ("tests/test_runs.py::test_joblib_sweep_makes_a_parent_with_children",),
     ),
     Mutation(

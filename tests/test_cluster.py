@@ -84,7 +84,7 @@ def test_ray_launcher_config_hides_the_cluster_traps() -> None:
     assert "object_store_memory" in ray.init and ray.init.object_store_memory is None
     assert (ray.remote.num_cpus, ray.remote.num_gpus) == (3, 1)
     credentials = {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}  # a server with --auth (tests/test_team_server.py)
-    assert set(ray.init.runtime_env.env_vars) == {"EXPKIT_PARENT_RUN_ID", "MLFLOW_TRACKING_URI", *credentials}
+    assert set(ray.init.runtime_env.env_vars) == {"EXPKIT_SWEEP", "MLFLOW_TRACKING_URI", *credentials}
 
 
 def test_missing_dataset_on_a_worker_names_the_host(tmp_path: Path) -> None:

@@ -100,7 +100,7 @@ def test_kill_9_then_resume_keeps_the_highest_val_accuracy_checkpoint(workdir: P
 
 def test_parent_tags_the_objective_best_child_where_test_disagrees(tmp_path: Path) -> None:
     """Four fabricated lr children whose test ranking is the reverse of their validation ranking."""
-    from expkit.tracking.sweep import summarize_parent
+    from expkit.tracking.parent import ParentRun
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = mlflow.MlflowClient(uri)
@@ -113,7 +113,7 @@ def test_parent_tags_the_objective_best_child_where_test_disagrees(tmp_path: Pat
             client.log_metric(run.info.run_id, key, value)
         client.set_terminated(run.info.run_id, "FINISHED")
         children[lr] = run.info.run_id
-    summarize_parent(client, parent, Objective.create("val_accuracy"))
+    ParentRun(client, parent).log_best(Objective.create("val_accuracy"))
     tags = client.get_run(parent).data.tags
     assert tags["sweep.best_run_id"] == children["1e-3"]  # best on validation; test would have picked 1e-1
     assert tags["sweep.objective.metric"] == "val_accuracy"

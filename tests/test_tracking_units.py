@@ -26,8 +26,10 @@ from expkit.models.builder import build_model
 from expkit.outputs import find_run_dir
 from expkit.tracking import plots, query, ranking, sqlite_runs, tensorboard
 from expkit.tracking.epochs import EpochLogger
-from expkit.tracking.run import MAX_PARAM_LENGTH, ChildRun, TrackedRun, git_state
-from expkit.tracking.store import PARENT_RUN_ENV, PARENT_RUN_FILE_ENV, TABLE_VIEW_TAG, ParentRunUnavailable, await_parent, publish_parent
+from expkit.tracking.facts import git_state
+from expkit.tracking.parent import SWEEP_ENV, Handoff, handoff
+from expkit.tracking.run import MAX_PARAM_LENGTH, ChildRun, TrackedRun
+from expkit.tracking.store import TABLE_VIEW_TAG, ParentRunUnavailable, await_parent, publish_parent
 from expkit.tracking.sweep import PARENT_RUN_FILE, SweepTrackingCallback
 from expkit.training.compile import compile_model
 from tests.fabricate import FakeStore, add_run, expkit_params, make_store, run_ids_starting_with, with_experiment
@@ -219,7 +221,7 @@ def run_job(tmp_path: Path, uri: str, env: dict[str, str] | None = None) -> subp
 
 def test_a_run_opened_by_another_process_gets_params_tags_and_status(store: FakeStore, tmp_path: Path) -> None:
     parent = store.client.create_run(store.experiment_id).info.run_id
-    done = run_job(tmp_path, store.uri, {PARENT_RUN_ENV: parent})
+    done = run_job(tmp_path, store.uri, {SWEEP_ENV: Handoff(parent_run_id=parent).to_json()})
     assert done.returncode == 0, done.stderr
     reply = json.loads(done.stdout.strip().splitlines()[-1])
     assert reply["opened_elsewhere"] and not reply["mlflow_imported"]  # MLflow's import stayed out of the job's start-up
@@ -274,11 +276,11 @@ def add_child(store: FakeStore, parent_id: str, lr: str, status: str, losses: tu
 
 @pytest.mark.parametrize("failing_child", [False, True])
 def test_sweep_parent_gets_tags_best_metrics_and_status(store: FakeStore, monkeypatch: pytest.MonkeyPatch, failing_child: bool) -> None:
-    monkeypatch.delenv(PARENT_RUN_ENV, raising=False)
+    monkeypatch.setenv(SWEEP_ENV, "")  # unset again after the test
     callback, config = SweepTrackingCallback(), sweep_config(store)
     callback.on_multirun_start(config)
     parent_id = callback.parent_id
-    assert parent_id and PARENT_RUN_ENV in os.environ and os.environ[PARENT_RUN_ENV] == parent_id
+    assert parent_id and handoff().parent_run_id == parent_id and handoff().overrides == ("optimizer.learning_rate=0.1,0.01,0.001",)
     parent = store.client.get_run(parent_id)
     assert parent.data.tags["expkit.sweep"] == "parent" and parent.info.status == "RUNNING"
     assert parent.data.tags["sweep.overrides"] == "optimizer.learning_rate=0.1,0.01,0.001"
@@ -296,14 +298,14 @@ def test_sweep_parent_gets_tags_best_metrics_and_status(store: FakeStore, monkey
     assert parent.data.metrics["best/objective"] == pytest.approx(0.20)
     assert parent.data.metrics["best/test_loss"] == pytest.approx(0.25) and parent.data.metrics["best/val_loss"] == pytest.approx(0.20)
     assert parent.info.status == "FINISHED"  # one failed job does not fail the sweep (sweep.max_failure_rate is unset)
-    assert PARENT_RUN_ENV not in os.environ
+    assert SWEEP_ENV not in os.environ
 
 
 def test_a_sweep_whose_every_job_failed_ends_failed_and_aborts(store: FakeStore, monkeypatch: pytest.MonkeyPatch) -> None:
     """Exit status: the CLI turns SweepAborted into exit 1, so a script never reads an all-failed sweep as success."""
     from expkit.selection.objective import SweepAborted
 
-    monkeypatch.delenv(PARENT_RUN_ENV, raising=False)
+    monkeypatch.setenv(SWEEP_ENV, "")  # unset again after the test
     callback, config = SweepTrackingCallback(), sweep_config(store)
     callback.on_multirun_start(config)
     assert callback.parent_id
@@ -327,20 +329,19 @@ def test_a_joblib_sweep_creates_its_parent_while_jobs_start_and_jobs_read_its_id
     store: FakeStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Under joblib the parent run is created in a thread; a job that asks before it exists waits for the published id."""
-    monkeypatch.delenv(PARENT_RUN_ENV, raising=False)
-    monkeypatch.delenv(PARENT_RUN_FILE_ENV, raising=False)
+    monkeypatch.setenv(SWEEP_ENV, "")  # unset again after the test
     callback, config = SweepTrackingCallback(), sweep_config(store)
     config.hydra.launcher = {"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"}
     callback.on_multirun_start(config)  # returns at once: the job below asks for the parent while it is being created
-    assert os.environ[PARENT_RUN_FILE_ENV] == str(store.root / "sweep" / PARENT_RUN_FILE)
+    assert handoff().parent_file == str(store.root / "sweep" / PARENT_RUN_FILE)
     job = tracked_run(store, tmp_path)
     job.create("lr=0.1", {"overrides": "optimizer.learning_rate=0.1"})
     callback.wait_for_parent()
     assert callback.parent_id and job.client.get_run(job.run_id).data.tags["mlflow.parentRunId"] == callback.parent_id
-    assert os.environ[PARENT_RUN_ENV] == callback.parent_id  # for closing the parent if the sweep is interrupted
+    assert handoff().parent_run_id == callback.parent_id  # for closing the parent if the sweep is interrupted
     callback.on_multirun_end(config)
     assert store.client.get_run(callback.parent_id).info.status == "FINISHED"
-    assert not (store.root / "sweep" / PARENT_RUN_FILE).exists() and PARENT_RUN_FILE_ENV not in os.environ
+    assert not (store.root / "sweep" / PARENT_RUN_FILE).exists() and SWEEP_ENV not in os.environ
 
 
 def test_a_joblib_sweep_with_a_broken_store_stops_its_jobs_quietly_and_reports_once(
@@ -348,8 +349,7 @@ def test_a_joblib_sweep_with_a_broken_store_stops_its_jobs_quietly_and_reports_o
 ) -> None:
     from expkit.tracking.sweep import SweepStoreError
 
-    monkeypatch.delenv(PARENT_RUN_ENV, raising=False)
-    monkeypatch.delenv(PARENT_RUN_FILE_ENV, raising=False)
+    monkeypatch.setenv(SWEEP_ENV, "")  # unset again after the test
     (tmp_path / "broken.db").write_text("not a database\n")
     config = sweep_config(store)
     config.tracking.uri = f"sqlite:///{tmp_path / 'broken.db'}"
@@ -357,7 +357,7 @@ def test_a_joblib_sweep_with_a_broken_store_stops_its_jobs_quietly_and_reports_o
     callback = SweepTrackingCallback()
     callback.on_multirun_start(config)  # no error yet: the jobs learn it from the published reply
     with pytest.raises(ParentRunUnavailable, match="cannot open the MLflow store"):
-        await_parent(Path(os.environ[PARENT_RUN_FILE_ENV]))
+        await_parent(Path(str(handoff().parent_file)))
     with pytest.raises(SweepStoreError, match=r"tracking\.uri: cannot open the MLflow store") as stopped:
         callback.on_multirun_end(config)
     assert stopped.value.exit_code == 2 and "hint:" in str(stopped.value)

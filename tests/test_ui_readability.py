@@ -13,8 +13,8 @@ import pytest
 
 from expkit.tracking import plots
 from expkit.tracking.epochs import EpochLogger
+from expkit.tracking.parent import ParentRun, best_child
 from expkit.tracking.run import ChildRun, log_metrics
-from expkit.tracking.sweep import best_child, summarize_parent
 from expkit.tracking.values import readable
 from tests.fabricate import FakeStore, add_run, make_store
 
@@ -84,7 +84,7 @@ def test_the_sweep_picks_the_same_best_child_from_readable_values(store: FakeSto
     assert [r.data.metrics["objective"] for r in children] == [0.2, 0.20000002, 0.25]
     best = best_child(children, Objective(metric="val_loss", mode="min"))
     assert best is not None and best.info.run_id == ids[0]
-    summarize_parent(store.client, parent, Objective(metric="val_loss", mode="min"))
+    ParentRun(store.client, parent).log_best(Objective(metric="val_loss", mode="min"))
     assert store.client.get_run(parent).data.metrics["best/objective"] == 0.2
 
 

@@ -142,7 +142,7 @@ def log_table_inference(folder: Path, splits: Any, step: int = 0) -> str:
     from mlflow.types import ParamSchema, ParamSpec
 
     from expkit.serving.inference import SPEC_FILE, pyfunc_class
-    from expkit.tracking.run import requirements
+    from expkit.tracking.facts import requirements
 
     spec = json.loads((folder / SPEC_FILE).read_text())
     logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import platform
 import subprocess
 import sys
@@ -24,16 +23,9 @@ from typing import TYPE_CHECKING, Any
 from expkit import __version__
 from expkit.config.params import run_params
 from expkit.errors import ExpkitError
-from expkit.tracking.store import (
-    PARENT_RUN_ENV,
-    PARENT_RUN_FILE_ENV,
-    TABLE_VIEW_TAG,
-    TRAINING_VIEW_QUERY,
-    await_parent,
-    ensure_experiment,
-    table_view,
-    tracking_uri,
-)
+from expkit.tracking.facts import git_state, package_version, requirements
+from expkit.tracking.parent import handed_parent
+from expkit.tracking.store import TABLE_VIEW_TAG, TRAINING_VIEW_QUERY, ensure_experiment, table_view, tracking_uri
 
 if TYPE_CHECKING:
     import mlflow
@@ -46,40 +38,6 @@ def experiment_params(config: dict[str, Any]) -> dict[str, Any]:
     """The flattened config minus nulls, bookkeeping and keys that do not apply (`expkit.config.params`): what describes
     the experiment. Derived keys are left out by the caller, which still has the config as written (`run_params`)."""
     return run_params(config)
-
-
-def requirements() -> list[str]:
-    """Pinned pip requirements of a logged model (passed explicitly: inferring them takes seconds)."""
-    import keras
-    import mlflow
-    import numpy as np
-    import tensorflow as tf
-
-    return [f"keras=={keras.__version__}", f"tensorflow=={tf.__version__}", f"mlflow=={mlflow.__version__}", f"numpy=={np.__version__}"]
-
-
-def package_version(*names: str) -> str | None:
-    """The installed version of the first of `names` found, read from package metadata (no import)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    for name in names:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            continue
-    return None
-
-
-def git_state(path: str) -> dict[str, str]:
-    """Commit and dirty flag of the git repo containing `path`, if any."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, timeout=5)
-        if commit.returncode != 0:
-            return {}
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=path, capture_output=True, text=True, timeout=5)
-        return {"git.commit": commit.stdout.strip(), "git.dirty": str(bool(dirty.stdout.strip())).lower()}
-    except (OSError, subprocess.SubprocessError):
-        return {}
 
 
 def log_metrics(client: mlflow.MlflowClient, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
@@ -176,9 +134,7 @@ class TrackedRun:
         from mlflow.tracking.context import registry
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
-        parent = os.environ.get(PARENT_RUN_ENV) or None
-        if parent is None and run_id is None and os.environ.get(PARENT_RUN_FILE_ENV):  # a joblib sweep's job: the id comes when made
-            parent = await_parent(Path(os.environ[PARENT_RUN_FILE_ENV]))
+        parent = None if run_id else handed_parent()  # a sweep's or reproduction's job (a joblib job waits for the id)
         experiment_id = ensure_experiment(self.uri, self.experiment_name, self.artifact_dir)
         versions = {"keras.version": package_version("keras"), "tensorflow.version": package_version("tensorflow", "tensorflow-cpu")}
         self._tags = {
@@ -580,9 +536,9 @@ class ChildRun:
 
     @classmethod
     def start(cls, parent: TrackedRun, run_name: str, tags: dict[str, str]) -> ChildRun:
-        experiment_id = parent.client.get_run(parent.run_id).info.experiment_id
-        run = parent.client.create_run(experiment_id, run_name=run_name, tags={**tags, "mlflow.parentRunId": parent.run_id})
-        return cls(parent.client, run.info.run_id)
+        from expkit.tracking.parent import child_run
+
+        return cls(parent.client, child_run(parent.client, parent.run_id, run_name, tags))
 
     def callback(self) -> Any:
         from expkit.tracking.epochs import EpochLogger

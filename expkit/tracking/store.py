@@ -11,12 +11,6 @@ from pathlib import Path
 
 from expkit.errors import ExpkitError
 
-PARENT_RUN_ENV = "EXPKIT_PARENT_RUN_ID"
-#: Where a sweep whose jobs start at once (joblib) publishes its parent run's id once created (see `await_parent`).
-PARENT_RUN_FILE_ENV = "EXPKIT_PARENT_RUN_FILE"
-#: The overrides given to a whole sweep (newline-separated), so a job can tell its swept values apart.
-SWEEP_OVERRIDES_ENV = "EXPKIT_SWEEP_OVERRIDES"
-
 
 class ParentRunUnavailable(ExpkitError):
     """A sweep job's parent run could not be created: the launching process reports why, once, for the whole sweep."""

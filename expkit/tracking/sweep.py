@@ -1,4 +1,4 @@
-"""A Hydra callback that makes a multirun one MLflow run tree: a parent run, one child per job.
+"""A Hydra callback that makes a multirun one MLflow run tree: a parent run (`tracking.parent.ParentRun`), one child per job.
 
 The parent's best child is chosen by each child's `objective` metric (validation only), in the direction the
 objective defines; test metrics are copied for reading, never compared. The parent always ends.
@@ -7,7 +7,6 @@ objective defines; test metrics are copied for reading, never compared. The pare
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 from pathlib import Path
@@ -19,7 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 from expkit.backend import hidden
 from expkit.errors import ExpkitError
 from expkit.selection.objective import Objective, SweepAborted
-from expkit.tracking.store import PARENT_RUN_ENV, PARENT_RUN_FILE_ENV, SWEEP_OVERRIDES_ENV, ensure_experiment, publish_parent, tracking_uri
+from expkit.tracking.parent import ParentRun, hand_off
+from expkit.tracking.store import ensure_experiment, publish_parent, tracking_uri
 
 
 def summary_table(children: list[Any], parent_id: str, best_id: str | None, objective: Objective | None = None) -> str:
@@ -52,84 +52,22 @@ def summary_table(children: list[Any], parent_id: str, best_id: str | None, obje
     return f"\nsweep summary: {len(children)} job(s), parent run {parent_id}{best}; best first by {objective.describe()}\n{table}"
 
 
-#: The parent run's tracking URI, for closing it from the CLI when a sweep stops early.
-PARENT_URI_ENV = "EXPKIT_PARENT_RUN_URI"
-
-
 def end_parent(status: str, reason: str) -> None:
     """Close the running sweep's parent run (if it is still open) with `status`, tagged with the reason."""
-    parent_id, uri = os.environ.pop(PARENT_RUN_ENV, None), os.environ.pop(PARENT_URI_ENV, None)
-    if not parent_id or not uri:
-        return
-    import mlflow
-
-    client = mlflow.MlflowClient(uri)
-    if client.get_run(parent_id).info.status == "RUNNING":
-        client.set_tag(parent_id, "sweep.stopped", reason[:5000])
-        client.set_terminated(parent_id, status)
+    given = hand_off(parent_run_id=None, uri=None)
+    if given.parent_run_id and given.uri:
+        ParentRun.adopt(given.uri, given.parent_run_id).end_if_running(status, {"sweep.stopped": reason[:5000]})
 
 
-def children(client: Any, parent_id: str) -> list[Any]:
-    experiment_id = client.get_run(parent_id).info.experiment_id
-    return client.search_runs([experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'", max_results=5000)
-
-
-def best_child(runs: list[Any], objective: Objective) -> Any | None:
-    """The FINISHED child with the best `objective` metric; test metrics play no part."""
-    finished = [r for r in runs if r.info.status == "FINISHED"]
-    ranked = objective.rank([(r, r.data.metrics.get("objective")) for r in finished])
-    return ranked[0] if ranked and "objective" in ranked[0].data.metrics else None
-
-
-def summarize_parent(client: Any, parent_id: str, objective: Objective) -> dict[str, Any]:
-    """Tag the parent with the objective, its job counts by state and the best child; returns those figures."""
-    runs = children(client, parent_id)
-    states = {"FINISHED": 0, "FAILED": 0, "KILLED": 0, "RUNNING": 0}
-    pruned = 0
-    for r in runs:
-        if r.data.tags.get("optuna.state") == "PRUNED":
-            pruned += 1
-        else:
-            states[r.info.status] = states.get(r.info.status, 0) + 1
-    tags = {
-        "sweep.num_jobs": str(len(runs)),
-        "sweep.objective.metric": objective.metric,
-        "sweep.objective.mode": objective.mode,
-        "sweep.objective.at": objective.at,
-        **{f"sweep.num_{k.lower()}": str(v) for k, v in states.items() if k != "RUNNING"},
-        "sweep.num_pruned": str(pruned),
-    }
-    best = best_child(runs, objective)
-    if best is not None:
-        tags["sweep.best_run_id"] = best.info.run_id
-        tags["sweep.best_overrides"] = best.data.tags.get("overrides", "")
-        client.log_metric(parent_id, "best/objective", best.data.metrics["objective"])  # a chart section of its own
-        for key, value in best.data.metrics.items():
-            if key.startswith(("test_", "val_")):  # reported for reading; the choice above used `objective` only
-                client.log_metric(parent_id, f"best/{key}", value)
-        show_best_in_table(client, client.get_run(parent_id).info.experiment_id)
-    for key, value in tags.items():
-        client.set_tag(parent_id, key, value)
-    return {"runs": runs, "states": states, "pruned": pruned, "best": best}
-
-
-def show_best_in_table(client: Any, experiment_id: str) -> None:
-    """Add the `best/objective` column to expkit's runs-table view, so a sweep's parent row shows its best score."""
-    from expkit.tracking.store import TABLE_VIEW_TAG, table_view
-
-    current = client.get_experiment(experiment_id).tags.get(TABLE_VIEW_TAG)
-    client.set_experiment_tag(experiment_id, TABLE_VIEW_TAG, table_view(current, ["best/objective"], []))
-
-
-def retire_interrupted(client: Any, parent_id: str) -> None:
+def retire_interrupted(parent: ParentRun) -> None:
     """Children cut off by an interrupted search (not pruned, not finished): their trial runs again with the same
     parameters, so they are closed KILLED, tagged, and soft-deleted (restorable with `mlflow runs restore`)."""
-    for run in children(client, parent_id):
+    for run in parent.children():
         if run.info.status in ("RUNNING", "KILLED") and run.data.tags.get("optuna.state") != "PRUNED":
-            client.set_tag(run.info.run_id, "optuna.state", "INTERRUPTED")
+            parent.tag({"optuna.state": "INTERRUPTED"}, run.info.run_id)
             if run.info.status == "RUNNING":
-                client.set_terminated(run.info.run_id, "KILLED")
-            client.delete_run(run.info.run_id)
+                parent.client.set_terminated(run.info.run_id, "KILLED")
+            parent.client.delete_run(run.info.run_id)
 
 
 class SweepStoreError(SweepAborted):
@@ -188,13 +126,13 @@ class SweepTrackingCallback(Callback):
         quiet_launcher_log()
         if not OmegaConf.select(config, "tracking.enabled", default=False):
             return
-        os.environ[SWEEP_OVERRIDES_ENV] = "\n".join(config.hydra.overrides.task)  # before the workers start: they name runs by it
+        hand_off(overrides=list(config.hydra.overrides.task))  # before the workers start: they name runs by it
         if not jobs_start_at_once(config):
             self.open_parent(config)
             return
         path = Path(str(config.hydra.sweep.dir)) / PARENT_RUN_FILE
         path.unlink(missing_ok=True)  # a re-run into the same folder must not read the last sweep's parent
-        os.environ[PARENT_RUN_FILE_ENV] = str(path)
+        hand_off(parent_file=str(path))
 
         def open_and_publish() -> None:
             try:
@@ -218,64 +156,52 @@ class SweepTrackingCallback(Callback):
         thread = _OPENING.pop(id(self), None)
         if thread is not None:
             thread.join()
-        os.environ.pop(PARENT_RUN_FILE_ENV, None)
+        hand_off(parent_file=None)
         if self.error is not None:
             raise self.error
 
     def open_parent(self, config: DictConfig) -> None:
-        """Create the sweep's parent run (or reopen a resumed search's) and put its id in this process's environment."""
-        import mlflow
-
+        """Create the sweep's parent run (or reopen a resumed search's) and hand its id and store to the jobs (`EXPKIT_SWEEP`)."""
         self.uri = tracking_uri(OmegaConf.select(config, "tracking.uri"), str(config.paths.root_dir))
         # Creating the experiment here creates a fresh SQLite schema once, before parallel jobs race on it.
         try:
             experiment_id = ensure_experiment(self.uri, str(config.tracking.experiment_name), str(config.tracking.artifact_dir))
         except ExpkitError as error:
             raise SweepStoreError(error) from None
-        client = mlflow.MlflowClient(self.uri)
         from expkit.selection.study import previous_parent
 
         resumed = previous_parent(config)
         if resumed:  # a re-run of an Optuna search continues its study, and its parent run
-            client.update_run(resumed, status="RUNNING")
-            self.parent_id = resumed
-            retire_interrupted(client, resumed)
+            parent = ParentRun.adopt(self.uri, resumed, reopen=True)
+            retire_interrupted(parent)
         else:
             objective = Objective.from_config(OmegaConf.select(config, "objective"))
-            overrides = list(config.hydra.overrides.task)
-            run = client.create_run(
-                experiment_id,
-                run_name=f"{config.name} sweep",
-                tags={
-                    "expkit.sweep": "parent",
-                    "sweep.overrides": " ".join(overrides),
-                    "sweep.dir": str(config.hydra.sweep.dir),
-                    "sweep.objective.metric": objective.metric,
-                    "sweep.objective.mode": objective.mode,
-                },
-            )
-            self.parent_id = run.info.run_id
-        os.environ[PARENT_RUN_ENV] = self.parent_id
-        os.environ[PARENT_URI_ENV] = self.uri
+            tags = {
+                "expkit.sweep": "parent",
+                "sweep.overrides": " ".join(config.hydra.overrides.task),
+                "sweep.dir": str(config.hydra.sweep.dir),
+                "sweep.objective.metric": objective.metric,
+                "sweep.objective.mode": objective.mode,
+            }
+            parent = ParentRun.create(self.uri, experiment_id, f"{config.name} sweep", tags)
+        self.parent_id = parent.run_id
+        hand_off(parent_run_id=self.parent_id, uri=self.uri)
         print(f"sweep parent run {self.parent_id} in {self.uri}", file=sys.stderr)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        os.environ.pop(SWEEP_OVERRIDES_ENV, None)
+        hand_off(overrides=None)
         self.wait_for_parent()
         Path(str(config.hydra.sweep.dir), PARENT_RUN_FILE).unlink(missing_ok=True)
         if not self.parent_id:
             return
-        import mlflow
-
-        client = mlflow.MlflowClient(self.uri)
+        parent = ParentRun.adopt(self.uri, self.parent_id)
         objective = Objective.from_config(OmegaConf.select(config, "objective"))
-        figures = summarize_parent(client, self.parent_id, objective)
+        figures = parent.log_best(objective)
         runs, failed = figures["runs"], figures["states"]["FAILED"]
         limit = OmegaConf.select(config, "sweep.max_failure_rate", default=None)
         too_many = limit is not None and runs and failed / len(runs) > float(limit)
-        client.set_terminated(self.parent_id, "FAILED" if too_many or (runs and failed == len(runs)) else "FINISHED")
-        os.environ.pop(PARENT_RUN_ENV, None)
-        os.environ.pop(PARENT_URI_ENV, None)
+        parent.end("FAILED" if too_many or (runs and failed == len(runs)) else "FINISHED")
+        hand_off(parent_run_id=None, uri=None)
         best = figures["best"]
         print(
             f"sweep {self.parent_id}: {len(runs)} job(s), {figures['states']['FINISHED']} finished, {failed} failed, "

@@ -8,7 +8,6 @@ through its shared storage, so pruners can stop them. Re-running the same comman
 from __future__ import annotations
 
 import math
-import os
 import sys
 from typing import Any
 
@@ -53,7 +52,7 @@ class OptunaSweeper(Sweeper):
         from expkit.selection.objective import Objective, SweepAborted, TaskResult
         from expkit.selection.pruning import pruner_spec
         from expkit.selection.study import PARENT_ATTR, grid_values, make_pruner, make_sampler, open_storage, search_space, storage_url
-        from expkit.tracking.store import PARENT_RUN_ENV
+        from expkit.tracking.parent import handoff
 
         assert self.config is not None
         config = self.config
@@ -74,7 +73,7 @@ class OptunaSweeper(Sweeper):
             direction="minimize" if objective.mode == "min" else "maximize",
             load_if_exists=True,
         )
-        parent = os.environ.get(PARENT_RUN_ENV)
+        parent = handoff().parent_run_id
         if parent and not study.user_attrs.get(PARENT_ATTR):
             study.set_user_attr(PARENT_ATTR, parent)
         requeue_interrupted(study)
@@ -110,7 +109,7 @@ class OptunaSweeper(Sweeper):
                     tell(study, trial, state=optuna.trial.TrialState.FAIL)
                     if fail_fast:
                         raise SweepAborted(f"sweep.fail_fast: trial {trial.number} failed")
-        print_summary(study, objective, os.environ.get(PARENT_RUN_ENV))
+        print_summary(study, objective, handoff().parent_run_id)
         return study
 
 
