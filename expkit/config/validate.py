@@ -34,7 +34,8 @@ def named_source(config: ExperimentConfig) -> bool:
     which the pre-flight reads (expkit.preflight.check_targets), not in the preprocessing steps."""
     from expkit.data.named import SOURCES
 
-    return config.dataset.source in SOURCES
+    source = SOURCES.get(config.dataset.source)
+    return source is not None and source.named_arrays
 
 
 # Metric/loss names Keras resolves by string without a module attribute of that name.
@@ -226,7 +227,7 @@ def _check_dataset_options(cfg: dict[str, Any], problems: Problems) -> None:
                 "dataset.source", f"unknown dataset source '{dataset['source']}'", suggestion(dataset["source"], known, noun="sources")
             )
             return
-    if source is None:
+    if source is None or not source.own_keys:  # a source whose options are shared dataset keys only (keras, image_dir, ...)
         fields = list(Dataset.model_fields)
         for key in extra:
             best = did_you_mean(key, fields)

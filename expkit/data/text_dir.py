@@ -85,6 +85,10 @@ class TextFitted:
 
         return vocabulary(self.vectorizer)
 
+    def write(self, output_dir: Path) -> None:
+        """classes.json and vocabulary.txt in the run folder (see `write_fitted`)."""
+        write_fitted(self, output_dir)
+
 
 # --- the folder tree ---------------------------------------------------------------------------------
 
@@ -307,7 +311,9 @@ def fit_text(
     return apply(x_train), [apply(o) for o in others], fitted
 
 
-register_source("text_dir", TextDirOptions, check=check_text_dir, fit=fit_text)(load_text_dir)
+register_source("text_dir", TextDirOptions, check=check_text_dir, fit=fit_text, origin=lambda options, *, path, **_: str(path))(
+    load_text_dir
+)
 
 
 def write_fitted(fitted: TextFitted, output_dir: Path) -> None:
