@@ -235,5 +235,22 @@ def load_npz(options: NpzOptions, *, path: str | None, **_: Any) -> NamedArrays:
     return split("train"), split("test")
 
 
+def discover_sources(paths: list[str] | None = None) -> list[str]:
+    """Import every `expkit/data/source_*.py` module (or those in `paths`): a new source is that one file, registering
+    itself on import, so it appears in validation, the pre-flight, `expkit list` and `load_splits` with no other edit.
+    Returns the modules imported."""
+    import importlib
+    import pkgutil
+
+    from expkit import data
+
+    found = [m.name for m in pkgutil.iter_modules(paths or list(data.__path__)) if m.name.startswith("source_")]
+    for name in found:
+        importlib.import_module(f"expkit.data.{name}")
+    return found
+
+
 # Sources in modules of their own register themselves on import (each imports nothing heavy at module level).
 from expkit.data import builtin, image_dir, table, text_dir  # noqa: E402, F401
+
+discover_sources()

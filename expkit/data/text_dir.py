@@ -81,7 +81,7 @@ class TextFitted:
     options: TextOptions
 
     def vocabulary(self) -> list[str]:
-        from expkit.models.text import vocabulary
+        from expkit.data.text_vectorize import vocabulary
 
         return vocabulary(self.vectorizer)
 
@@ -297,7 +297,7 @@ def fit_text(
     **_: Any,
 ) -> Any:
     """Adapt the vectorizer on the training documents only; every split becomes vectors. Returns (x_train, others, TextFitted)."""
-    from expkit.models.text import text_vectorizer
+    from expkit.data.text_vectorize import text_vectorizer
 
     name = options.input
     layer = text_vectorizer(options.vectorize, x_train[name], name="vectorize")
