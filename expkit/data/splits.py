@@ -69,11 +69,14 @@ class Feeds(Protocol):
 class DataSplits(Protocol):
     """What the runner uses of any split data."""
 
-    fingerprint: str
-    y_train: Any
+    fingerprint: str  # a digest of the data, told apart across runs
+    name: str  # the dataset's name and where it was read from (set by load_splits)
+    origin: str
+    y_train: Any  # the encoded labels (label checks, the random baseline)
     y_test: Any
     y_val: Any
-    x_val: Any
+    x_val: Any  # None without validation data (see has_validation)
+    feature_types: Any  # typed raw columns ({input: feature spec}) that the model's own layers encode; None: model-ready
 
     @property
     def has_validation(self) -> bool: ...
