@@ -177,3 +177,36 @@ def test_it_loads_and_trains_end_to_end_in_process(jsonl_source: Path, tmp_path:
     assert len(outcome.history["loss"]) == 2 and "val_loss" in outcome.history
     assert set(outcome.test_metrics) >= {"test_loss", "test_accuracy"}
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test"] == outcome.test_metrics
+
+
+# --- the splits' record: what the job logs, without reading classes.json back ---------------------------
+
+
+def test_an_image_folder_records_its_classes_and_skipped_images_as_plain_values(tmp_path: Path) -> None:
+    from expkit.data import load_splits
+    from tests.test_vision import image_config, write_jpeg_tree
+
+    root = write_jpeg_tree(tmp_path / "pets", per_class=3, size=16)
+    broken = root / "train" / "dogs" / "dogs.1.jpg"
+    broken.write_bytes(broken.read_bytes()[:100])
+    config = image_config(tmp_path, root, "dataset.on_bad_image=skip")
+    splits = load_splits(config.dataset, data_dir=None, seed=0)
+    run = tmp_path / "run"
+    splits.write_files(run, seed=0)
+    record = splits.record(run)
+    assert record.params == {"dataset.class_names": "cats,dogs", "dataset.skipped_images": 1}
+    assert record.artifacts == [run / "classes.json"] and record.sizes == {}  # streamed: not logged as a dataset input
+    assert (record.name, record.origin, record.digest) == (config.dataset.name, str(root), splits.fingerprint)
+    written = json.loads((run / "classes.json").read_text())  # still written for people, with the same values
+    assert written == {"class_names": ["cats", "dogs"], "skipped_images": [str(broken)]}
+
+
+def test_arrays_record_their_sizes_origin_and_raw_example(tmp_path: Path) -> None:
+    from expkit.data import load_splits
+
+    config = compose("dataset.max_train_samples=100", "tracking=none", root=tmp_path)  # digits: scikit-learn's bundled table
+    splits = load_splits(config.dataset, data_dir=None, seed=config.seed)
+    record = splits.record(tmp_path)
+    assert record.sizes == {"train": 80, "validation": 20, "test": 360}
+    assert record.origin == "scikit-learn's bundled digits" and record.params == {} and record.artifacts == []
+    assert record.raw_example.shape == (5, 64) and record.raw_example.max() == 16  # raw, before dataset.preprocess.x scales
