@@ -1,8 +1,9 @@
 """Pre-flight: every check that needs no training, done before an MLflow run or a run folder exists.
 
-`preflight(config)` checks the data a validated config points at: the source and dataset name are known, the
-files and folders exist, and the split sizes fit the data (read from npz headers or the source's own figures,
-never by loading the data). The CLI calls `expkit.launch_check.check_command` before Hydra starts, so a single
+`preflight(config)` checks the data a validated config points at through its registered source (expkit.data.named):
+the source is known, its own `check` passes (dataset name, files, folders, columns), and the split sizes fit the data
+(the source's `sizes`: read from npz headers or published figures, never by loading the data). The CLI calls
+`expkit.launch_check.check_command` before Hydra starts, so a single
 run, and a sweep whose every point has the same error, stop with exit 2 before anything is recorded. Each job
 calls `preflight` too, right after validation, before its run starts: an error that depends on a sweep's values
 fails only that job.
@@ -13,162 +14,21 @@ Imports no TensorFlow or MLflow.
 from __future__ import annotations
 
 import math
-import zipfile
-import zlib
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 from expkit.config.schema import ExperimentConfig
-from expkit.errors import ExpkitError, suggestion
-
-#: Samples per split of the datasets Keras downloads (the download's content is fixed): (train, test).
-KERAS_SIZES = {
-    "mnist": (60000, 10000),
-    "fashion_mnist": (60000, 10000),
-    "cifar10": (50000, 10000),
-    "imdb": (25000, 25000),
-    "reuters": (8982, 2246),
-    "boston_housing": (404, 102),
-}
-#: Rows of scikit-learn's bundled datasets (split by dataset.test_fraction as train_test_split does).
-SKLEARN_ROWS = {"digits": 1797, "breast_cancer": 569, "diabetes": 442, "iris": 150, "wine": 178}
-#: How a Keras-layout file's arrays give the split sizes: train/test arrays, or one array cut 80/20.
-KERAS_FILE_ARRAYS = {"reuters": ("x",), "boston_housing": ("x",)}
-
-
-def known_sources() -> dict[str, Any]:
-    """Every `dataset.source` name: array sources (each with its registry of names), named sources, folder sources."""
-    from expkit.data.named import SOURCES as NAMED
-    from expkit.data.sources import FOLDER_SOURCES, SOURCES
-
-    return {**SOURCES, **dict.fromkeys(NAMED), **dict.fromkeys(FOLDER_SOURCES)}
-
-
-def npz_lengths(path: Path, arrays: tuple[str, ...]) -> dict[str, int]:
-    """The first dimension of each array in an npz, read from the array headers only (nothing is loaded)."""
-    return {name: shape[0] if shape else 0 for name, shape in npz_shapes(path, arrays).items()}
-
-
-def npz_shapes(path: Path, arrays: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
-    """The shape of each array in an npz, read from the array headers only (nothing is loaded)."""
-    import numpy as np
-
-    from expkit.data.sources import read_npz
-
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = {n.removesuffix(".npy"): n for n in archive.namelist()}
-            if any(a not in members for a in arrays):
-                read_npz(path, arrays)  # raises the loader's own error, naming the missing arrays
-            lengths: dict[str, tuple[int, ...]] = {}
-            for name in arrays:
-                with archive.open(members[name]) as f:
-                    version = np.lib.format.read_magic(f)
-                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                    lengths[name] = tuple(int(n) for n in read(f)[0])
-            return lengths
-    except ExpkitError:
-        raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
-        raise ExpkitError(
-            f"cannot read {path}: {exc.__class__.__name__}: {exc}",
-            key="dataset.path",
-            hint="the file is truncated, corrupt or not an npz; get it again",
-        ) from None
-
-
-#: How each source tells its (training, test) sizes without loading its data (None: unknown). A new source adds its own
-#: entry with @sizes_of("name"); a source without one still gets its source, name and target checks.
-SIZES: dict[str, Callable[[ExperimentConfig], tuple[int, int] | None]] = {}
-#: Sources whose layout is checked instead of sized (folders of files).
-LAYOUT_CHECKS: dict[str, Callable[[ExperimentConfig], None]] = {}
-
-
-def sizes_of(source: str) -> Callable[[Callable[[ExperimentConfig], Any]], Callable[[ExperimentConfig], Any]]:
-    def add(probe: Callable[[ExperimentConfig], Any]) -> Callable[[ExperimentConfig], Any]:
-        SIZES[source] = probe
-        return probe
-
-    return add
-
-
-@sizes_of("keras")
-def _keras_sizes(config: ExperimentConfig) -> tuple[int, int] | None:
-    from expkit.data.sources import find_local_file
-
-    dataset = config.dataset
-    local = find_local_file(f"{dataset.name}.npz", dataset.path, config.paths.data_dir)  # a missing dataset.path raises here
-    if local is None:  # read from the Keras cache or downloaded: the published sizes
-        return KERAS_SIZES.get(dataset.name)
-    if dataset.name in KERAS_FILE_ARRAYS:
-        n = npz_lengths(local, KERAS_FILE_ARRAYS[dataset.name])["x"]
-        return int(n * 0.8), n - int(n * 0.8)
-    lengths = npz_lengths(local, ("x_train", "x_test"))
-    return lengths["x_train"], lengths["x_test"]
-
-
-@sizes_of("sklearn")
-def _sklearn_sizes(config: ExperimentConfig) -> tuple[int, int] | None:
-    rows = SKLEARN_ROWS.get(config.dataset.name)
-    if rows is None:
-        return None
-    test = math.ceil(rows * config.dataset.test_fraction)  # as train_test_split cuts
-    return rows - test, test
-
-
-@sizes_of("playground")
-def _playground_sizes(config: ExperimentConfig) -> tuple[int, int]:
-    from expkit.config.schema import Playground
-
-    options = config.dataset.playground or Playground()
-    cut = int(options.num_samples * options.train_fraction)
-    return cut, options.num_samples - cut
-
-
-@sizes_of("random")
-def _random_sizes(config: ExperimentConfig) -> tuple[int, int]:
-    from expkit.data.named import RandomOptions
-
-    options = RandomOptions.model_validate(config.dataset.model_extra or {})
-    return options.train_samples, options.test_samples
-
-
-@sizes_of("npz")
-def _npz_sizes(config: ExperimentConfig) -> tuple[int, int]:
-    from expkit.data.named import NpzOptions
-
-    dataset = config.dataset
-    options = NpzOptions.model_validate(dataset.model_extra or {})
-    if not dataset.path:
-        raise ExpkitError("the npz source needs dataset.path: the .npz file", key="dataset.path")
-    file = Path(dataset.path).expanduser()
-    if not file.is_file():
-        raise ExpkitError(f"dataset file {file} does not exist", key="dataset.path", hint="fix the path to your .npz file")
-    first = next(iter(options.inputs.values()))
-    names = {**options.inputs, **options.targets}.values()
-    lengths = npz_lengths(file, tuple(f"{a}_{s}" for a in names for s in ("train", "test")))
-    return lengths[f"{first}_train"], lengths[f"{first}_test"]
-
-
-def _check_image_dir(config: ExperimentConfig) -> None:
-    from expkit.data.images import check_image_folders
-
-    v = config.dataset.validation
-    if any(value is not None for value in (v.holdout, v.split, v.folds)):
-        raise ExpkitError(
-            "image_dir takes its validation data from the validation/ folder", key="dataset.validation", hint="remove the setting"
-        )
-    check_image_folders(config.dataset)
-
-
-LAYOUT_CHECKS["image_dir"] = _check_image_dir
+from expkit.errors import ExpkitError
 
 
 def dataset_sizes(config: ExperimentConfig) -> tuple[int, int] | None:
-    """(training, test) samples the source gives before max_*_samples, or None when unknown without loading."""
-    probe = SIZES.get(config.dataset.source)
-    return probe(config) if probe else None
+    """(training, test) samples the source gives before max_*_samples (its `sizes`), or None when unknown without loading."""
+    from expkit.data.named import get_source, source_options
+
+    dataset = config.dataset
+    source = get_source(dataset.source)
+    if source.sizes is None:
+        return None
+    options = source_options(source, dataset)
+    return source.sizes(options, path=dataset.path, data_dir=config.paths.data_dir, seed=config.seed)
 
 
 def check_split_sizes(config: ExperimentConfig, n_train: int, n_test: int) -> None:
@@ -205,18 +65,15 @@ def check_split_sizes(config: ExperimentConfig, n_train: int, n_test: int) -> No
 
 
 def target_shapes(config: ExperimentConfig) -> dict[str, tuple[int, ...]]:
-    """Each target's per-sample shape, for sources whose targets have the user's own shape (random: from its options;
-    npz: from the file's headers); {} for sources whose labels are class indices."""
-    dataset = config.dataset
-    if dataset.source not in ("random", "npz"):
-        return {}
-    from expkit.data.named import SOURCES as NAMED
+    """Each target's per-sample shape, for sources whose targets have the user's own shape (the source's `target_shapes`,
+    e.g. random: from its options; npz: from the file's headers); {} for sources whose labels are class indices."""
+    from expkit.data.named import get_source, source_options
 
-    options: Any = NAMED[dataset.source].options.model_validate(dataset.model_extra or {})
-    if dataset.source == "random":
-        return {name: tuple(spec.shape) for name, spec in options.targets.items()}
-    shapes = npz_shapes(Path(str(dataset.path)).expanduser(), tuple(f"{a}_train" for a in options.targets.values()))
-    return {name: shapes[f"{a}_train"][1:] for name, a in options.targets.items()}
+    dataset = config.dataset
+    source = get_source(dataset.source)
+    if source.target_shapes is None:
+        return {}
+    return source.target_shapes(source_options(source, dataset), path=dataset.path, data_dir=config.paths.data_dir, seed=config.seed)
 
 
 def check_targets(config: ExperimentConfig) -> None:
@@ -261,23 +118,12 @@ def check_targets(config: ExperimentConfig) -> None:
 
 
 def preflight(config: ExperimentConfig) -> ExperimentConfig:
-    """Raise ExpkitError for anything about the data that would fail the run before training: the source and name,
-    files and folders, split sizes. Cheap: no data is loaded, no TensorFlow imported. Returns `config`."""
-    dataset = config.dataset
-    sources = known_sources()
-    if dataset.source not in sources:
-        raise ExpkitError(
-            f"unknown dataset source '{dataset.source}'", key="dataset.source", hint=suggestion(dataset.source, sources, noun="known")
-        )
-    registry = sources[dataset.source]
-    if registry is not None:
-        registry.get(dataset.name, key="dataset.name")  # an unknown name fails with a suggestion
+    """Raise ExpkitError for anything about the data that would fail the run before training: the source's own checks
+    (its dataset name, files, folders, columns), split sizes, and the loss against the targets' shapes. Cheap: no data
+    is loaded, no TensorFlow imported. Returns `config`."""
     from expkit.data.named import check_source
 
-    check_source(dataset, data_dir=config.paths.data_dir, seed=config.seed)  # a registered source's own checks (files, columns)
-    if dataset.source in LAYOUT_CHECKS:
-        LAYOUT_CHECKS[dataset.source](config)
-        return config
+    check_source(config.dataset, data_dir=config.paths.data_dir, seed=config.seed)  # an unknown source fails with a suggestion
     sizes = dataset_sizes(config)
     if sizes is not None:
         check_split_sizes(config, *sizes)

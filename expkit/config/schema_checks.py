@@ -32,7 +32,7 @@ def check_dataset_options(cfg: dict[str, Any], problems: Problems) -> None:
                 "dataset.source", f"unknown dataset source '{dataset['source']}'", suggestion(dataset["source"], known, noun="sources")
             )
             return
-    if source is None:
+    if source is None or not source.own_keys:  # a source whose options are shared dataset keys only (keras, image_dir, ...)
         fields = list(Dataset.model_fields)
         for key in extra:
             best = did_you_mean(key, fields)

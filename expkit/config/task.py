@@ -26,7 +26,8 @@ def named_source(config: ExperimentConfig) -> bool:
     which the pre-flight reads (expkit.preflight.check_targets), not in the preprocessing steps."""
     from expkit.data.named import SOURCES
 
-    return config.dataset.source in SOURCES
+    source = SOURCES.get(config.dataset.source)
+    return source is not None and source.named_arrays
 
 
 def check_task(config: ExperimentConfig, problems: Problems) -> None:

@@ -1,7 +1,7 @@
 """The options of text vectorization: one schema, used by the text-folder source and by a table's `text` features.
 
 The vocabulary is fitted (`adapt`) on the training split only and lives inside the model as a Keras
-`TextVectorization` layer, so the logged model takes raw strings (see expkit/models/text.py).
+`TextVectorization` layer, so the logged model takes raw strings (see expkit/data/text_vectorize.py).
 """
 
 from __future__ import annotations

@@ -83,6 +83,7 @@ def extract_features(splits: ImageSplits, base: str, weights: str | None, cache_
         (folder / "key.json").write_text(json.dumps({"base": base, "weights": str(weights), "fingerprint": splits.fingerprint}) + "\n")
     arrays = {name: np.load(file) for name, file in files.items()}
     out = Splits(arrays["train"], splits.y_train, arrays["test"], splits.y_test, fingerprint=f"{splits.fingerprint}-{base}-{key}")
+    out.name, out.origin = splits.name, splits.origin
     if splits.validation:
         out.x_val, out.y_val = arrays["validation"], splits.y_val
     return out

@@ -1,4 +1,4 @@
-"""Image folders streamed with tf.data: `<path>/train/ [validation/] test/`, one sub-folder per class.
+"""The image pipeline: image files (listed by expkit.data.image_dir) streamed with tf.data.
 
 Only file names and labels are held in memory; every batch is read, decoded, resized and rescaled
 on the fly (optionally cached in memory or on disk), so memory stays flat in the number of images.
@@ -9,22 +9,19 @@ the CPU, on training batches only; the trained model therefore holds no augmenta
 
 from __future__ import annotations
 
-import hashlib
+import json
 import math
-import os
-import sys
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from expkit.data.preprocess import apply_steps
+from expkit.data.image_cache import claim_cache
+from expkit.data.splits import DatasetRecord, Feeds, Splits
 from expkit.errors import ExpkitError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
-SPLIT_NAMES = ("train", "validation", "test")
 FLOAT_BATCHES_IN_FLIGHT = 2
 
 
@@ -51,10 +48,56 @@ class ImageSplits:
     augment: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     fingerprint: str = ""
+    # Training batches stream endlessly (fit needs steps_per_epoch); a subclass whose data ends with each epoch says so.
+    epoch_ends: bool = False
+    # The dataset's name and where it was read from (set by load_splits), for the dataset record.
+    name: str = ""
+    origin: str = ""
+    feature_types: dict[str, Any] | None = None  # typed raw columns: a streamed table has them (expkit.data.table_stream)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return (*self.image_size, self.channels)
+
+    # --- the common interface (expkit.data.splits.DataSplits, Feeds): streams feed themselves ------------------
+
+    @property
+    def has_validation(self) -> bool:
+        return self.validation is not None
+
+    def for_model(self, model: Any) -> ImageSplits:
+        return self
+
+    def feeds(self, arrays: Callable[[Splits], Feeds]) -> ImageSplits:
+        return self
+
+    def feed(self, name: str, batch_size: int, **_: Any) -> Any:
+        return self.batches(name, batch_size, train=name == "train")
+
+    def training_feed(
+        self, batch_size: int, *, shuffle: bool, seed: int, epoch: int, epochs: int, **_: Any
+    ) -> tuple[Any, int | None, list[Any]]:
+        """Shuffled in the order seeded by (seed, epoch); steps_per_epoch unless the data ends with each epoch (a table)."""
+        data = self.batches("train", batch_size, train=True, shuffle=shuffle, seed=seed, first_epoch=epoch, epochs=epochs)
+        return data, None if self.epoch_ends else self.steps("train", batch_size), []
+
+    def input_example(self, count: int) -> np.ndarray:
+        return self.sample("test", count)
+
+    def write_files(self, output_dir: Path, *, seed: int, preview: bool = False) -> None:
+        """classes.json (class names, skipped images) for people, and the augmentation preview when asked."""
+        info = {"class_names": self.class_names, "skipped_images": self.skipped}
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "classes.json").write_text(json.dumps(info, indent=1) + "\n")
+        if preview:
+            from expkit.data.image_preview import save_augmented_grid
+
+            save_augmented_grid(self, output_dir / "plots" / "augmented_samples.png", seed)
+
+    def record(self, output_dir: Path) -> DatasetRecord:
+        """Streamed: no sizes (not logged as a dataset input); the class names and skipped images as params."""
+        params = {"dataset.class_names": ",".join(self.class_names), "dataset.skipped_images": len(self.skipped)}
+        return DatasetRecord(self.name, self.origin, self.fingerprint, {}, None, params, [output_dir / "classes.json"])
 
     @property
     def y_train(self) -> np.ndarray:
@@ -200,211 +243,3 @@ class ImageSplits:
         prefix = folder / f"{self.fingerprint}-{name}-{self.image_size[0]}x{self.image_size[1]}x{self.channels}"
         claim_cache(prefix)
         return str(prefix)
-
-
-def claim_cache(prefix: Path) -> None:
-    """Make this process the writer of the tf.data disk cache at `prefix`.
-
-    tf.data leaves `<prefix>_0.lockfile` behind when a run is killed while writing the cache, and every later run
-    then fails with AlreadyExistsError. The writer's pid is kept beside the cache (`<prefix>.owner`): a lock whose
-    writer is gone is removed with its partial data; a lock held by a live run on this host is a clear error.
-    """
-    import socket
-
-    owner_file = prefix.with_name(prefix.name + ".owner")
-    host = socket.gethostname()
-    locks = sorted(prefix.parent.glob(f"{prefix.name}_*.lockfile"))
-    if locks:
-        owner_host, _, owner_pid = (owner_file.read_text().strip() if owner_file.is_file() else "").partition(" ")
-        pid = int(owner_pid) if owner_pid.isdigit() else None
-        if pid is not None and pid != os.getpid() and owner_host == host and pid_alive(pid):
-            raise ExpkitError(
-                f"run pid {pid} is writing the image cache {locks[0]}",
-                key="dataset.cache",
-                hint="wait for that run to finish, or give this one another cache folder",
-            )
-        for stale in [*locks, *prefix.parent.glob(f"{prefix.name}_*.tempstate*")]:
-            stale.unlink(missing_ok=True)
-        print(f"removed the stale lock of an interrupted run's image cache: {locks[0]}", file=sys.stderr)
-    owner_file.write_text(f"{host} {os.getpid()}\n")
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process `pid` exists on this host (one we may not signal counts as alive)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
-# --- reading the folder tree -----------------------------------------------------------------
-
-
-def class_folders(split_dir: Path) -> list[str]:
-    return sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
-
-
-def image_problem(path: Path) -> str | None:
-    """Why `path` cannot be used as an image (None if it decodes). JPEGs are decoded at 1/8 scale, which is fast."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            if img.format not in {"PNG", "JPEG", "BMP", "GIF"}:
-                return f"unsupported format {img.format}"
-            if img.format == "JPEG":
-                img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
-            img.load()
-    except Exception as exc:  # PIL raises many types for broken files
-        return f"{exc.__class__.__name__}: {exc}"
-    return None
-
-
-def list_split(split_dir: Path, classes: list[str], on_bad_image: str, skipped: list[str]) -> tuple[list[str], np.ndarray]:
-    """Image paths below split_dir/<class>/ (sorted) and their class indices; broken images fail or are skipped."""
-    paths, labels = [], []
-    for index, name in enumerate(classes):
-        folder = split_dir / name
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
-        good = 0
-        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # PIL decodes outside the GIL
-            problems = list(pool.map(image_problem, files))
-        for file, problem in zip(files, problems, strict=True):
-            if problem is not None:
-                if on_bad_image != "skip":
-                    raise ExpkitError(
-                        f"cannot read image {file}: {problem}",
-                        key="dataset.path",
-                        hint="remove or replace the broken file, or set dataset.on_bad_image=skip",
-                    )
-                skipped.append(str(file))
-                continue
-            paths.append(str(file))
-            labels.append(index)
-            good += 1
-        if not good:
-            raise ExpkitError(
-                f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})",
-                key="dataset.path",
-                hint="every class needs images in every split",
-            )
-    return paths, np.asarray(labels, dtype=np.int64)
-
-
-def folder_fingerprint(root: Path, splits: dict[str, list[str]]) -> str:
-    """sha256 over relative path, size and mtime of every image: cheap, and changes when the data does."""
-    digest = hashlib.sha256()
-    for name, paths in splits.items():
-        digest.update(name.encode())
-        for p in paths:
-            stat = Path(p).stat()
-            digest.update(f"{Path(p).relative_to(root)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
-
-
-def check_image_folders(dataset: Any) -> tuple[Path, list[str], list[str]]:
-    """(root, class names, splits present): the folder layout of `dataset`, checked without reading an image
-    (also the pre-flight's check, before a run exists)."""
-    if not dataset.path:
-        raise ExpkitError("the image_dir source needs dataset.path: the folder holding train/ and test/", key="dataset.path")
-    if not dataset.image_size:
-        raise ExpkitError(
-            "the image_dir source needs dataset.image_size: [height, width]", key="dataset.image_size", hint="e.g. [150, 150]"
-        )
-    root = Path(dataset.path).expanduser()
-    train_dir = root / "train"
-    if not train_dir.is_dir():
-        raise ExpkitError(
-            f"{train_dir} does not exist", key="dataset.path", hint="lay the images out as train/<class>/*.jpg, test/<class>/*.jpg"
-        )
-    classes = class_folders(train_dir)
-    if len(classes) < 2:
-        raise ExpkitError(
-            f"{train_dir} has {len(classes)} class folder(s){': ' + classes[0] if classes else ''}; a classifier needs at least 2",
-            key="dataset.path",
-            hint="put each class's images in its own sub-folder, e.g. train/cats and train/dogs",
-        )
-    if not (root / "test").is_dir():
-        raise ExpkitError(f"{root / 'test'} does not exist", key="dataset.path", hint="test data is used once, for the final evaluation")
-    present = [s for s in SPLIT_NAMES if (root / s).is_dir()]
-    for split in present[1:]:
-        other = class_folders(root / split)
-        if other != classes:
-            raise ExpkitError(
-                f"{root / split} has class folders {other}, but {train_dir} has {classes}",
-                key="dataset.path",
-                hint="every split needs the same class folders",
-            )
-    for i, step in enumerate(dataset.preprocess.x):
-        if step.op != "scale":
-            raise ExpkitError(
-                f"image_dir streams images and supports only scale steps, not '{step.op}'",
-                key=f"dataset.preprocess.x.{i}",
-                hint="resize with dataset.image_size; other steps belong in the model",
-            )
-    return root, classes, present
-
-
-def load_image_folders(dataset: Any, *, seed: int) -> ImageSplits:
-    """Index the folder tree of `dataset` (the validated config node) without reading pixels into memory."""
-    root, classes, present = check_image_folders(dataset)
-    skipped: list[str] = []
-    listed = {s: list_split(root / s, classes, dataset.on_bad_image, skipped) for s in present}
-    if skipped:
-        print(f"skipped {len(skipped)} unreadable image(s): {', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}", file=sys.stderr)
-    if dataset.max_train_samples:  # a seeded subset, so every class stays represented
-        keep = np.sort(np.random.default_rng(seed).permutation(len(listed["train"][0]))[: dataset.max_train_samples])
-        listed["train"] = ([listed["train"][0][i] for i in keep], listed["train"][1][keep])
-    if dataset.max_test_samples:
-        keep = np.sort(np.random.default_rng(seed).permutation(len(listed["test"][0]))[: dataset.max_test_samples])
-        listed["test"] = ([listed["test"][0][i] for i in keep], listed["test"][1][keep])
-
-    divisor = None
-    for step in dataset.preprocess.x:
-        divisor = (divisor or 1.0) * step.divisor
-    train_y, rest_y = apply_steps(dataset.preprocess.y, listed["train"][1], [listed[s][1] for s in present[1:]], "dataset.preprocess.y")
-    encoded = dict(zip(present, [train_y, *rest_y], strict=True))
-    files = {s: ImageFiles(listed[s][0], np.asarray(encoded[s])) for s in present}
-    return ImageSplits(
-        train=files["train"],
-        test=files["test"],
-        validation=files.get("validation"),
-        class_names=classes,
-        image_size=(dataset.image_size[0], dataset.image_size[1]),
-        channels=1 if dataset.color_mode == "grayscale" else 3,
-        divisor=divisor,
-        cache=dataset.cache,
-        augment=list(dataset.augment),
-        skipped=skipped,
-        fingerprint=folder_fingerprint(root, {s: listed[s][0] for s in present}),
-    )
-
-
-def save_augmented_grid(splits: ImageSplits, path: Path, seed: int, rows: int = 3, cols: int = 4) -> Path:
-    """A PNG grid: the first training image, then augmented versions of it as training batches draw them."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import tensorflow as tf
-
-    first = ImageSplits(**{**splits.__dict__, "train": ImageFiles(splits.train.paths[:1], splits.train.labels[:1]), "cache": None})
-    plain = first.sample("train", 1)[0]
-    augment = first._augmenter(seed)
-    images = [plain] + [
-        np.asarray(augment(tf.constant(plain[None] * (first.divisor or 1.0)))[0]) / (first.divisor or 1.0) for _ in range(rows * cols - 1)
-    ]
-    fig, axes = plt.subplots(rows, cols, figsize=(2 * cols, 2 * rows))
-    scale = 1.0 if first.divisor else 255.0
-    for i, (ax, image) in enumerate(zip(axes.ravel(), images, strict=True)):
-        ax.imshow(np.clip(image / scale, 0, 1).squeeze(), cmap="gray" if image.shape[-1] == 1 else None)
-        ax.set_title("original" if i == 0 else f"augmented {i}", fontsize=8)
-        ax.axis("off")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path

@@ -2,78 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from expkit.data.images import ImageSplits, load_image_folders
-from expkit.data.named import SOURCES as NAMED_SOURCES
-from expkit.data.named import source_options
+from expkit.data.named import Source, dataset_origin, get_source, source_options
 from expkit.data.preprocess import apply_steps
-from expkit.data.sources import data_origin, get_loader
+from expkit.data.splits import Array, DataSplits, Splits, arrays_of, fingerprint, num_samples, take
 from expkit.errors import ExpkitError, suggestion
 
-# One array, or arrays keyed by model input / output name (sources such as `random` and `npz`).
-Array = np.ndarray | dict[str, np.ndarray]
-
-
-@dataclass
-class Splits:
-    """Model-ready arrays (single, or keyed by input/output name); x_val is None when the run has no validation data."""
-
-    x_train: Array
-    y_train: Array
-    x_test: Array
-    y_test: Array
-    x_val: Array | None = None
-    y_val: Array | None = None
-    fingerprint: str = ""
-    # For the inference model: a few raw test samples (the dataset's own form) and each x step's fitted statistics.
-    raw_x_example: np.ndarray | None = None
-    x_fitted: list[dict[str, Any]] = field(default_factory=list)
-    # Samples per split before preprocessing: {"train": n, "validation": n, "test": n}.
-    sizes: dict[str, int] = field(default_factory=dict)
-    # What the source fitted on the training split for the raw-input inference model (text_dir: a TextFitted).
-    source_fitted: Any = None
-    # Typed raw features ({input: feature spec}, expkit.config.features): x holds raw columns, and the model fits its
-    # preprocessing layers on x_train (expkit.models.preprocessing). None: x is model-ready.
-    feature_types: dict[str, Any] | None = None
-    # {target: class names} for targets given as strings (encoded as indices into these names).
-    class_names: dict[str, list[str]] = field(default_factory=dict)
-    # The typed columns' training statistics (expkit.data.table_stats), set when the model's layers are fitted.
-    statistics: dict[str, Any] | None = None
-
-
-def arrays_of(a: Array) -> list[np.ndarray]:
-    """The arrays in `a`, in name order."""
-    return [a[k] for k in sorted(a)] if isinstance(a, dict) else [a]
-
-
-def num_samples(a: Array) -> int:
-    return len(arrays_of(a)[0])
-
-
-def take(a: Array, rows: Any) -> Array:
-    """`a[rows]` for one array or for every array of a named set."""
-    return {k: v[rows] for k, v in a.items()} if isinstance(a, dict) else a[rows]
-
-
-def fingerprint(*arrays: Array) -> str:
-    """A short sha256 over the raw arrays, so runs on different data are told apart."""
-    digest = hashlib.sha256()
-    for a in (item for named in arrays for item in arrays_of(named)):
-        if a.dtype == object:
-            for item in a:
-                item = np.asarray(item)
-                digest.update(len(item).to_bytes(8, "little") if item.ndim else b"s")
-                digest.update(item.tobytes())
-        else:
-            digest.update(np.ascontiguousarray(a).tobytes())
-        digest.update(str(a.shape).encode())
-    return digest.hexdigest()[:16]
+__all__ = ["Array", "DataSplits", "Splits", "arrays_of", "fingerprint", "load_splits", "num_samples", "take"]
 
 
 def check_arrays(name: str, x: Array, y: Array, *, raw_features: bool = False) -> None:
@@ -98,23 +37,11 @@ def check_arrays(name: str, x: Array, y: Array, *, raw_features: bool = False) -
             )
 
 
-def _load(dataset: Any, data_dir: str | None, seed: int) -> tuple[Any, ...]:
+def _load(source: Source, options: Any, dataset: Any, data_dir: str | None, seed: int) -> tuple[Any, ...]:
     """The source's raw splits: ((x_train, y_train), (x_test, y_test)[, (x_val, y_val)])."""
-    named = NAMED_SOURCES.get(dataset.source)
-    if named is not None:
-        return named.load(source_options(named, dataset), path=dataset.path, data_dir=data_dir, seed=seed)
-    loader = get_loader(dataset.source, dataset.name)
-    loaded = loader(
-        path=dataset.path,
-        data_dir=data_dir,
-        num_words=dataset.num_words,
-        test_fraction=dataset.test_fraction,
-        seed=seed,
-        image_size=dataset.image_size,
-        color_mode=dataset.color_mode,
-        playground=dataset.playground,
-    )
-    return tuple((np.asarray(x), np.asarray(y)) for x, y in loaded)
+    if source.load is None:
+        raise ExpkitError(f"the {dataset.source} source streams its data and loads no arrays", key="dataset.source")
+    return tuple(source.load(options, path=dataset.path, data_dir=data_dir, seed=seed))
 
 
 def _preprocess(
@@ -137,7 +64,9 @@ def _preprocess(
     return out_train, out_others  # type: ignore[return-value]
 
 
-def _fit_source(named: Any, dataset: Any, data_dir: str | None, x_train: Array, x_test: Array, x_val: Array | None) -> tuple[Any, ...]:
+def _fit_source(
+    named: Source, options: Any, dataset: Any, data_dir: str | None, x_train: Array, x_test: Array, x_val: Array | None
+) -> tuple[Any, ...]:
     """A source's own fitted input preprocessing (text_dir: the vectorizer): fitted on x_train, applied to every split.
 
     Returns the new x_train, x_test, x_val, a few raw test inputs (the inference model's example), and what was fitted.
@@ -148,49 +77,45 @@ def _fit_source(named: Any, dataset: Any, data_dir: str | None, x_train: Array, 
             key="dataset.preprocess.x",
             hint="remove it (text_dir: set dataset.vectorize instead)",
         )
-    options = source_options(named, dataset)
     raw_example = take(x_test, slice(5))
+    assert named.fit is not None
     x_train, (x_test, x_val), fitted = named.fit(options, x_train, [x_test, x_val], path=dataset.path, data_dir=data_dir)
     if isinstance(raw_example, dict) and len(raw_example) == 1:
         raw_example = next(iter(raw_example.values()))
     return x_train, x_test, x_val, raw_example, fitted
 
 
-def load_splits(dataset: Any, *, data_dir: str | None, seed: int, fold: int | None = None) -> Splits | ImageSplits:
-    """Load `dataset` (the validated config node) into model-ready Splits (streamed ImageSplits for image folders).
+def load_splits(dataset: Any, *, data_dir: str | None, seed: int, fold: int | None = None) -> DataSplits:
+    """Load `dataset` (the validated config node) through its registered source (expkit.data.named) into model-ready
+    splits: arrays (`Splits`), or the source's stream (e.g. `ImageSplits` for image folders).
 
     With `fold` (0-based) and dataset.validation.folds = K, the validation data is the fold-th of K contiguous
     slices of the training data, and preprocessing is fitted on the other K-1 (as the books' k-fold loop does).
     """
-    splits = _load_splits(dataset, data_dir=data_dir, seed=seed, fold=fold)
+    source = get_source(dataset.source)
+    options = source_options(source, dataset)
+    splits = _load_splits(source, options, dataset, data_dir=data_dir, seed=seed, fold=fold)
+    splits.name = dataset.name or dataset.source
+    splits.origin = dataset_origin(dataset, data_dir) if dataset.name else dataset.source
     release_freed_memory()  # the raw sequences and index arrays are garbage now
     return splits
 
 
-def _load_splits(dataset: Any, *, data_dir: str | None, seed: int, fold: int | None = None) -> Splits | ImageSplits:
+def _load_splits(source: Source, options: Any, dataset: Any, *, data_dir: str | None, seed: int, fold: int | None = None) -> Any:
     """`load_splits` itself; the raw data it read is freed when it returns."""
-    if dataset.source == "image_dir":
-        if dataset.validation.holdout is not None or dataset.validation.split is not None or fold is not None:
-            raise ExpkitError(
-                "image_dir takes its validation data from the validation/ folder", key="dataset.validation", hint="remove the setting"
-            )
-        return load_image_folders(dataset, seed=seed)
-    named = NAMED_SOURCES.get(dataset.source)
-    if named is not None and named.stream is not None:  # a file too large to load: streamed from disk
-        stream = named.stream(
-            source_options(named, dataset), path=dataset.path, data_dir=data_dir, seed=seed, validation=dataset.validation, fold=fold
-        )
+    if source.stream is not None:  # data streamed from disk per pass (image folders, a table too large to load)
+        stream = source.stream(options, path=dataset.path, data_dir=data_dir, seed=seed, validation=dataset.validation, fold=fold)
         if stream is not None:
-            return stream  # type: ignore[no-any-return]
-    loaded = _load(dataset, data_dir, seed)
+            return stream
+    loaded = _load(source, options, dataset, data_dir, seed)
     (x_train, y_train), (x_test, y_test) = loaded[0], loaded[1]
     source_val = loaded[2] if len(loaded) > 2 else None  # a source with its own validation split (image_dir's validation/)
     if dataset.max_train_samples:
         x_train, y_train = take(x_train, slice(dataset.max_train_samples)), take(y_train, slice(dataset.max_train_samples))
     if dataset.max_test_samples:
         x_test, y_test = take(x_test, slice(dataset.max_test_samples)), take(y_test, slice(dataset.max_test_samples))
-    origin = data_origin(dataset.source, dataset.name, dataset.path, data_dir) if dataset.source not in NAMED_SOURCES else dataset.source
-    typed = getattr(source_options(named, dataset), "feature_types", None) if named is not None else None  # a table's columns
+    origin = source.origin(options, path=dataset.path, data_dir=data_dir, seed=seed) if source.origin else dataset.source
+    typed = getattr(options, "feature_types", None)  # a table's columns
     feature_types = typed(list(x_train)) if typed is not None else None
     class_names: dict[str, list[str]] = {}
     if isinstance(y_train, dict) and any(a.dtype == object for a in y_train.values()):
@@ -252,9 +177,8 @@ def _load_splits(dataset: Any, *, data_dir: str | None, seed: int, fold: int | N
         "test": num_samples(x_test),
     }
     source_fitted = None
-    named = NAMED_SOURCES.get(dataset.source)
-    if named is not None and named.fit is not None:  # input preprocessing of the source's own, fitted on the training part
-        x_train, x_test, x_val, raw_example, source_fitted = _fit_source(named, dataset, data_dir, x_train, x_test, x_val)
+    if source.fit is not None:  # input preprocessing of the source's own, fitted on the training part
+        x_train, x_test, x_val, raw_example, source_fitted = _fit_source(source, options, dataset, data_dir, x_train, x_test, x_val)
     fitted: list[dict[str, Any]] = []
     x_train, rest_x = _preprocess(pre, "x", x_train, [x_test] + ([x_val] if x_val is not None else []), fitted)
     y_train, rest_y = _preprocess(pre, "y", y_train, [y_test] + ([y_val] if y_val is not None else []))

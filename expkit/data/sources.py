@@ -6,135 +6,39 @@ downloaded through `keras.datasets` (which caches under $KERAS_HOME/datasets).
 
 from __future__ import annotations
 
-import math
-import pickle
-import zipfile
-import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
-from expkit.errors import ExpkitError, suggestion
+from expkit.data.npz import check_lengths, compact_sequences, read_npz  # noqa: F401  (compact_sequences: re-exported)
+from expkit.errors import ExpkitError
 from expkit.registry import Registry
 
 Arrays = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 Loader = Callable[..., Arrays]
 
-SOURCES: dict[str, Registry] = {"keras": Registry("keras dataset"), "sklearn": Registry("scikit-learn dataset")}
+#: The dataset names (`dataset.name`) of the keras and sklearn sources (registered in expkit.data.builtin).
+DATASETS: dict[str, Registry] = {"keras": Registry("keras dataset"), "sklearn": Registry("scikit-learn dataset")}
 KERAS_SPLIT_SEED = 113
 TRAIN_TEST = (("x_train", "y_train"), ("x_test", "y_test"))  # the seed keras.datasets uses for its shuffles
 
 
 def get_loader(source: str, name: str) -> Loader:
-    """The loader function for `dataset.source` / `dataset.name`."""
-    if source not in SOURCES:
-        from expkit.data.named import all_source_names
+    """The loader function for `dataset.source` / `dataset.name` of the keras and sklearn sources."""
+    from expkit.data.named import get_source
 
-        raise ExpkitError(f"unknown dataset source '{source}'", key="dataset.source", hint=suggestion(source, all_source_names()))
-    return SOURCES[source].get(name, key="dataset.name")
+    get_source(source)  # an unknown source fails with a suggestion
+    return DATASETS[source].get(name, key="dataset.name")  # type: ignore[no-any-return]
 
 
 def data_origin(source: str, name: str, path: str | None, data_dir: str | None) -> str:
-    """Where `load` reads this dataset from, for error messages."""
-    from expkit.data.named import SOURCES as NAMED
+    """Where `load` reads this dataset from, for error messages (see `expkit.data.named.dataset_origin`)."""
+    from expkit.config.schema import Dataset
+    from expkit.data.named import dataset_origin
 
-    if source in NAMED:  # npz, random, table, ...: the file (pkg:// resolved to the installed file), or the source's name
-        from expkit.data.table import package_file
-
-        return package_file(path) if path else source
-    if source in FOLDER_SOURCES:
-        return str(path)
-    if source == "playground":
-        return f"the generated Playground problem {name}"
-    if source == "sklearn":
-        return f"scikit-learn's bundled {name}"
-    local = find_local_file(f"{name}.npz", path, data_dir)
-    return str(local) if local else f"{name} from the Keras cache"
-
-
-# --- reading Keras-layout npz files ---------------------------------------------------
-
-
-class _ArraysOnlyUnpickler(pickle.Unpickler):
-    """Unpickles numpy object arrays of plain lists and numbers, and nothing else (no code can run)."""
-
-    ALLOWED: ClassVar[set[tuple[str, str]]] = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-    }
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self.ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays of lists and numbers are allowed")
-
-
-def _read_member(archive: zipfile.ZipFile, name: str) -> np.ndarray:
-    with archive.open(name) as f:
-        version = np.lib.format.read_magic(f)
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = read_header(f)
-        if dtype.hasobject:
-            return compact_sequences(_ArraysOnlyUnpickler(f).load())
-        buffer = bytearray(dtype.itemsize * math.prod(shape))
-        if f.readinto(buffer) != len(buffer):
-            raise EOFError(f"{name} is shorter than its header says")
-        return np.frombuffer(buffer, dtype=dtype).reshape(shape, order="F" if fortran else "C")
-
-
-def compact_sequences(items: Any) -> np.ndarray:
-    """An object array whose Python int lists become int32 arrays, each list freed as soon as it is copied.
-
-    Keras' word-index files hold 25,000 lists of Python ints per split: about 10x the memory of int32.
-    """
-    items = np.asarray(items, dtype=object) if not isinstance(items, np.ndarray) else items
-    if items.dtype != object or items.ndim != 1:
-        return items
-    out = np.empty(len(items), dtype=object)
-    for i in range(len(items)):
-        seq = items[i]
-        out[i] = np.asarray(seq, dtype=np.int32) if isinstance(seq, list | tuple | np.ndarray) else seq
-        items[i] = None
-    return out
-
-
-def read_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Read `keys` from a Keras-layout npz; every failure becomes an error that names the file.
-
-    Object arrays (imdb/reuters word sequences) are unpickled with an allow-list, so a crafted
-    file cannot run code.
-    """
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = {n.removesuffix(".npy"): n for n in archive.namelist()}
-            missing = [k for k in keys if k not in members]
-            if missing:
-                raise ExpkitError(
-                    f"{path} has no array(s) {', '.join(missing)} (it has: {', '.join(members) or 'none'})",
-                    hint="the file must follow the Keras layout for this dataset",
-                )
-            return {k: _read_member(archive, members[k]) for k in keys}
-    except ExpkitError:
-        raise
-    except (OSError, ValueError, EOFError, TypeError, zipfile.BadZipFile, zlib.error, pickle.UnpicklingError, KeyError) as exc:
-        raise ExpkitError(
-            f"cannot read {path}: {exc.__class__.__name__}: {exc}", hint="the file is truncated, corrupt or not an npz; get it again"
-        ) from None
-
-
-def check_lengths(path: Path, pairs: tuple[tuple[str, str], ...], arrays: dict[str, np.ndarray]) -> None:
-    """Features and labels in `path` must have the same number of samples."""
-    for xk, yk in pairs:
-        if len(arrays[xk]) != len(arrays[yk]):
-            raise ExpkitError(
-                f"{path}: {xk} has {len(arrays[xk])} samples but {yk} has {len(arrays[yk])}", hint="features and labels must be aligned"
-            )
+    return dataset_origin(Dataset(source=source, name=name, path=path), data_dir)
 
 
 def find_local_file(fname: str, explicit: str | None, data_dir: str | None) -> Path | None:
@@ -209,10 +113,10 @@ def _image_dataset(name: str) -> Loader:
 
 
 for _name in ("mnist", "fashion_mnist", "cifar10"):
-    SOURCES["keras"].register(_name)(_image_dataset(_name))
+    DATASETS["keras"].register(_name)(_image_dataset(_name))
 
 
-@SOURCES["keras"].register("imdb")
+@DATASETS["keras"].register("imdb")
 def load_imdb(path: str | None = None, data_dir: str | None = None, num_words: int | None = None, **_: Any) -> Arrays:
     """IMDB reviews, exactly as `keras.datasets.imdb.load_data(num_words=...)` returns them."""
     local = find_local_file("imdb.npz", path, data_dir)
@@ -230,7 +134,7 @@ def load_imdb(path: str | None = None, data_dir: str | None = None, num_words: i
     return (x_train, a["y_train"][train]), (x_test, a["y_test"][test])
 
 
-@SOURCES["keras"].register("reuters")
+@DATASETS["keras"].register("reuters")
 def load_reuters(path: str | None = None, data_dir: str | None = None, num_words: int | None = None, **_: Any) -> Arrays:
     """Reuters newswires, exactly as `keras.datasets.reuters.load_data(num_words=...)` returns them."""
     local = find_local_file("reuters.npz", path, data_dir)
@@ -244,7 +148,7 @@ def load_reuters(path: str | None = None, data_dir: str | None = None, num_words
     return (xs[:cut], ys[:cut]), (xs[cut:], ys[cut:])
 
 
-@SOURCES["keras"].register("boston_housing")
+@DATASETS["keras"].register("boston_housing")
 def load_boston_housing(path: str | None = None, data_dir: str | None = None, **_: Any) -> Arrays:
     """Boston housing with Keras' exact 404/102 split."""
     local = find_local_file("boston_housing.npz", path, data_dir)
@@ -276,15 +180,4 @@ def _sklearn_dataset(name: str) -> Loader:
 
 
 for _name in ("digits", "breast_cancer", "diabetes", "iris", "wine"):
-    SOURCES["sklearn"].register(_name)(_sklearn_dataset(_name))
-
-
-# --- image folders: streamed by expkit.data.images, not loaded as arrays ------------------
-
-FOLDER_SOURCES = {"image_dir", "text_dir"}
-
-# --- generated: the TensorFlow Playground problems ---------------------------------------
-
-from expkit.data.playground import PROBLEMS as PLAYGROUND_PROBLEMS  # noqa: E402
-
-SOURCES["playground"] = PLAYGROUND_PROBLEMS
+    DATASETS["sklearn"].register(_name)(_sklearn_dataset(_name))

@@ -7,8 +7,8 @@
 - Training and evaluation read the file again each epoch with tf.data's C++ CSV reader (`CsvDataset`), keep the
   rows of the wanted part, and batch them; the model's own preprocessing layers encode them.
 
-Memory grows with the rows only by a label and a part byte per row. The stream acts as the runner's other stream
-(an image folder): it subclasses ImageSplits, so the runner feeds it through `batches` and `steps`.
+Memory grows with the rows only by a label and a part byte per row. The stream subclasses ImageSplits, so it has the
+common splits interface (expkit.data.splits.DataSplits) and feeds itself through `batches` and `steps`.
 """
 
 from __future__ import annotations

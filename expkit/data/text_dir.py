@@ -81,9 +81,13 @@ class TextFitted:
     options: TextOptions
 
     def vocabulary(self) -> list[str]:
-        from expkit.models.text import vocabulary
+        from expkit.data.text_vectorize import vocabulary
 
         return vocabulary(self.vectorizer)
+
+    def write(self, output_dir: Path) -> None:
+        """classes.json and vocabulary.txt in the run folder (see `write_fitted`)."""
+        write_fitted(self, output_dir)
 
 
 # --- the folder tree ---------------------------------------------------------------------------------
@@ -293,7 +297,7 @@ def fit_text(
     **_: Any,
 ) -> Any:
     """Adapt the vectorizer on the training documents only; every split becomes vectors. Returns (x_train, others, TextFitted)."""
-    from expkit.models.text import text_vectorizer
+    from expkit.data.text_vectorize import text_vectorizer
 
     name = options.input
     layer = text_vectorizer(options.vectorize, x_train[name], name="vectorize")
@@ -307,7 +311,9 @@ def fit_text(
     return apply(x_train), [apply(o) for o in others], fitted
 
 
-register_source("text_dir", TextDirOptions, check=check_text_dir, fit=fit_text)(load_text_dir)
+register_source("text_dir", TextDirOptions, check=check_text_dir, fit=fit_text, origin=lambda options, *, path, **_: str(path))(
+    load_text_dir
+)
 
 
 def write_fitted(fitted: TextFitted, output_dir: Path) -> None:

@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 import math
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from expkit.config.schema import ExperimentConfig
-from expkit.data.images import ImageSplits, save_augmented_grid
-from expkit.data.pipeline import Splits, take
-from expkit.errors import ExpkitError, suggestion
+from expkit.data.naming import name_splits  # noqa: F401  (re-exported: callers name splits for a model from here)
+from expkit.data.splits import DataSplits, Feeds
+from expkit.errors import ExpkitError
 from expkit.models.builder import build_model
 from expkit.selection.objective import Objective, direction
 from expkit.training import feeding
@@ -23,6 +23,7 @@ from expkit.training.batches import COMPACT
 from expkit.training.callbacks import attach_data, make_callbacks
 from expkit.training.compile import compile_model
 from expkit.training.confusion import classifier_heads, confusion_tally
+from expkit.training.feeds import ArrayFeeds
 from expkit.training.phases import plan_phases, remember_trainable, set_trainable
 from expkit.training.precision import check_float32_outputs, dtype_policy
 from expkit.training.progress import progress_bars
@@ -68,7 +69,7 @@ def configure_runtime(seed: int, *, deterministic: bool = False, threads: int | 
         tf.config.experimental.enable_op_determinism()
 
 
-def check_labels(model: Any, loss: Any, splits: Splits | ImageSplits) -> None:
+def check_labels(model: Any, loss: Any, splits: DataSplits) -> None:
     """The labels must fit the model's output: one-hot width or sparse class range."""
     check_output_labels(model.output_shape[-1], loss, splits.y_train, loss_key="model.loss", layer_key="model.layers")
 
@@ -104,60 +105,6 @@ def check_output_labels(units: int, loss: Any, y: np.ndarray, *, loss_key: str, 
         )
 
 
-def _named(a: Any, names: list[str], what: str) -> Any:
-    """Arrays keyed by the model's input (what='inputs') or output names; one array maps to the one name."""
-    if a is None:
-        return None
-    if not isinstance(a, dict):
-        if len(names) != 1:
-            raise ExpkitError(
-                f"the dataset gives one array but the model has {len(names)} {what}: {', '.join(names)}",
-                key=f"model.{what}",
-                hint="use a source that names its arrays (dataset.source: npz or random)",
-            )
-        return {names[0]: a}
-    for name in names:
-        if name not in a:
-            raise ExpkitError(
-                f"the dataset has no array '{name}'",
-                key=f"model.{what}.{name}",
-                hint=suggestion(name, a, noun="its arrays"),
-            )
-    return {name: a[name] for name in names}
-
-
-def _single(a: Any, what: str) -> Any:
-    if not isinstance(a, dict):
-        return a
-    if len(a) != 1:
-        raise ExpkitError(
-            f"the dataset has {len(a)} {'inputs' if what.startswith('x') else 'targets'} ({', '.join(a)}) but `model.layers` has one",
-            key="model",
-            hint="describe the model as a graph with named inputs and outputs",
-        )
-    return next(iter(a.values()))
-
-
-def name_splits(model: Any, splits: Splits) -> Splits:
-    """For a graph model: every split's x and y as dicts keyed by the model's input and output names."""
-    if splits.feature_types is not None:  # raw typed columns: the model's own preprocessing layers take every one
-        names = list(model.outputs or {})
-        y = {k: _single(getattr(splits, k), k) if not model.is_graph else _named(getattr(splits, k), names, "outputs") for k in YS}
-        return replace(splits, **y)
-    if not model.is_graph:  # a sequential model reads the one array of a named source
-        one = {k: _single(getattr(splits, k), k) for k in ("x_train", "y_train", "x_test", "y_test", "x_val", "y_val")}
-        return replace(splits, **one)
-    inputs, outputs = list(model.inputs or {}), list(model.outputs or {})
-    return replace(
-        splits,
-        **{f"x_{s}": _named(getattr(splits, f"x_{s}"), inputs, "inputs") for s in ("train", "test", "val")},
-        **{f"y_{s}": _named(getattr(splits, f"y_{s}"), outputs, "outputs") for s in ("train", "test", "val")},
-    )
-
-
-YS = ("y_train", "y_test", "y_val")
-
-
 def input_specs(model: Any, x_train: dict[str, np.ndarray]) -> dict[str, tuple[tuple[int, ...], str]]:
     """Each graph input's (shape, dtype): from the config, else from the training data (compact uint8 arrives as float32)."""
     specs = {}
@@ -168,9 +115,9 @@ def input_specs(model: Any, x_train: dict[str, np.ndarray]) -> dict[str, tuple[t
     return specs
 
 
-def build_configured_model(config: ExperimentConfig, splits: Splits) -> Any:
+def build_configured_model(config: ExperimentConfig, splits: Any) -> Any:
     """The model `config.model` describes, with input shapes defaulting from `splits` (named for graph models)."""
-    if getattr(splits, "feature_types", None) is not None:
+    if splits.feature_types is not None:
         from expkit.models.preprocessing import build_table_model
 
         return build_table_model(config, splits)
@@ -178,8 +125,7 @@ def build_configured_model(config: ExperimentConfig, splits: Splits) -> Any:
         from expkit.models.graph import build_graph_model
 
         return build_graph_model(config.model, input_specs(config.model, splits.x_train), name=config.name)  # type: ignore[arg-type]
-    data_shape = splits.input_shape if isinstance(splits, ImageSplits) else splits.x_train.shape[1:]  # type: ignore[union-attr]
-    return build_model(config.model.layers, config.model.input_shape or data_shape, name=config.name)
+    return build_model(config.model.layers, config.model.input_shape or splits.input_shape, name=config.name)
 
 
 def compile_configured(model: Any, config: ExperimentConfig, optimizer: dict[str, Any] | None = None, **speed: Any) -> None:
@@ -201,7 +147,7 @@ def compile_configured(model: Any, config: ExperimentConfig, optimizer: dict[str
     )
 
 
-def check_all_labels(model: Any, config: ExperimentConfig, splits: Splits) -> None:
+def check_all_labels(model: Any, config: ExperimentConfig, splits: Any) -> None:
     if not config.model.is_graph:
         check_labels(model, config.model.loss, splits)
         return
@@ -218,67 +164,25 @@ def first_nan_epoch(history: dict[str, list[float]]) -> int | None:
     return None
 
 
-def feed(
-    splits: Splits | ImageSplits, name: str, batch_size: int, *, prefetch: bool = True, threads: int | None = None, share: bool = True
-) -> Any:
-    """Batches of split `name` ("train", "validation", "test"), one pass in order, for evaluate/predict.
-
-    Arrays go through tf.data (`training.feeding`), gathered and cast in TensorFlow's threads.
-    """
-    if isinstance(splits, ImageSplits):
-        return splits.batches(name, batch_size, train=name == "train")
-    x, y = {"train": (splits.x_train, splits.y_train), "validation": (splits.x_val, splits.y_val), "test": (splits.x_test, splits.y_test)}[
-        name
-    ]
-    return feeding.batches(x, y, batch_size, prefetch=prefetch, threads=threads, share=share)
+def feeds_of(splits: DataSplits) -> Feeds:
+    """What feeds fit/evaluate: a stream feeds itself; arrays go through tf.data (`training.feeds.ArrayFeeds`)."""
+    return splits.feeds(ArrayFeeds)
 
 
-def training_batches(
-    splits: Splits | ImageSplits,
-    batch_size: int,
-    *,
-    shuffle: bool,
-    seed: int,
-    epoch: int,
-    epochs: int,
-    prefetch: bool = True,
-    threads: int | None = None,
-    share: bool = True,
-) -> tuple[Any, int | None, list[Any]]:
-    """The training data for fit() epochs `epoch` to `epochs` - 1: (data, steps_per_epoch, callbacks to pass with it).
-
-    Shuffled batches follow the order seeded by (seed, epoch), arrays and image folders alike. Image folders stream
-    endlessly (fit needs steps_per_epoch); arrays end with each epoch, their order set by a callback as it begins.
-    """
-    if isinstance(splits, ImageSplits):
-        data = splits.batches("train", batch_size, train=True, shuffle=shuffle, seed=seed, first_epoch=epoch, epochs=epochs)
-        # A stream whose data ends with each epoch (a streamed table) runs without steps_per_epoch, as arrays do.
-        return data, None if getattr(splits, "epoch_ends", False) else splits.steps("train", batch_size), []
-    if not shuffle:
-        return feeding.batches(splits.x_train, splits.y_train, batch_size, prefetch=prefetch, threads=threads, share=share), None, []
-    # Epoch e of a run trains on order e + 1, as it did with Keras' per-epoch data sources (resumed runs stay identical).
-    data, orders = feeding.shuffled_epochs(
-        splits.x_train, splits.y_train, batch_size, seed=seed, order_offset=1, prefetch=prefetch, threads=threads, share=share
-    )
-    return data, None, [orders]
+def feed(splits: DataSplits, name: str, batch_size: int, **tuning: Any) -> Any:
+    """Batches of split `name` ("train", "validation", "test"), one pass in order, for evaluate/predict."""
+    return feeds_of(splits).feed(name, batch_size, **tuning)
 
 
-def input_example(splits: Splits | ImageSplits, count: int) -> np.ndarray:
+def input_example(splits: DataSplits, count: int) -> np.ndarray:
     """The first `count` test inputs as the model sees them (an input example for the logged model)."""
-    return splits.sample("test", count) if isinstance(splits, ImageSplits) else take(splits.x_test, slice(count))
+    return feeds_of(splits).input_example(count)
 
 
-def prepare_inputs(config: ExperimentConfig, splits: Splits | ImageSplits, output_dir: Path) -> Splits | ImageSplits:
-    """Record the image classes (classes.json), draw the augmentation preview, and swap images for cached base features."""
-    if isinstance(splits, ImageSplits):
-        info = {"class_names": splits.class_names, "skipped_images": splits.skipped}
-        (output_dir / "classes.json").write_text(json.dumps(info, indent=1) + "\n")
-        if config.dataset.augment_preview:
-            save_augmented_grid(splits, output_dir / "plots" / "augmented_samples.png", config.seed)
-    if getattr(splits, "source_fitted", None) is not None:  # text_dir: class names and the fitted vocabulary
-        from expkit.data.text_dir import write_fitted
-
-        write_fitted(splits.source_fitted, output_dir)  # type: ignore[union-attr]
+def prepare_inputs(config: ExperimentConfig, splits: DataSplits, output_dir: Path) -> DataSplits:
+    """Write the source's files for people (classes.json, the augmentation preview, a text vocabulary), and swap images
+    for cached base features."""
+    splits.write_files(output_dir, seed=config.seed, preview=config.dataset.augment_preview)
     if config.features is not None:
         from expkit.data.features import extract_features
 
@@ -289,7 +193,7 @@ def prepare_inputs(config: ExperimentConfig, splits: Splits | ImageSplits, outpu
 
 def train_and_evaluate(
     config: ExperimentConfig,
-    splits: Splits | ImageSplits,
+    splits: DataSplits,
     output_dir: Path,
     epoch_callbacks: list[Any] | None = None,
     *,
@@ -318,13 +222,12 @@ def train_and_evaluate(
     if is_distributed(strategy):
         print(f"{type(strategy).__name__}: {strategy.num_replicas_in_sync} replicas, global batch {trainer.batch_size}", file=sys.stderr)
     output_dir.mkdir(parents=True, exist_ok=True)
-    splits = prepare_inputs(config, splits, output_dir)
-    if not isinstance(splits, ImageSplits):
-        splits = name_splits(config.model, splits)
+    splits = prepare_inputs(config, splits, output_dir).for_model(config.model)
+    feeds = feeds_of(splits)
     phases = plan_phases(config, epochs)
     objective = objective or Objective.from_config(getattr(config, "objective", None))
     batch = trainer.batch_size
-    steps = splits.steps("train", batch) if isinstance(splits, ImageSplits) else feeding.steps(splits.x_train, batch)
+    steps = feeds.steps("train", batch)
     user_callbacks = make_callbacks(config.callbacks, output_dir, objective)
     speed = {
         "steps_per_execution": feeding.steps_per_execution(
@@ -332,7 +235,7 @@ def train_and_evaluate(
             trainer.steps_per_execution,
             steps,
             user_callbacks,
-            epoch_ends=(not isinstance(splits, ImageSplits) or getattr(splits, "epoch_ends", False)) and not is_distributed(strategy),
+            epoch_ends=feeds.epoch_ends and not is_distributed(strategy),
         ),
         "jit_compile": trainer.jit_compile,
     }
@@ -346,7 +249,7 @@ def train_and_evaluate(
 
     ckpt_dir = output_dir / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    has_validation = splits.x_val is not None
+    has_validation = splits.has_validation
     monitor = trainer.checkpoint_monitor or (objective.metric if has_validation else "loss")
     mode = objective.mode if monitor == objective.metric else direction(monitor)
     checkpoints = {"best": ckpt_dir / "best.keras", "final": ckpt_dir / "final.keras"}
@@ -374,7 +277,7 @@ def train_and_evaluate(
 
     # Big arrays are read in place by tf.data, except under a strategy (its dataset rewrite would copy them).
     tuning = {"prefetch": trainer.prefetch, "threads": trainer.threads, "share": not is_distributed(strategy)}
-    validation = feed(splits, "validation", batch, **tuning) if has_validation else None
+    validation = feeds.feed("validation", batch, **tuning) if has_validation else None
     resumed_phase = next((p.index for p in phases if p.start <= initial_epoch - 1 < p.end), None) if resume_from else None
     for phase in phases:
         if phase.end <= initial_epoch or stop.signum is not None:
@@ -384,8 +287,8 @@ def train_and_evaluate(
                 set_trainable(model, phase.trainable_from, built_trainable, f"phases.{phase.index}.trainable_from")
                 compile_configured(model, config, phase.optimizer, **speed)
         first = max(initial_epoch, phase.start)
-        train, steps_per_epoch, data_callbacks = training_batches(
-            splits, batch, shuffle=trainer.shuffle, seed=config.seed, epoch=first, epochs=phase.end, **tuning
+        train, steps_per_epoch, data_callbacks = feeds.training_feed(
+            batch, shuffle=trainer.shuffle, seed=config.seed, epoch=first, epochs=phase.end, **tuning
         )
         model.fit(
             train,
@@ -394,7 +297,7 @@ def train_and_evaluate(
             steps_per_epoch=steps_per_epoch,
             verbose=1 if trainer.verbose == "auto" else trainer.verbose,  # the app resolves auto for its terminal
             validation_data=validation,
-            shuffle=False,  # batches are shuffled reproducibly per epoch by training_batches()
+            shuffle=False,  # batches are shuffled reproducibly per epoch by the feed (Feeds.training_feed)
             # Added after steps_per_execution is chosen: the bar is Keras' own, redrawn only when a call returns.
             callbacks=[*data_callbacks, *callbacks, *progress_bars(1 if trainer.verbose == "auto" else int(trainer.verbose), steps)],
         )
@@ -422,7 +325,7 @@ def train_and_evaluate(
 
 def evaluate_test(
     outcome: Outcome,
-    splits: Splits | ImageSplits,
+    splits: DataSplits,
     output_dir: Path,
     batch_size: int,
     *,
