@@ -26,7 +26,8 @@ from expkit.models.builder import build_model
 from expkit.outputs import find_run_dir
 from expkit.tracking import plots, query, ranking, sqlite_runs, tensorboard
 from expkit.tracking.epochs import EpochLogger
-from expkit.tracking.run import MAX_PARAM_LENGTH, ChildRun, TrackedRun, git_state
+from expkit.tracking.recorder import ChildRun, MlflowRecorder
+from expkit.tracking.run import MAX_PARAM_LENGTH, TrackedRun, git_state
 from expkit.tracking.store import PARENT_RUN_ENV, PARENT_RUN_FILE_ENV, TABLE_VIEW_TAG, ParentRunUnavailable, await_parent, publish_parent
 from expkit.tracking.sweep import PARENT_RUN_FILE, SweepTrackingCallback
 from expkit.training.compile import compile_model
@@ -145,7 +146,8 @@ def test_parallel_runs_of_a_new_experiment_all_add_their_table_columns(tmp_path:
         ]
         for t in tracked:
             t.create("job", {})
-        failures += at_once([lambda t=t: t.show_in_table(["objective"], []) for t in tracked])
+        recorders = [MlflowRecorder(t, output_dir=tmp_path) for t in tracked]
+        failures += at_once([lambda r=r: r.show_in_table(["objective"], []) for r in recorders])
         experiment = store.client.get_experiment_by_name(f"new{round_}")
         assert "metrics.`objective`" in json.loads(experiment.tags[TABLE_VIEW_TAG])["selectedColumns"]
     assert failures == []
