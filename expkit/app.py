@@ -132,16 +132,25 @@ def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def optuna_trial() -> dict[str, Any] | None:
+    """{storage, study, trial, pruner} when this job is a trial of expkit's Optuna sweeper (its hydra.job.env_set), else None."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from expkit.selection.pruning import TRIAL_KEY, parse_trial
+
+    if not HydraConfig.initialized():
+        return None
+    return parse_trial(OmegaConf.select(HydraConfig.get(), f"job.env_set.{TRIAL_KEY}", default=None))  # type: ignore[arg-type]
+
+
 def job_context(overrides: list[str], invocation: Invocation, cpus: int, derived: list[str]) -> JobContext:
     """What Hydra knows about this job, gathered once: nothing below the app reads HydraConfig or the Optuna trial."""
-    from expkit.selection.pruning import current_trial
-
     return JobContext(
         overrides=overrides,
         swept=swept_overrides(overrides),
         label=sweep_job_label(overrides),
         multirun=in_multirun(),
-        trial=current_trial(),
+        trial=optuna_trial(),
         threads=threads_per_job(cpus),
         action=invocation.action,
         force=invocation.force,
