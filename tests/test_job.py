@@ -61,8 +61,8 @@ def artifacts(client: mlflow.MlflowClient, run_id: str, path: str | None = None)
     return found
 
 
-def test_holdout_job_records_its_params_metrics_models_and_card(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    result = make_job(tmp_path, *FAST, "optimizer.learning_rate=0.01").run()
+def test_holdout_job_records_its_params_metrics_and_card(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    result = make_job(tmp_path, *FAST, "optimizer.learning_rate=0.01", "tracking.log_model=false").run()
     client, (run,) = runs(tmp_path)
     assert result.state == "COMPLETE" and result.run_id == run.info.run_id and run.info.status == "FINISHED"
     assert (tmp_path / "run" / "run_id").read_text().strip() == run.info.run_id
@@ -76,8 +76,8 @@ def test_holdout_job_records_its_params_metrics_models_and_card(tmp_path: Path, 
     assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [0, 1]
     assert client.get_metric_history(run.info.run_id, "test_accuracy")[0].step == 1, "test metrics sit at the last epoch's step"
     assert tags["protocol"] == "holdout" and tags["objective.metric"] == "val_loss" and tags["preset"] == "default"
-    assert tags["overrides"] == " ".join([*FAST, "optimizer.learning_rate=0.01"])
-    assert tags["model_uri"].startswith("models:/") and tags["inference_model_uri"].startswith("models:/")
+    assert tags["overrides"] == " ".join([*FAST, "optimizer.learning_rate=0.01", "tracking.log_model=false"])
+    assert "model_uri" not in tags and not (tmp_path / "run" / "inference").exists()
     assert "Run `" + run.info.run_id in tags["mlflow.note.content"]
     assert {"config.yaml", "metrics.json", "model_summary.txt", "run_card.md", "plots/loss.png", "plots/confusion_matrix.png"} <= artifacts(
         client, run.info.run_id
@@ -86,11 +86,25 @@ def test_holdout_job_records_its_params_metrics_models_and_card(tmp_path: Path, 
     assert (
         dataset.dataset.name == "digits" and '"train_samples": 160, "validation_samples": 40' in dataset.dataset.profile
     )  # 200 minus the 0.2 holdout
-    # the served model is the trained model: the logged inference model takes the raw digits (0..16) itself
-    served = mlflow.pyfunc.load_model(tags["inference_model_uri"])
-    assert len(served.predict(__import__("numpy").full((2, 64), 8.0))) == 2
     out = capsys.readouterr().out
     assert f"MLflow run: {run.info.run_id}" in out and "objective val_loss (best):" in out
+
+
+@pytest.mark.slow
+def test_job_logs_the_training_model_and_an_inference_model_that_takes_raw_inputs(tmp_path: Path) -> None:
+    import numpy as np
+
+    make_job(tmp_path, *FAST).run()
+    _, (run,) = runs(tmp_path)
+    tags = run.data.tags
+    assert tags["model_uri"].startswith("models:/") and tags["inference_model_uri"].startswith("models:/")
+    assert "inference model (raw inputs)" in tags["mlflow.note.content"]
+    # the served model is the trained model: the logged inference model takes the raw digits (0..16) and names classes
+    served = mlflow.pyfunc.load_model(tags["inference_model_uri"])
+    raw = np.random.default_rng(0).integers(0, 17, (5, 64)).astype(np.float64)
+    probabilities = np.asarray(served.predict(raw, params={"output": "probabilities"}))
+    trained = mlflow.keras.load_model(tags["model_uri"])
+    np.testing.assert_allclose(probabilities, trained.predict(raw / 16.0, verbose=0), rtol=1e-5, atol=1e-6)  # the preset's scale step
 
 
 def test_null_recorder_job_trains_tests_and_writes_no_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
