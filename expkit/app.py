@@ -10,7 +10,6 @@ import math
 import os
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -171,20 +170,18 @@ def record_failed_job(cfg: DictConfig, overrides: list[str], reason: str) -> Non
     """A sweep job that failed before its run started (an invalid config): a FAILED child run that says why."""
     if not OmegaConf.select(cfg, "tracking.enabled", default=False):
         return
-    from expkit.tracking.recorder import MlflowRecorder
     from expkit.tracking.run import TrackedRun
 
     try:
-        run = TrackedRun(
+        tracked = TrackedRun(
             uri=OmegaConf.select(cfg, "tracking.uri", default=None),
             root_dir=str(OmegaConf.select(cfg, "paths.root_dir", default=".")),
             experiment_name=str(OmegaConf.select(cfg, "tracking.experiment_name")),
             artifact_dir=str(OmegaConf.select(cfg, "tracking.artifact_dir")),
         )
-        recorder = MlflowRecorder(run, output_dir=Path(str(OmegaConf.select(cfg, "paths.output_dir", default="."))))
         name = str(OmegaConf.select(cfg, "name", default="job", throw_on_resolution_failure=False))
-        recorder.start(run_name(name, overrides), {"overrides": " ".join(overrides) or "(none)", "failure": reason[:5000]})
-        recorder.end("FAILED")
+        tracked.start(run_name(name, overrides), {"overrides": " ".join(overrides) or "(none)", "failure": reason[:5000]})
+        tracked.end("FAILED")
     except ParentRunUnavailable:  # the sweep has no parent run to record it under; the launching process says why
         pass
     except Exception as exc:  # the store itself is broken: the failure is still reported on stderr

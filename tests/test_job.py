@@ -180,3 +180,23 @@ def test_job_scores_before_it_hands_over_the_test_results_and_marks_a_failure(tm
     with pytest.raises(Exception, match="needs validation data"):
         job.run()
     assert failing.calls[-1] == "end FAILED" and "needs validation data" in failing.tags["failure"]
+
+
+def test_playground_job_logs_the_decision_boundary_the_job_computed(tmp_path: Path) -> None:
+    args = (
+        "+experiment=playground_gauss",
+        "trainer.epochs=1",
+        "trainer.verbose=0",
+        "tracking.log_model=false",
+        "tracking.tensorboard.enabled=false",
+    )
+    make_job(tmp_path, *args).run()
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("playground_gauss")
+    assert experiment is not None
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert "plots/decision_boundary.png" in artifacts(client, run.info.run_id)
+    assert (tmp_path / "run" / "plots" / "decision_boundary.png").is_file()
+    assert any(path.startswith("images/decision_boundary") for path in artifacts(client, run.info.run_id)), (
+        "a keyed image for the chart view"
+    )

@@ -350,7 +350,7 @@ class TrackedRun:
         return str(info.model_uri)
 
     def log_pyfunc_model(self, python_model: Any, artifacts: dict[str, str], signature: Any, example: Any, step: int = 0) -> str:
-        """Log an inference model (an MLflow PythonModel built by `expkit.serving`) with MLflow's pyfunc flavor; returns its URI."""
+        """Log an inference model (an MLflow PythonModel the job built) with MLflow's pyfunc flavor; returns its URI."""
         import mlflow.pyfunc
 
         self._ensure_active()
