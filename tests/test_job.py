@@ -200,3 +200,19 @@ def test_playground_job_logs_the_decision_boundary_the_job_computed(tmp_path: Pa
     assert any(path.startswith("images/decision_boundary") for path in artifacts(client, run.info.run_id)), (
         "a keyed image for the chart view"
     )
+
+
+def test_a_store_that_stays_unreachable_leaves_the_run_open_and_exits_75(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from expkit.tracking.outage import EXIT_STORE_UNREACHABLE, StoreUnreachable
+
+    class Gone(Calls):
+        def settle(self) -> None:
+            self.calls.append("settle")
+            raise StoreUnreachable("the tracking server has not answered")
+
+    gone = Gone()
+    with pytest.raises(SystemExit) as exit_:
+        make_job(tmp_path, *FAST, "tracking.log_model=false", recorder=gone).run()
+    assert exit_.value.code == EXIT_STORE_UNREACHABLE == 75
+    assert gone.calls == ["start", "settle"], "no end: the run stays open on the server for `expkit resume`"
+    assert f"expkit resume {tmp_path / 'run'}" in capsys.readouterr().err
