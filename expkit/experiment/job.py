@@ -123,7 +123,7 @@ class Job:
                 tensorboard_dir=recorder.tensorboard_dir,
             )
             result = run_protocol(protocol)
-        outcome = result.outcome if config.protocol != "kfold" else None
+        outcome = result.outcome  # None: the protocol scored the config without a tested model (k-fold)
         recorder.settle()
         # Selection's figures first; test metrics are logged after the score is fixed, and never read back.
         recorder.log_metrics({**({"objective": result.score} if result.score is not None else {}), **result.summary})

@@ -61,7 +61,8 @@ class Context:
 
 @dataclass
 class Result:
-    """A protocol's result: the objective (validation only; None without validation data) and what was trained."""
+    """A protocol's result: the objective (validation only; None without validation data) and what was trained and tested
+    (`outcome`: None when the protocol tests no model, as k-fold)."""
 
     score: float | None
     outcome: Any = None
@@ -151,7 +152,7 @@ def kfold(ctx: Context) -> Result:
     folds = int(config.dataset.validation.folds or 0)
     scores: list[float] = []
     histories: list[dict[str, list[float]]] = []
-    outcome = splits = None
+    splits = None
     for k in range(folds):  # k is 0-based for the data; everything a user reads (console, MLflow, folders) counts from 1
         splits = load(config, fold=k)
         print(f"fold {k + 1}/{folds}: {len(splits.x_train)} training, {len(splits.x_val)} validation samples", file=sys.stderr)
@@ -170,7 +171,7 @@ def kfold(ctx: Context) -> Result:
     ctx.recorder.log_metrics(summary)
     ctx.recorder.log_curves(average_histories(histories), prefix="kfold_mean_", folder="kfold")
     print(f"kfold: {ctx.objective.metric} = {mean:.4f} ± {std:.4f} over {folds} folds ({', '.join(f'{s:.3f}' for s in scores)})")
-    return Result(mean, outcome, splits, summary)
+    return Result(mean, None, splits, summary)  # no model is tested: the folds' models were scored on validation only
 
 
 def average_histories(histories: list[dict[str, list[float]]]) -> dict[str, list[float]]:
