@@ -216,3 +216,19 @@ def test_a_store_that_stays_unreachable_leaves_the_run_open_and_exits_75(tmp_pat
     assert exit_.value.code == EXIT_STORE_UNREACHABLE == 75
     assert gone.calls == ["start", "settle"], "no end: the run stays open on the server for `expkit resume`"
     assert f"expkit resume {tmp_path / 'run'}" in capsys.readouterr().err
+
+
+def test_retrain_job_records_its_two_phases_as_child_runs(tmp_path: Path) -> None:
+    result = make_job(tmp_path, *FAST, "protocol=retrain", "tracking.log_model=false").run()
+    client, found = runs(tmp_path)
+    (parent,) = [r for r in found if "mlflow.parentRunId" not in r.data.tags]
+    phases = {r.data.tags["protocol.phase"]: r for r in found if r is not parent}
+    assert set(phases) == {"select", "retrain"} and all(r.info.status == "FINISHED" for r in phases.values())
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in phases.values())
+    assert parent.data.metrics["objective"] == pytest.approx(result.score)
+    best = int(parent.data.metrics["retrain.epochs"])
+    curve = [m.value for m in sorted(client.get_metric_history(phases["select"].info.run_id, "val_loss"), key=lambda m: m.step)]
+    assert best == curve.index(min(curve)) + 1, "the best epoch of the selecting phase, counted from 1"
+    assert len(client.get_metric_history(phases["retrain"].info.run_id, "loss")) == best, "the fresh model trains the best epoch count"
+    assert "test_loss" in phases["retrain"].data.metrics and "test_loss" in parent.data.metrics
+    assert not any(k.startswith("test_") for k in phases["select"].data.metrics), "the selecting phase is never tested"
