@@ -89,16 +89,17 @@ def install() -> None:
         ("set_tags", "tracking: tags"),
         ("log_metrics", "tracking: test metrics"),
         ("log_artifacts", "tracking: artifacts (config, summary)"),
-        ("log_plots", "tracking: plots (learning curves, confusion matrix)"),
         ("log_dataset", "tracking: dataset input"),
         ("log_model", "tracking: model logging (Keras flavor)"),
-        ("log_inference_model", "tracking: inference model logging (pyfunc, validated by MLflow)"),
-        ("log_hparams", "tracking: TensorBoard hparams"),
+        ("log_pyfunc_model", "tracking: inference model logging (pyfunc, validated by MLflow)"),
         ("warm_up", "tracking: warm-up in a thread during fit (model flavors, matplotlib)"),
-        ("log_results", "tracking: all results after fit (metrics, files, plots, models, card)"),
         ("end", "tracking: end run"),
     ]:
         patch(run.TrackedRun, method, label)
+    from expkit.tracking.recorder import MlflowRecorder
+
+    patch(MlflowRecorder, "log_plots", "tracking: plots (learning curves, confusion matrix)")
+    patch(MlflowRecorder, "log_result", "tracking: all results after fit (metrics, files, plots, models, card, hparams)")
 
     first_step = keras.callbacks.Callback()
 

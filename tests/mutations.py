@@ -68,7 +68,7 @@ MUTATIONS = (
     Mutation(
         "dataset-race-fails-run",
         "a run whose dataset or table view another job inserted first fails instead of linking or updating it (no retry)",
-        "expkit/tracking/run.py",
+        "expkit/tracking/writes.py",
         "            if attempt == attempts - 1 or not any(marker in str(exc) for marker in DUPLICATE_ROW):",
         "            if True:",
         (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from expkit.app import config_drift
+from expkit.experiment.job import config_drift
 
 
 def _run_dir(tmp_path: Path, text: str) -> Path:

@@ -28,7 +28,8 @@ from expkit.tracking import plots, query, ranking, sqlite_runs, tensorboard
 from expkit.tracking.epochs import EpochLogger
 from expkit.tracking.facts import git_state
 from expkit.tracking.parent import SWEEP_ENV, Handoff, handoff
-from expkit.tracking.run import MAX_PARAM_LENGTH, ChildRun, TrackedRun
+from expkit.tracking.recorder import ChildRun, MlflowRecorder
+from expkit.tracking.run import MAX_PARAM_LENGTH, TrackedRun
 from expkit.tracking.store import TABLE_VIEW_TAG, ParentRunUnavailable, await_parent, publish_parent
 from expkit.tracking.sweep import PARENT_RUN_FILE, SweepTrackingCallback
 from expkit.training.compile import compile_model
@@ -147,7 +148,8 @@ def test_parallel_runs_of_a_new_experiment_all_add_their_table_columns(tmp_path:
         ]
         for t in tracked:
             t.create("job", {})
-        failures += at_once([lambda t=t: t.show_in_table(["objective"], []) for t in tracked])
+        recorders = [MlflowRecorder(t, output_dir=tmp_path) for t in tracked]
+        failures += at_once([lambda r=r: r.show_in_table(["objective"], []) for r in recorders])
         experiment = store.client.get_experiment_by_name(f"new{round_}")
         assert "metrics.`objective`" in json.loads(experiment.tags[TABLE_VIEW_TAG])["selectedColumns"]
     assert failures == []

@@ -14,7 +14,8 @@ import pytest
 from expkit.tracking import plots
 from expkit.tracking.epochs import EpochLogger
 from expkit.tracking.parent import ParentRun, best_child
-from expkit.tracking.run import ChildRun, log_metrics
+from expkit.tracking.recorder import ChildRun
+from expkit.tracking.run import log_metrics
 from expkit.tracking.values import readable
 from tests.fabricate import FakeStore, add_run, make_store
 

@@ -15,26 +15,12 @@ from expkit.selection.objective import Objective, TrialPruned
 TRIAL_KEY = "OPTUNA_TRIAL"
 
 
-def current_trial() -> dict[str, Any] | None:
-    """{storage, study, trial} when this job is an Optuna trial, else None."""
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
-
-    if not HydraConfig.initialized():
+def parse_trial(text: str | None) -> dict[str, Any] | None:
+    """{storage, study, trial, pruner} from the sweeper's "storage|study|number|pruner" (None or "": not a trial)."""
+    if not text:
         return None
-    node = OmegaConf.select(HydraConfig.get(), f"job.env_set.{TRIAL_KEY}", default=None)
-    if not node:
-        return None
-    storage, study, number, pruner = str(node).rsplit("|", 3)
+    storage, study, number, pruner = str(text).rsplit("|", 3)
     return {"storage": storage, "study": study, "trial": int(number), "pruner": pruner}
-
-
-def epoch_hooks() -> list[Any]:
-    """The callbacks the protocol adds for this job: a pruning reporter inside an Optuna trial, else none."""
-    trial = current_trial()
-    if trial is None:
-        return []
-    return [lambda objective: pruning_reporter(objective, **trial)]
 
 
 def pruner_spec(name: str, startup_trials: int, warmup_epochs: int, max_epochs: int) -> str:

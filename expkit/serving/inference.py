@@ -188,6 +188,25 @@ class InferenceModel:
         return self.classes(probabilities)
 
 
+def pyfunc_parts(folder: Path, raw_example: Any) -> dict[str, Any]:
+    """What MLflow's pyfunc flavor logs for the raw-input inference model in `folder`: {model, artifacts, signature, example}."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
+
+    from expkit.serving.text import text_signature
+
+    raw = np.asarray(raw_example)
+    params = ParamSchema([ParamSpec("output", "string", "classes")])
+    ragged = raw.dtype == object
+    inputs = None if ragged else Schema([TensorSpec(raw.dtype, (-1, *raw.shape[1:]))])
+    signature = ModelSignature(inputs=inputs, params=params) if inputs is not None else None
+    example = None if ragged else raw[:2]
+    text = text_signature(folder)  # raw strings: one string column
+    if text is not None:
+        signature, example = text
+    return {"model": pyfunc_class()(), "artifacts": {"inference": str(folder)}, "signature": signature, "example": example}
+
+
 def pyfunc_class() -> type:
     """The MLflow PythonModel wrapper (defined lazily: importing mlflow is slow)."""
     import warnings

@@ -133,31 +133,19 @@ def read_table(path: Path) -> Any:
         raise ExpkitError(f"cannot read {path}: {str(exc).strip().splitlines()[-1]}", key="--input") from None
 
 
-def log_table_inference(folder: Path, splits: Any, step: int = 0) -> str:
-    """Log the table inference model as an MLflow pyfunc model (in the active run), its signature one column per feature."""
-    import logging
-
-    import mlflow.pyfunc
+def table_pyfunc_parts(folder: Path, splits: Any) -> dict[str, Any]:
+    """What MLflow's pyfunc flavor logs for the table inference model in `folder`: {model, artifacts, signature (one column
+    per feature), example}."""
     from mlflow.models import ModelSignature
     from mlflow.types import ParamSchema, ParamSpec
 
     from expkit.serving.inference import SPEC_FILE, pyfunc_class
-    from expkit.tracking.facts import requirements
 
     spec = json.loads((folder / SPEC_FILE).read_text())
-    logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
     x_test = getattr(splits, "x_test", None)
     example = example_rows(x_test if isinstance(x_test, dict) else splits.sample("test", 2), spec, 2)  # arrays, or a stream
-    info = mlflow.pyfunc.log_model(
-        name="inference",
-        python_model=pyfunc_class()(),
-        artifacts={"inference": str(folder)},
-        signature=ModelSignature(inputs=signature_schema(spec), params=ParamSchema([ParamSpec("output", "string", "classes")])),
-        input_example=example,
-        pip_requirements=requirements(),
-        step=step,
-    )
-    return str(info.model_uri)
+    signature = ModelSignature(inputs=signature_schema(spec), params=ParamSchema([ParamSpec("output", "string", "classes")]))
+    return {"model": pyfunc_class()(), "artifacts": {"inference": str(folder)}, "signature": signature, "example": example}
 
 
 def example_rows(x: dict[str, np.ndarray], spec: dict[str, Any], count: int) -> Any:

@@ -1,1 +1,5 @@
-"""MLflow run lifecycle, sweep run trees, artifacts. Subscribes to training through Keras callbacks."""
+"""MLflow run lifecycle, sweep run trees, artifacts: the MLflow `Recorder` (`tracking.recorder.MlflowRecorder`).
+
+Subscribes to training through Keras callbacks; receives plain values from the job and imports nothing from training,
+serving or data.
+"""

@@ -27,6 +27,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from expkit.experiment.recorder import RecorderUnreachable
+
 #: The job's exit code when training finished but the tracking server stayed unreachable (BSD's EX_TEMPFAIL).
 EXIT_STORE_UNREACHABLE = 75
 UNDELIVERED = "undelivered_metrics.jsonl"
@@ -55,8 +57,10 @@ def quick_requests() -> Iterator[None]:
                 os.environ[name] = value
 
 
-class StoreUnreachable(Exception):
+class StoreUnreachable(RecorderUnreachable):
     """Training is done, the tracking server is not back: the results stay on disk for `expkit resume`."""
+
+    exit_code = EXIT_STORE_UNREACHABLE
 
 
 def is_server(uri: str) -> bool:

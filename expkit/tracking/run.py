@@ -16,7 +16,6 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +24,8 @@ from expkit.config.params import run_params
 from expkit.errors import ExpkitError
 from expkit.tracking.facts import git_state, package_version, requirements
 from expkit.tracking.parent import handed_parent
-from expkit.tracking.store import TABLE_VIEW_TAG, TRAINING_VIEW_QUERY, ensure_experiment, table_view, tracking_uri
+from expkit.tracking.store import TRAINING_VIEW_QUERY, ensure_experiment, tracking_uri
+from expkit.tracking.writes import log_metrics, tolerate_concurrent_insert
 
 if TYPE_CHECKING:
     import mlflow
@@ -40,34 +40,6 @@ def experiment_params(config: dict[str, Any]) -> dict[str, Any]:
     return run_params(config)
 
 
-def log_metrics(client: mlflow.MlflowClient, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
-    """Metrics at one step, in one batch (float32 values as their shortest decimal: see `values.readable`)."""
-    from mlflow.entities import Metric
-
-    from expkit.tracking.values import readable
-
-    now = int(time.time() * 1000)
-    client.log_batch(run_id, metrics=[Metric(k, readable(v), now, step) for k, v in metrics.items()])
-
-
-#: How a store's database refuses a second copy of a row (SQLite, PostgreSQL, MySQL), locally or through a server.
-DUPLICATE_ROW = ("UNIQUE constraint failed", "duplicate key value", "Duplicate entry")
-
-
-def tolerate_concurrent_insert(write: Callable[[], None], attempts: int = 3) -> None:
-    """Run `write` (a store write), again when a concurrent run inserted the same new row first.
-
-    MLflow looks a row up, then inserts it: parallel jobs writing one new dataset (a sweep's) or one new experiment
-    tag can all miss it, and every insert but one fails. On the next attempt the row is found and linked or updated.
-    """
-    for attempt in range(attempts):
-        try:
-            write()
-            return
-        except Exception as exc:
-            if attempt == attempts - 1 or not any(marker in str(exc) for marker in DUPLICATE_ROW):
-                raise
-            time.sleep(0.05 * (attempt + 1))
 
 
 class TrackedRun:
@@ -293,46 +265,6 @@ class TrackedRun:
         for i in range(0, len(missing), 1000):
             self.client.log_batch(self.run_id, metrics=missing[i : i + 1000])
 
-    def log_plots(
-        self, history: dict[str, list[float]], confusion: dict[str, Any], out_dir: Path, smoothing: float, run_name: str = ""
-    ) -> list[Path]:
-        """Learning curves, and the test confusion matrix of each classification head; returns the PNGs.
-
-        `confusion` is {head: counts}, as counted by the test evaluation; "" names a single-output model's head.
-        """
-        from expkit.tracking import plots
-
-        paths = plots.learning_curves(history, out_dir, smoothing, run_name)
-        for head, counts in confusion.items():
-            name = f"confusion_matrix_{head}.png" if head else "confusion_matrix.png"
-            title = f"{run_name} ({head})" if head and run_name else (run_name or head)
-            paths.append(plots.confusion_matrix_png(counts, out_dir / name, title))
-        self.log_artifacts(paths, artifact_path="plots")
-        return paths
-
-    def log_decision_boundary(self, model: Any, dataset: Any, seed: int, out_dir: Path, accuracy: float | None) -> Path:
-        """For a 2-D (playground) problem: test points over the predicted probability field, as an artifact and a keyed image."""
-        from PIL import Image
-
-        from expkit.data import playground
-        from expkit.tracking import plots
-
-        points, xx, yy = playground.grid()
-        outputs = model.predict(playground.model_inputs(dataset, seed, points), batch_size=4096, verbose=0)
-        probability = (outputs[:, -1] if outputs.ndim == 2 else outputs.reshape(-1)).reshape(xx.shape)
-        _, (test_points, test_labels) = playground.raw_points(dataset.name, dataset.playground or playground.Playground(), seed)
-        if dataset.max_test_samples:
-            test_points, test_labels = test_points[: dataset.max_test_samples], test_labels[: dataset.max_test_samples]
-        title = f"{dataset.name}: test points" + (f", accuracy {accuracy:.3f}" if accuracy is not None else "")
-        path = plots.decision_boundary_png(probability, xx, yy, test_points, test_labels, out_dir / "decision_boundary.png", title)
-        self.log_artifacts([path], artifact_path="plots")
-        import mlflow
-
-        self._ensure_active()
-        with Image.open(path) as image:  # a keyed image: MLflow's chart view shows it side by side across runs
-            mlflow.log_image(image.convert("RGB"), key="decision_boundary", step=0, synchronous=True)
-        return path
-
     def log_artifacts(self, paths: list[Path], artifact_path: str | None = None) -> None:
         """Files and folders as run artifacts (through the client, so any thread may call it)."""
         for path in paths:
@@ -360,145 +292,39 @@ class TrackedRun:
         tags = [InputTag(MLFLOW_DATASET_CONTEXT, "training"), *(InputTag(f"{split}_samples", str(n)) for split, n in sizes.items())]
         tolerate_concurrent_insert(lambda: self.client.log_inputs(self.run_id, datasets=[DatasetInput(dataset, tags)]))
 
-    def log_model(self, model: Any, input_example: Any, step: int = 0) -> str:
-        """Log the training model with MLflow's Keras flavor and a tensor signature; returns the model URI.
+    def log_model(self, model: Any, example: Any, outputs: Any, step: int = 0) -> str:
+        """Log the training model with MLflow's Keras flavor and a tensor signature (from `example` and its `outputs`); returns its URI.
 
         `step` is the last epoch: the logged model is linked to the metrics of that step (the final ones).
         The example itself is stored beside the model as `model_input_example.json`: mlflow 3.17's Keras
         flavor fails when given `input_example` (it writes the example before creating the model folder).
         """
         import mlflow.keras
-        import numpy as np
         from mlflow.models import infer_signature
 
-        from expkit.serving.inference import model_outputs
-
         self._ensure_active()
-        if isinstance(input_example, dict):  # a graph model's named inputs and outputs
-            example = {k: np.asarray(v) for k, v in input_example.items()}
-        else:
-            example = np.asarray(input_example).astype(np.float32)
-        signature = infer_signature(example, model_outputs(model, example))
+        signature = infer_signature(example, outputs)
         info = mlflow.keras.log_model(model, name="model", signature=signature, pip_requirements=requirements(), step=step)
         listed = {k: v.tolist() for k, v in example.items()} if isinstance(example, dict) else example.tolist()
         mlflow.log_dict({"inputs": listed}, "model_input_example.json")
-        self.set_tags({"model_uri": info.model_uri})
         return str(info.model_uri)
 
-    def log_inference_model(self, folder: Path, raw_example: Any, step: int = 0) -> str:
-        """Log the raw-input inference model (see expkit.serving.inference) as an MLflow pyfunc model; returns its URI."""
+    def log_pyfunc_model(self, python_model: Any, artifacts: dict[str, str], signature: Any, example: Any, step: int = 0) -> str:
+        """Log an inference model (an MLflow PythonModel the job built) with MLflow's pyfunc flavor; returns its URI."""
         import mlflow.pyfunc
-        import numpy as np
-        from mlflow.models import ModelSignature
-        from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
-
-        from expkit.serving.inference import pyfunc_class
 
         self._ensure_active()
-        raw = np.asarray(raw_example)
         logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)  # its notes on cloudpickle and example validation
-        params = ParamSchema([ParamSpec("output", "string", "classes")])
-        ragged = raw.dtype == object
-        inputs = None if ragged else Schema([TensorSpec(raw.dtype, (-1, *raw.shape[1:]))])
-        signature = ModelSignature(inputs=inputs, params=params) if inputs is not None else None
-        example = None if ragged else raw[:2]
-        from expkit.serving.text import text_signature
-
-        text = text_signature(folder)  # raw strings: one string column
-        if text is not None:
-            signature, example = text
         info = mlflow.pyfunc.log_model(
             name="inference",
-            python_model=pyfunc_class()(),
-            artifacts={"inference": str(folder)},
+            python_model=python_model,
+            artifacts=artifacts,
             signature=signature,
             input_example=example,
             pip_requirements=requirements(),
             step=step,
         )
-        self.set_tags({"inference_model_uri": info.model_uri})
         return str(info.model_uri)
-
-    def log_results(self, config: Any, outcome: Any, splits: Any, output_dir: Path, run_name: str, overrides: list[str]) -> None:
-        """Everything a finished training leaves in MLflow: test metrics, files, plots, models and the run card."""
-        from expkit.tracking.card import CardFacts, render
-
-        history = outcome.history
-        last = max(len(history.get("loss", [])) - 1, 0)
-        # A metric, not a param: it follows from the knobs (units, depth) rather than being one, and as a param it crowded
-        # MLflow's parallel-coordinates view; as a metric it sorts and charts against accuracy.
-        self.log_metrics({"model.num_params": float(outcome.model.count_params())}, step=last)
-        self.log_params({}, {"trainer.dtype_policy": config.trainer.dtype_policy})
-        self.log_metrics(outcome.test_metrics, step=last)  # the step the logged models are linked to
-        recorded = ("config.yaml", "overrides.yaml", "metrics.json", "model_summary.txt", "vocabulary.txt")  # vocabulary: text sources
-        self.log_artifacts([output_dir / n for n in recorded])
-        t = config.tracking
-        plots = self.log_plots(history, outcome.confusion, output_dir / "plots", t.plot_smoothing, run_name)
-        models: dict[str, str] = {}
-        if t.log_model:
-            from expkit.training.runner import input_example
-
-            models["training model"] = self.log_model(outcome.model, input_example(splits, 5), step=last)
-            if getattr(splits, "raw_x_example", None) is not None:
-                from expkit.serving.inference import write_inference
-
-                steps, raw = config.dataset.preprocess.x, splits.raw_x_example
-                if getattr(splits, "source_fitted", None) is not None:  # raw strings through the fitted TextVectorization
-                    from expkit.serving.text import write_text_inference
-
-                    folder = write_text_inference(outcome.model, splits.source_fitted, raw, config.model.loss, output_dir / "inference")
-                else:
-                    folder = write_inference(outcome.model, steps, splits.x_fitted, raw, config.model.loss, output_dir / "inference")
-                models["inference model (raw inputs)"] = self.log_inference_model(folder, splits.raw_x_example, step=last)
-            elif getattr(splits, "feature_types", None) is not None:  # a table: the trained model takes raw rows itself
-                from expkit.serving.table import log_table_inference, write_table_inference
-
-                loss = next(iter(config.model.head_losses().values()))  # the (first) output's: classes or values
-                folder = write_table_inference(outcome.model, splits, loss, output_dir / "inference")
-                self._ensure_active()
-                models["inference model (raw rows)"] = log_table_inference(folder, splits, step=last)
-                self.set_tags({"inference_model_uri": models["inference model (raw rows)"]})
-        facts = CardFacts(
-            run_name=run_name,
-            run_id=self.run_id,
-            preset=next((o.split("=", 1)[1] for o in overrides if o.startswith(("+experiment=", "experiment="))), "default"),
-            overrides=overrides,
-            output_dir=str(output_dir),
-            test_metrics=outcome.test_metrics,
-            final_metrics={k: v[-1] for k, v in history.items() if v},
-            epochs_run=len(history.get("loss", [])),
-            dataset=f"{config.dataset.name} ({splits.fingerprint})",
-            plots=[f"plots/{p.name}" for p in plots],
-            models=models,
-        )
-        card = render(facts)
-        (output_dir / "run_card.md").write_text(card)
-        self.client.log_text(self.run_id, card, "run_card.md")
-        shown_params = [o.partition("=")[0].lstrip("+~") for o in overrides if not o.startswith(("+experiment=", "experiment=", "hydra"))]
-        tested = sorted(k for k in outcome.test_metrics if k.startswith("test_"))  # baselines stay on the run page
-        self.show_in_table([*tested, "objective"], shown_params)
-        description = card if len(card) < 7000 else card[:7000] + "\n\n(cut short: see run_card.md)"  # MLflow's tag value limit
-        self.set_tags({"mlflow.note.content": description})  # the run page's description
-
-    def log_hparams(self, tb_dir: Path, resolved: dict[str, Any], outcome: Any, run_name: str) -> None:
-        """TensorBoard's HParams for this run: its experiment params, final epoch metrics and test metrics."""
-        from expkit.tracking.tensorboard import write_hparams
-
-        final = {f"final/{k}": v[-1] for k, v in outcome.history.items() if v}
-        last = max(len(outcome.history.get("loss", [])) - 1, 0)
-        write_hparams(tb_dir, experiment_params(resolved), {**final, **outcome.test_metrics}, last, run_name, self.run_id)
-
-    def show_in_table(self, metrics: list[str], params: list[str]) -> None:
-        """Add these columns to expkit's view of the experiment's runs table (the UI hides all metric columns by default)."""
-        run = self.client.get_run(self.run_id)
-        experiment_id = run.info.experiment_id
-        params = [p for p in params if p in run.data.params]
-
-        def add_columns() -> None:
-            current = self.client.get_experiment(experiment_id).tags.get(TABLE_VIEW_TAG)
-            self.client.set_experiment_tag(experiment_id, TABLE_VIEW_TAG, table_view(current, metrics, params))
-
-        tolerate_concurrent_insert(add_columns)  # a sweep's first jobs finish together and create the tag at once
 
     def ui_link(self) -> str:
         """Where to see this run: the server's page, or the `expkit ui` command and the page it serves."""
@@ -522,31 +348,4 @@ class TrackedRun:
                 self._active = False
             if status == "FINISHED":
                 return
-        self.client.set_terminated(self.run_id, status=status)
-
-
-class ChildRun:
-    """A run nested under a started TrackedRun (a k-fold fold, a retrain phase), logged through the client only."""
-
-    def __init__(self, client: mlflow.MlflowClient, run_id: str) -> None:
-        self.client, self.run_id = client, run_id
-
-    def warm_up(self) -> None:
-        """Nothing to open: the parent run's client is already open."""
-
-    @classmethod
-    def start(cls, parent: TrackedRun, run_name: str, tags: dict[str, str]) -> ChildRun:
-        from expkit.tracking.parent import child_run
-
-        return cls(parent.client, child_run(parent.client, parent.run_id, run_name, tags))
-
-    def callback(self) -> Any:
-        from expkit.tracking.epochs import EpochLogger
-
-        return EpochLogger(self)
-
-    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
-        log_metrics(self.client, self.run_id, metrics, step)
-
-    def end(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status=status)
