@@ -205,11 +205,10 @@ MUTATIONS = (
         "        chosen = fit_weights(val, splits.y_train, classifier)",
         ("tests/test_selection_guards.py::test_ensemble_weights_follow_the_validation_split_only",),
     ),
-    # The job branch moves `retrain` to expkit/experiment/protocols.py: repoint `file` there when it lands.
     Mutation(
         "retrain-one-epoch-fewer",
         "retrain trains the 0-based best epoch index as a count: one epoch fewer than the best epoch",
-        "expkit/selection/protocols.py",
+        "expkit/experiment/protocols.py",
         "    best_epochs += 1\n",
         "",
         ("tests/test_selection_guards.py::test_retrain_trains_exactly_the_best_epoch_count",),
@@ -217,7 +216,7 @@ MUTATIONS = (
     Mutation(
         "retrain-one-epoch-more",
         "retrain trains the fresh model one epoch more than the best epoch",
-        "expkit/selection/protocols.py",
+        "expkit/experiment/protocols.py",
         "test=False, epochs=best_epochs",
         "test=False, epochs=best_epochs + 1",
         ("tests/test_selection_guards.py::test_retrain_trains_exactly_the_best_epoch_count",),

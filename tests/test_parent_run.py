@@ -14,7 +14,8 @@ from expkit.reproduce_stats import Attempt, Result
 from expkit.reproduce_targets import Band, Target
 from expkit.selection.objective import Objective
 from expkit.tracking.parent import PARENT_TAG, SWEEP_ENV, Handoff, ParentRun, child_run, hand_off, handed_parent, handoff
-from expkit.tracking.run import ChildRun, TrackedRun
+from expkit.tracking.recorder import ChildRun
+from expkit.tracking.run import TrackedRun
 from expkit.tracking.store import TABLE_VIEW_TAG, publish_parent
 from expkit.tracking.sweep import end_parent, retire_interrupted
 from tests.fabricate import FakeStore, make_store, with_experiment

@@ -123,8 +123,8 @@ def test_folds_of_named_arrays_partition_the_training_rows(tmp_path: Path) -> No
 def test_kfold_protocol_trains_each_fold_on_its_own_training_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Through the protocol: what each fold's real fit receives, recorded on the way in."""
     import expkit.training.runner as runner
+    from expkit.experiment.protocols import Context, kfold
     from expkit.selection.objective import Objective
-    from expkit.selection.protocols import Context, kfold
 
     n, folds = 24, 2
     x, y = numbered_rows(n)
@@ -222,8 +222,8 @@ def test_ensemble_weights_follow_the_validation_split_only(tmp_path: Path) -> No
 def test_retrain_trains_exactly_the_best_epoch_count(tmp_path: Path) -> None:
     """The selection phase's validation accuracy is fixed by a callback to peak at epoch 2 of 3 (a maximised metric: the
     lowest value is at epoch 1), so the fresh model must train exactly 2 epochs on train+val."""
+    from expkit.experiment.protocols import Context, retrain
     from expkit.selection.objective import Objective
-    from expkit.selection.protocols import Context, retrain
 
     values, best = [0.5, 0.9, 0.7], 2
     record = tmp_path / "weights.json"

@@ -6,7 +6,6 @@ the recorder receives the values and only writes them.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -42,18 +41,10 @@ def run_record(
     """The record of a trained (and tested) outcome: values, the run folder's files, and builders of its models and figures."""
     seen = outcome.splits or splits  # named by input/output for graph models
     d = config.dataset
-    dataset = None
-    if hasattr(splits, "sizes"):  # arrays (image folders stream, and log their classes instead)
-        from expkit.data.sources import data_origin
-
-        origin = data_origin(d.source, d.name, d.path, config.paths.data_dir) if d.name else d.source
-        dataset = DatasetFacts(d.name or d.source, origin, splits.fingerprint, splits.sizes, splits.raw_x_example)
-    params: dict[str, Any] = {}
-    artifacts: list[tuple[Path, str | None]] = []
-    if (output_dir / "classes.json").is_file():  # image folders: class names from folder names, skipped images
-        classes = json.loads((output_dir / "classes.json").read_text())
-        params = {"dataset.class_names": ",".join(classes["class_names"]), "dataset.skipped_images": len(classes["skipped_images"])}
-        artifacts.append((output_dir / "classes.json", None))
+    facts = splits.record(output_dir)  # plain values from the source: nothing is read back from the run folder
+    dataset = DatasetFacts(facts.name, facts.origin, facts.digest, facts.sizes, facts.raw_example) if facts.sizes else None
+    params: dict[str, Any] = dict(facts.params)
+    artifacts: list[tuple[Path, str | None]] = [(path, None) for path in facts.artifacts]
     artifacts.append((output_dir / "plots" / "augmented_samples.png", "plots"))
     artifacts += [(output_dir / file, None) for file in RECORDED_FILES]
     artifacts.append((output_dir / "activations", None))  # ActivationLogger's per-epoch npz (and PNGs), when configured
