@@ -190,7 +190,7 @@ MUTATIONS = (
     Mutation(
         "ensemble-weights-fit-on-test",
         "`expkit ensemble --fit-weights` fits the weights on the test predictions and labels",
-        "expkit/serving/ensemble.py",
+        "expkit/stored/ensemble.py",
         "        chosen = fit_weights(val, splits.y_val, classifier)",
         "        chosen = fit_weights(test, splits.y_test, classifier)",
         ("tests/test_selection_guards.py::test_ensemble_weights_follow_the_validation_split_only",),
@@ -198,7 +198,7 @@ MUTATIONS = (
     Mutation(
         "ensemble-weights-fit-on-train",
         "`expkit ensemble --fit-weights` fits the weights on the training predictions and labels",
-        "expkit/serving/ensemble.py",
+        "expkit/stored/ensemble.py",
         "        val = [np.asarray(model.predict(splits.x_val, batch_size=256, verbose=0)) for model in models]\n"
         "        chosen = fit_weights(val, splits.y_val, classifier)",
         "        val = [np.asarray(model.predict(splits.x_train, batch_size=256, verbose=0)) for model in models]\n"

@@ -180,7 +180,7 @@ def test_ensemble_weights_follow_the_validation_split_only(tmp_path: Path) -> No
     import mlflow
     from omegaconf import OmegaConf
 
-    from expkit.serving.ensemble import ensemble
+    from expkit.stored.ensemble import ensemble
 
     data = tmp_path / "data.npz"
     write_members_data(data, validation=0.8, train=0.5, test=0.1)

@@ -156,7 +156,7 @@ def test_predict_command_equals_model_predict(sweep: Sweep, raw_test: tuple[np.n
 @pytest.mark.slow
 def test_predict_rejects_bad_inputs_with_one_message(sweep: Sweep, tmp_path: Path) -> None:
     from expkit.errors import ExpkitError
-    from expkit.serving.predict import predict_file
+    from expkit.stored.predict import predict_file
 
     run_id = sweep.children()[0].info.run_id
     np.save(tmp_path / "wrong_shape.npy", np.zeros((3, 28, 27), dtype=np.uint8))
@@ -205,7 +205,7 @@ def test_mlflow_models_serve_answers_raw_json(sweep: Sweep, raw_test: tuple[np.n
 
 @pytest.mark.slow
 def test_evaluate_logs_to_the_same_run_under_its_own_name(sweep: Sweep) -> None:
-    from expkit.serving.evaluate import evaluate
+    from expkit.stored.evaluate import evaluate
 
     run = sweep.children()[0]
     label, metrics = evaluate(run.info.run_id, [], split="validation", name="holdout", uri=sweep.uri)
@@ -253,7 +253,7 @@ def test_ensemble_of_two_seeds_is_at_least_the_weaker_member(sweep: Sweep) -> No
 
 def test_ensemble_rejects_bad_members_with_one_message(sweep: Sweep) -> None:
     from expkit.errors import ExpkitError
-    from expkit.serving.ensemble import ensemble
+    from expkit.stored.ensemble import ensemble
 
     first, second = (r.info.run_id for r in sweep.children())
     cases = [
@@ -268,8 +268,8 @@ def test_ensemble_rejects_bad_members_with_one_message(sweep: Sweep) -> None:
         with pytest.raises(ExpkitError, match=pattern):
             ensemble(list(refs), **{"weights": None, "fit": False, "uri": sweep.uri, **options})
     # Members trained on other data or with another loss.
-    from expkit.serving.ensemble import check_compatible
-    from expkit.serving.stored import open_run
+    from expkit.stored.ensemble import check_compatible
+    from expkit.stored.run import open_run
 
     members = [open_run(first, sweep.uri), open_run(second, sweep.uri)]
     base = members[0].config_dict()

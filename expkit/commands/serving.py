@@ -18,7 +18,7 @@ def predict(
     from pathlib import Path
 
     def run() -> None:
-        from expkit.serving.predict import predict_file
+        from expkit.stored.predict import predict_file
 
         count = predict_file(target, Path(input), Path(output), uri=uri, probabilities=probabilities)
         typer.echo(f"{count} prediction(s) written to {output}")
@@ -36,7 +36,7 @@ def evaluate(
     """Re-evaluate a trained run on another split or dataset (dataset.KEY=VALUE overrides); logs eval/NAME/* to the same run."""
 
     def run() -> None:
-        from expkit.serving.evaluate import evaluate as evaluate_run
+        from expkit.stored.evaluate import evaluate as evaluate_run
         from expkit.tracking.table import format_value
 
         _, metrics = evaluate_run(run_id, list(ctx.args), split=split, name=name, uri=uri)
@@ -55,8 +55,8 @@ def ensemble(
     """Average several runs' predictions; print member and ensemble test metrics; log the ensemble as a run."""
 
     def run() -> None:
-        from expkit.serving.ensemble import ensemble as make_ensemble
-        from expkit.serving.ensemble import render
+        from expkit.stored.ensemble import ensemble as make_ensemble
+        from expkit.stored.ensemble import render
 
         typer.echo(render(make_ensemble(list(run_ids), weights=weights, fit=fit_weights, uri=uri)))
 

@@ -81,6 +81,7 @@ def models_to_log(config: ExperimentConfig, model: Any, splits: Any, output_dir:
     models = [ModelToLog("training model", "keras", model, example=example, outputs=model_outputs(model, example))]
     if getattr(splits, "raw_x_example", None) is not None:
         from expkit.serving.inference import pyfunc_parts, write_inference
+        from expkit.serving.text import text_signature
 
         steps, raw = config.dataset.preprocess.x, splits.raw_x_example
         if getattr(splits, "source_fitted", None) is not None:  # raw strings through the fitted TextVectorization
@@ -89,7 +90,11 @@ def models_to_log(config: ExperimentConfig, model: Any, splits: Any, output_dir:
             folder = write_text_inference(model, splits.source_fitted, raw, config.model.loss, output_dir / "inference")
         else:
             folder = write_inference(model, steps, splits.x_fitted, raw, config.model.loss, output_dir / "inference")
-        models.append(ModelToLog("inference model (raw inputs)", "pyfunc", tag="inference_model_uri", **pyfunc_parts(folder, raw)))
+        models.append(
+            ModelToLog(
+                "inference model (raw inputs)", "pyfunc", tag="inference_model_uri", **pyfunc_parts(folder, raw, text_signature(folder))
+            )
+        )
     elif getattr(splits, "feature_types", None) is not None:  # a table: the trained model takes raw rows itself
         from expkit.serving.table import table_pyfunc_parts, write_table_inference
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,21 @@ NUMPY_OPS = {"multi_hot", "pad_sequences", "cast"}
 KERAS_FILE = "inference.keras"
 SPEC_FILE = "inference.json"
 OUTPUTS = ("classes", "probabilities")
+
+#: How an inference model of a kind ("text", "table") reads its raw input into the model's inputs: (x, spec, first_row) ->
+#: model inputs. The kinds register themselves (expkit/serving/text.py, table.py; imported by expkit/serving/__init__.py),
+#: so this module imports neither.
+READERS: dict[str, Callable[[Any, dict[str, Any], int], Any]] = {}
+
+
+def reader(kind: str) -> Callable[[Callable[[Any, dict[str, Any], int], Any]], Callable[[Any, dict[str, Any], int], Any]]:
+    """Register how an inference model of `kind` reads its raw input."""
+
+    def register(read: Callable[[Any, dict[str, Any], int], Any]) -> Callable[[Any, dict[str, Any], int], Any]:
+        READERS[kind] = read
+        return read
+
+    return register
 
 
 def model_outputs(model: Any, x: Any, batch_size: int = 256) -> Any:
@@ -158,14 +174,9 @@ class InferenceModel:
             self.model = keras.models.load_model(folder / KERAS_FILE, compile=False)
 
     def probabilities(self, x: Any, batch_size: int = 256, first_row: int = 0) -> np.ndarray:
-        if self.spec.get("input") == "text":  # raw strings (expkit.serving.text)
-            from expkit.serving.text import as_texts
-
-            return np.asarray(model_outputs(self.model, as_texts(x, self.spec["column"]), batch_size))
-        if self.table:
-            from expkit.serving.table import table_inputs
-
-            out = model_outputs(self.model, table_inputs(x, self.spec, first_row=first_row), batch_size)
+        kind = "text" if self.spec.get("input") == "text" else "table" if self.table else None
+        if kind is not None:  # raw strings (expkit.serving.text) or raw rows with named columns (expkit.serving.table)
+            out = model_outputs(self.model, READERS[kind](x, self.spec, first_row), batch_size)
             return np.asarray(next(iter(out.values())) if isinstance(out, dict) else out)  # a graph's (first) output
         x = check_raw(x, self.spec)
         for item in self.spec["numpy_steps"]:
@@ -188,12 +199,12 @@ class InferenceModel:
         return self.classes(probabilities)
 
 
-def pyfunc_parts(folder: Path, raw_example: Any) -> dict[str, Any]:
-    """What MLflow's pyfunc flavor logs for the raw-input inference model in `folder`: {model, artifacts, signature, example}."""
+def pyfunc_parts(folder: Path, raw_example: Any, text: tuple[Any, Any] | None = None) -> dict[str, Any]:
+    """What MLflow's pyfunc flavor logs for the raw-input inference model in `folder`: {model, artifacts, signature, example}.
+
+    `text`: the (signature, example) of a model that takes raw strings (expkit.serving.text.text_signature)."""
     from mlflow.models import ModelSignature
     from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
-
-    from expkit.serving.text import text_signature
 
     raw = np.asarray(raw_example)
     params = ParamSchema([ParamSpec("output", "string", "classes")])
@@ -201,7 +212,6 @@ def pyfunc_parts(folder: Path, raw_example: Any) -> dict[str, Any]:
     inputs = None if ragged else Schema([TensorSpec(raw.dtype, (-1, *raw.shape[1:]))])
     signature = ModelSignature(inputs=inputs, params=params) if inputs is not None else None
     example = None if ragged else raw[:2]
-    text = text_signature(folder)  # raw strings: one string column
     if text is not None:
         signature, example = text
     return {"model": pyfunc_class()(), "artifacts": {"inference": str(folder)}, "signature": signature, "example": example}

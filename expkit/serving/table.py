@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from expkit.errors import ExpkitError, did_you_mean
+from expkit.serving.inference import reader
 
 KIND = "table"
 
@@ -61,6 +62,12 @@ def as_frame(rows: Any) -> Any:
     raise ExpkitError(
         f"the model takes rows with named columns, got {type(rows).__name__}", key="--input", hint="give a CSV file or JSON records"
     )
+
+
+@reader("table")
+def table_rows(rows: Any, spec: dict[str, Any], first_row: int = 0) -> dict[str, np.ndarray]:
+    """What a table inference model reads: its named raw inputs (see `table_inputs`)."""
+    return table_inputs(rows, spec, first_row=first_row)
 
 
 def table_inputs(rows: Any, spec: dict[str, Any], *, first_row: int = 0) -> dict[str, np.ndarray]:

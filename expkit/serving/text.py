@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from expkit.errors import ExpkitError, suggestion
+from expkit.serving.inference import reader
 
 TEXT = "text"
 
@@ -56,6 +57,12 @@ def write_text_inference(model: Any, fitted: Any, raw_example: Any, loss: Any, o
     }
     (out_dir / SPEC_FILE).write_text(json.dumps(spec, indent=1) + "\n")
     return out_dir
+
+
+@reader("text")
+def text_rows(x: Any, spec: dict[str, Any], first_row: int = 0) -> np.ndarray:
+    """What a text inference model reads: the raw documents (see `as_texts`)."""
+    return as_texts(x, spec["column"])
 
 
 def as_texts(x: Any, column: str = TEXT) -> np.ndarray:

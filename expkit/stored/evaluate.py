@@ -6,7 +6,7 @@ import re
 import time
 
 from expkit.errors import ExpkitError
-from expkit.serving.stored import open_run
+from expkit.stored.run import open_run
 
 SPLITS = ("test", "validation", "train")
 

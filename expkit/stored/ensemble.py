@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from expkit.errors import ExpkitError
-from expkit.serving.stored import StoredRun, open_run
+from expkit.stored.run import StoredRun, open_run
 
 #: Config parts that must be equal for members to average: same data, same preprocessing, same target.
 SAME_KEYS = ("dataset",)

@@ -95,7 +95,7 @@ def _is_number(text: str) -> bool:
 
 def load_inference(target: str, uri: str | None) -> tuple[Any, str]:
     """The InferenceModel of run `target` (or of a model URI) and the URI it came from."""
-    from expkit.serving.stored import is_model_uri, open_run
+    from expkit.stored.run import is_model_uri, open_run
 
     model_uri = target if is_model_uri(target) else open_run(target, uri).inference_uri()
     import mlflow
