@@ -84,6 +84,10 @@ def patch_keras() -> None:
     patch(keras.callbacks.TensorBoard, "on_epoch_end", "tensorboard: per epoch")
     patch(keras.callbacks.TensorBoard, "on_train_end", "tensorboard: end")
     patch(keras.Model, "save", "keras: Model.save (checkpoints, final model, MLflow flavors)")
+    from expkit.training import feeding, runner
+
+    patch(feeding, "held", "data: arrays held by tf.data (in place, or copied into a variable)")
+    patch(runner, "configure_runtime", "runtime: seed, clear_session")
     patch(epochs.EpochLogger, "on_epoch_end", "tracking: per-epoch logging (training thread)")
     patch(epochs.EpochLogger, "_write", "tracking: per-epoch logging (writer thread)")
 
@@ -100,6 +104,9 @@ def install() -> None:
     patch(launch_check, "check_command", "config: launch check")
     patch(app, "validate_config", "config: validate (Hydra's compose done)")
     patch(app, "preflight", "config: preflight")
+    import expkit.data as data
+
+    patch(data, "load_splits", "data: load and preprocess")
     original_import = backend.import_tensorflow
 
     def import_tensorflow() -> Any:
