@@ -93,7 +93,12 @@ def patch_keras() -> None:
 
 
 def install() -> None:
+    c0 = time.thread_time()
     import expkit.app as app
+    import expkit.cli  # noqa: F401
+
+    CPU["import expkit cli+app (typer, hydra, omegaconf, pydantic)"] = time.thread_time() - c0
+    COUNTS["import expkit cli+app (typer, hydra, omegaconf, pydantic)"] = 1
     import expkit.backend as backend
     import expkit.config.overrides as overrides
     import expkit.tracking.outage as outage
@@ -102,6 +107,8 @@ def install() -> None:
 
     patch(overrides, "check_overrides", "config: pre-check compose (expkit.config.overrides)")
     patch(launch_check, "check_command", "config: launch check")
+    patch(app, "run", "hydra: app.run (Hydra's compose + the task)")
+    patch(app.HydraTask, "__call__", "hydra:   the task (all after Hydra's compose)")
     patch(app, "validate_config", "config: validate (Hydra's compose done)")
     patch(app, "preflight", "config: preflight")
     import expkit.data as data
