@@ -8,13 +8,13 @@ import sys
 
 CHECK = """
 import json, sys
+import keras, mlflow, numpy, tensorflow
 import mlflow.utils.requirements_utils as utils
-from expkit.tracking.run import requirements
-seeded = sys.argv[1] == "seeded"
-if seeded:
+pinned = [f"{m.__name__}=={m.__version__}" for m in (keras, tensorflow, mlflow, numpy)]
+utils._MODULES_TO_PACKAGES = None  # as in a fresh process, whatever expkit's imports did
+if sys.argv[1] == "seeded":
     from expkit.tracking.installed import seed_requirement_map
-    assert seed_requirement_map(requirements())
-pinned = requirements()
+    assert seed_requirement_map(pinned)
 wrong = [r.split("==")[0] + "==0.0.1" for r in pinned if not r.startswith("mlflow")]
 answers = [str(utils._check_requirement_satisfied(r)) for r in pinned + wrong + ["no-such-package-xyz==1.0"]]
 print(json.dumps({"answers": answers, "full_map_built": utils._MODULES_TO_PACKAGES is not None and len(utils._MODULES_TO_PACKAGES) > 50}))
