@@ -42,7 +42,10 @@ def test_a_big_aligned_array_is_read_in_place_and_gives_the_same_batches(monkeyp
     assert int(tensor[5, 7]) == x[5, 7]
     x[5, 7] = 1 - x[5, 7]
     assert not feeding.held(x, share=False)[1]  # under a strategy: copied into a variable
-    assert not feeding.held(x[1:], share=True)[1]  # a view 300 bytes in is not aligned: copied
+    view, in_place = feeding.held(x[1:], share=True)  # a view 300 bytes in is not aligned: copied once, to an aligned buffer
+    x[6, 7] = 1 - x[6, 7]
+    assert in_place and int(view[5, 7]) != x[6, 7]  # read in place, but a copy: not the array's own memory
+    x[6, 7] = 1 - x[6, 7]
     assert not feeding.held(np.ascontiguousarray(x[:2]), share=True)[1]  # too small to bother
 
     def all_batches(share: bool) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -227,7 +227,7 @@ def test_ctrl_c_while_tensorflow_loads_marks_the_opened_run_killed(workdir: Path
     job = subprocess.Popen(
         [sys.executable, "-m", "expkit.cli", "train", "trainer.epochs=2", *FAST],
         cwd=workdir,
-        env=expkit_env(),
+        env=expkit_env(EXPKIT_RUN_OPENER="1"),  # the opener is opt-in (expkit.tracking.opener.wanted)
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

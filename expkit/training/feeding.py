@@ -33,16 +33,30 @@ def shareable(a: Any) -> bool:
     )
 
 
+def aligned_copy(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous, writeable copy of `a` whose data starts on an ALIGNMENT-byte boundary."""
+    raw = np.empty(a.nbytes + ALIGNMENT, dtype=np.uint8)
+    start = -raw.ctypes.data % ALIGNMENT
+    out = raw[start : start + a.nbytes].view(a.dtype).reshape(a.shape)
+    np.copyto(out, a)
+    return out
+
+
 def held(a: Any, share: bool) -> tuple[Any, bool]:
-    """The array as the dataset function reads it, and whether it is the array's own memory.
+    """The array as the dataset function reads it, and whether TensorFlow reads it in place (no variable).
 
     A big aligned array (imdb's multi-hot matrix: `expkit.data.preprocess.aligned_zeros`) becomes a tensor over
-    the same memory through DLPack, so it is not held twice. Anything else is copied into a variable: a tf.data
+    the same memory through DLPack, so it is not held twice. A big array of such a dtype that TensorFlow cannot use
+    as it is (numpy aligns large arrays to 16 bytes, e.g. mnist's scaled float32 pixels) is first copied once into an
+    aligned buffer, which is then read in place: one memcpy, where a variable cost 0.45 s of CPU for mnist's 179 MB
+    (benchmarks/CHANGES.md, twelfth pass). Anything else (small, other dtypes) is copied into a variable: a tf.data
     function captures a variable's handle, where a captured tensor could be copied into the graph.
     """
     import tensorflow as tf
 
-    if share and shareable(a):
+    big = isinstance(a, np.ndarray) and a.nbytes >= SHARE_MIN_BYTES and a.dtype.name in SHAREABLE
+    if share and big:
+        a = a if shareable(a) else aligned_copy(a)
         return tf.experimental.dlpack.from_dlpack(a.__dlpack__()), True
     return tf.Variable(a, trainable=False), False
 
