@@ -122,7 +122,7 @@ def list_options() -> None:
         options = group_options(group)
         if options:
             typer.echo(f"{group}: {', '.join(options)}")
-    from expkit.data.named import all_source_names
+    from expkit.data.catalog import all_source_names
 
     typer.echo(f"dataset sources (dataset.source): {', '.join(all_source_names())}")
 

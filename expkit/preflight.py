@@ -21,7 +21,7 @@ from expkit.errors import ExpkitError
 
 def dataset_sizes(config: ExperimentConfig) -> tuple[int, int] | None:
     """(training, test) samples the source gives before max_*_samples (its `sizes`), or None when unknown without loading."""
-    from expkit.data.named import get_source, source_options
+    from expkit.data.catalog import get_source, source_options
 
     dataset = config.dataset
     source = get_source(dataset.source)
@@ -67,7 +67,7 @@ def check_split_sizes(config: ExperimentConfig, n_train: int, n_test: int) -> No
 def target_shapes(config: ExperimentConfig) -> dict[str, tuple[int, ...]]:
     """Each target's per-sample shape, for sources whose targets have the user's own shape (the source's `target_shapes`,
     e.g. random: from its options; npz: from the file's headers); {} for sources whose labels are class indices."""
-    from expkit.data.named import get_source, source_options
+    from expkit.data.catalog import get_source, source_options
 
     dataset = config.dataset
     source = get_source(dataset.source)
@@ -121,7 +121,7 @@ def preflight(config: ExperimentConfig) -> ExperimentConfig:
     """Raise ExpkitError for anything about the data that would fail the run before training: the source's own checks
     (its dataset name, files, folders, columns), split sizes, and the loss against the targets' shapes. Cheap: no data
     is loaded, no TensorFlow imported. Returns `config`."""
-    from expkit.data.named import check_source
+    from expkit.data.catalog import check_source
 
     check_source(config.dataset, data_dir=config.paths.data_dir, seed=config.seed)  # an unknown source fails with a suggestion
     sizes = dataset_sizes(config)

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from expkit.config.schema import Dataset, OneHot, Standardize
+from expkit.data.catalog import get_loader
 from expkit.data.pipeline import fingerprint, load_splits
 from expkit.data.preprocess import apply_steps, fit_step, multi_hot, one_hot, pad_sequences
-from expkit.data.sources import get_loader, load_boston_housing, load_imdb, load_reuters
+from expkit.data.sources import load_boston_housing, load_imdb, load_reuters
 from expkit.errors import ExpkitError
 from tests.conftest import BlockedDownloads, expkit_env
 from tests.datagen import write_image_npz, write_imdb_npz, write_reuters_npz

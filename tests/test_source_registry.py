@@ -82,7 +82,7 @@ def load(options: JsonlOptions, *, path: str | None, **_: Any) -> Any:
 def jsonl_source(tmp_path: Path) -> Iterator[Path]:
     """The one file, on the expkit.data package path, discovered as a new source would be; removed afterwards."""
     from expkit import data
-    from expkit.data.named import SOURCES, discover_sources
+    from expkit.data.catalog import SOURCES, discover_sources
 
     folder = tmp_path / "plugins"
     folder.mkdir()
@@ -132,7 +132,7 @@ def test_the_registered_source_is_listed_and_an_unregistered_one_is_unknown(json
     assert listed.exit_code == 0, listed.output
     line = next(x for x in listed.output.splitlines() if x.startswith("dataset sources"))
     assert "jsonl" in line.split(": ", 1)[1].split(", ")
-    from expkit.data.named import SOURCES, get_source
+    from expkit.data.catalog import SOURCES, get_source
 
     SOURCES.pop("jsonl")  # unregistered: validation and the loader's lookup both name the known sources, from the registry
     with pytest.raises(ExpkitError, match=r"dataset\.source: unknown dataset source 'jsonl' \(sources: image_dir, keras, npz, "):

@@ -154,7 +154,7 @@ def test_served_outputs_equal_trained_outputs_on_raw_rows(tmp_path: Path) -> Non
 
 def load_all(config, path: Path) -> dict[str, np.ndarray]:
     """Every row of `path` as the training arrays (the loader's own reading)."""
-    from expkit.data.named import SOURCES, source_options
+    from expkit.data.catalog import SOURCES, source_options
     from expkit.data.table import load_file
 
     x, _, _ = load_file(path, source_options(SOURCES["table"], config.dataset), ["colour", "size"])

@@ -157,7 +157,7 @@ def bad_folders(root: Path) -> dict[str, tuple[Path, str]]:
 
 
 def test_bad_folders_are_one_error_naming_the_folder_or_file(tmp_path: Path) -> None:
-    from expkit.data.named import check_source
+    from expkit.data.catalog import check_source
     from expkit.errors import ExpkitError
 
     for name, (folder, message) in bad_folders(tmp_path / "bad").items():
@@ -195,7 +195,7 @@ VARIANTS = {
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_inference_model_on_raw_strings_equals_the_training_model(tmp_path: Path, variant: str) -> None:
     """Acceptance 7 (text): Input(string) -> fitted TextVectorization -> trained model gives the training model's outputs."""
-    from expkit.data.named import SOURCES, source_options
+    from expkit.data.catalog import SOURCES, source_options
     from expkit.serving.inference import InferenceModel
     from expkit.serving.text import write_text_inference
     from expkit.training.runner import train_and_evaluate

@@ -16,7 +16,7 @@ from expkit.errors import did_you_mean, suggestion
 def check_dataset_options(cfg: dict[str, Any], problems: Problems) -> None:
     """Options beyond the shared dataset keys belong to the source's own registered schema."""
     from expkit.config.schema import Dataset
-    from expkit.data.named import SOURCES
+    from expkit.data.catalog import SOURCES
 
     dataset = cfg.get("dataset")
     if not isinstance(dataset, dict):
@@ -24,7 +24,7 @@ def check_dataset_options(cfg: dict[str, Any], problems: Problems) -> None:
     extra = {k: dataset[k] for k in list(dataset) if k not in Dataset.model_fields}
     source = SOURCES.get(str(dataset.get("source")))
     if source is None and isinstance(dataset.get("source"), str):
-        from expkit.data.named import all_source_names
+        from expkit.data.catalog import all_source_names
 
         known = all_source_names()
         if dataset["source"] not in known:

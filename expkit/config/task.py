@@ -24,7 +24,7 @@ def loss_key(loss: Any) -> str:
 def named_source(config: ExperimentConfig) -> bool:
     """A source whose targets are arrays of the user's own shape (random, npz): their encoding shows in their shape,
     which the pre-flight reads (expkit.preflight.check_targets), not in the preprocessing steps."""
-    from expkit.data.named import SOURCES
+    from expkit.data.catalog import SOURCES
 
     source = SOURCES.get(config.dataset.source)
     return source is not None and source.named_arrays

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from expkit.data.images import ImageFiles, ImageSplits
+if TYPE_CHECKING:
+    from expkit.data.images import ImageSplits
 
 
 def save_augmented_grid(splits: ImageSplits, path: Path, seed: int, rows: int = 3, cols: int = 4) -> Path:
@@ -17,7 +20,7 @@ def save_augmented_grid(splits: ImageSplits, path: Path, seed: int, rows: int = 
     import matplotlib.pyplot as plt
     import tensorflow as tf
 
-    first = ImageSplits(**{**splits.__dict__, "train": ImageFiles(splits.train.paths[:1], splits.train.labels[:1]), "cache": None})
+    first = replace(splits, train=replace(splits.train, paths=splits.train.paths[:1], labels=splits.train.labels[:1]), cache=None)
     plain = first.sample("train", 1)[0]
     augment = first._augmenter(seed)
     images = [plain] + [

@@ -107,14 +107,28 @@ def check_source(dataset: Any, *, data_dir: str | None, seed: int) -> None:
         source.check(source_options(source, dataset), path=dataset.path, data_dir=data_dir, seed=seed)
 
 
+PACKAGE_PREFIX = "pkg://"
+
+
+def package_file(path: str) -> str:
+    """pkg://package/inner/file -> the file's path in the installed package (unchanged otherwise, or if not installed)."""
+    if not path.startswith(PACKAGE_PREFIX):
+        return path
+    from importlib import resources
+    from importlib.util import find_spec
+
+    package, _, inner = path[len(PACKAGE_PREFIX) :].partition("/")
+    if not package or find_spec(package) is None:
+        return path
+    return str(resources.files(package).joinpath(inner))
+
+
 def dataset_origin(dataset: Any, data_dir: str | None) -> str:
     """Where the dataset is read from (`Source.origin`; default: the `dataset.path` file, pkg:// resolved, else the source's name)."""
     source = get_source(dataset.source)
     if source.origin is not None:
         return source.origin(source_options(source, dataset), path=dataset.path, data_dir=data_dir, seed=0)
     if dataset.path:
-        from expkit.data.table import package_file
-
         return package_file(dataset.path)
     return str(dataset.source)
 
@@ -248,9 +262,3 @@ def discover_sources(paths: list[str] | None = None) -> list[str]:
     for name in found:
         importlib.import_module(f"expkit.data.{name}")
     return found
-
-
-# Sources in modules of their own register themselves on import (each imports nothing heavy at module level).
-from expkit.data import builtin, image_dir, table, text_dir  # noqa: E402, F401
-
-discover_sources()

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from expkit.data.named import Source, dataset_origin, get_source, source_options
+from expkit.data.catalog import Source, dataset_origin, get_source, source_options
 from expkit.data.preprocess import apply_steps
 from expkit.data.splits import Array, DataSplits, Splits, arrays_of, fingerprint, num_samples, take
 from expkit.errors import ExpkitError, suggestion

@@ -25,22 +25,6 @@ KERAS_SPLIT_SEED = 113
 TRAIN_TEST = (("x_train", "y_train"), ("x_test", "y_test"))  # the seed keras.datasets uses for its shuffles
 
 
-def get_loader(source: str, name: str) -> Loader:
-    """The loader function for `dataset.source` / `dataset.name` of the keras and sklearn sources."""
-    from expkit.data.named import get_source
-
-    get_source(source)  # an unknown source fails with a suggestion
-    return DATASETS[source].get(name, key="dataset.name")  # type: ignore[no-any-return]
-
-
-def data_origin(source: str, name: str, path: str | None, data_dir: str | None) -> str:
-    """Where `load` reads this dataset from, for error messages (see `expkit.data.named.dataset_origin`)."""
-    from expkit.config.schema import Dataset
-    from expkit.data.named import dataset_origin
-
-    return dataset_origin(Dataset(source=source, name=name, path=path), data_dir)
-
-
 def find_local_file(fname: str, explicit: str | None, data_dir: str | None) -> Path | None:
     """An explicit `dataset.path`, else `<paths.data_dir>/<fname>` if it exists."""
     if explicit:

@@ -29,14 +29,13 @@ from pydantic import Field, field_validator
 
 from expkit.config.features import FeatureSpec, feature_spec
 from expkit.config.schema import Strict
-from expkit.data.named import Named, NamedArrays, register_source
+from expkit.data.named import PACKAGE_PREFIX, Named, NamedArrays, package_file
 from expkit.errors import ExpkitError, did_you_mean
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-PACKAGE_PREFIX = "pkg://"
 # check_table reads a file up to this size whole (finding every bad value before a run starts); larger ones: the header.
 CHECK_ALL_BYTES = 64 * 2**20
 STREAM_BYTES = 256 * 2**20
@@ -76,19 +75,6 @@ class TableOptions(Strict):
         from expkit.config.features import NumericFeature
 
         return {c: self.features.get(c) or NumericFeature() for c in columns}
-
-
-def package_file(path: str) -> str:
-    """pkg://package/inner/file -> the file's path in the installed package (unchanged otherwise, or if not installed)."""
-    if not path.startswith(PACKAGE_PREFIX):
-        return path
-    from importlib import resources
-    from importlib.util import find_spec
-
-    package, _, inner = path[len(PACKAGE_PREFIX) :].partition("/")
-    if not package or find_spec(package) is None:
-        return path
-    return str(resources.files(package).joinpath(inner))
 
 
 def resolve_path(path: str | None, data_dir: str | None, key: str) -> Path:
@@ -343,14 +329,6 @@ def split_rows(x: Named, y: Named, fraction: float, seed: int, stratify: np.ndar
     return (rows(x, train), rows(y, train)), (rows(x, test), rows(y, test))
 
 
-def stream_table(options: TableOptions, **kwargs: Any) -> Any:
-    """The streamed splits of a large file (expkit.data.table_stream), or None to load it into memory."""
-    from expkit.data.table_stream import stream_table as stream
-
-    return stream(options, **kwargs)
-
-
-@register_source("table", TableOptions, check=check_table, stream=stream_table)
 def load_table(options: TableOptions, *, path: str | None, data_dir: str | None = None, seed: int = 42, **_: Any) -> NamedArrays:
     """Named raw arrays from the table file(s): a test file, or a seeded (stratified) split."""
     file = resolve_path(path, data_dir, "dataset.path")

@@ -49,7 +49,7 @@ class Job:
         params = None if resume else knobs
         # A job that shares the cores with other jobs (joblib, clusters) has no idle core for the opener: it imports
         # TensorFlow first, by which time a joblib sweep's parent run (created while the workers start) exists.
-        overlap = context.threads is None
+        overlap = context.threads is None and recorder.background_start
         try:
             if overlap:
                 recorder.start(self.name, self.tags(drift), run_id=run_id, params=params, overlap=True)

@@ -87,6 +87,10 @@ class RunRecord:
 class Recorder(Protocol):
     """What a job records through. Use start(), then the log_* methods, then end(status)."""
 
+    #: Whether start(overlap=True) opens the run in the background while the job imports TensorFlow (else the job
+    #: starts the run after that import, in its own process).
+    background_start: bool
+
     @property
     def run_id(self) -> str | None:
         """The run's id; None when nothing is recorded."""
@@ -153,6 +157,7 @@ class NullRecorder:
 
     run_id: str | None = None
     tensorboard_dir: Path | None = None
+    background_start = False
 
     def start(
         self, name: str, tags: dict[str, str], *, run_id: str | None = None, params: dict[str, Any] | None = None, overlap: bool = False

@@ -15,7 +15,11 @@ def requirements() -> list[str]:
     import numpy as np
     import tensorflow as tf
 
-    return [f"keras=={keras.__version__}", f"tensorflow=={tf.__version__}", f"mlflow=={mlflow.__version__}", f"numpy=={np.__version__}"]
+    from expkit.tracking.installed import seed_requirement_map
+
+    pins = [f"keras=={keras.__version__}", f"tensorflow=={tf.__version__}", f"mlflow=={mlflow.__version__}", f"numpy=={np.__version__}"]
+    seed_requirement_map(pins)  # MLflow's requirement check then looks up these four packages only (see installed.py)
+    return pins
 
 
 def package_version(*names: str) -> str | None:

@@ -91,6 +91,13 @@ class MlflowRecorder:
         return cls(run, output_dir=Path(config.paths.output_dir), server_wait_s=t.server_wait_s, plot_smoothing=t.plot_smoothing)
 
     @property
+    def background_start(self) -> bool:
+        """A run opened by a second process (tracking/opener.py) only when asked for: it costs more CPU than it saves wall time."""
+        from expkit.tracking.opener import wanted
+
+        return wanted()
+
+    @property
     def tracked(self) -> TrackedRun:
         assert isinstance(self.run, TrackedRun), "a nested run has no run of its own to start, open or finish"
         return self.run

@@ -40,8 +40,6 @@ def experiment_params(config: dict[str, Any]) -> dict[str, Any]:
     return run_params(config)
 
 
-
-
 class TrackedRun:
     """The MLflow side of one training run. Use start(), then the log_* methods, then end()."""
 
