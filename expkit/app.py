@@ -10,6 +10,7 @@ import math
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -124,6 +125,16 @@ def build_only(config: ExperimentConfig) -> None:
     print(f"parameters: {model.count_params():,} ({trainable:,} trainable)")
 
 
+def hydra_config_dirs() -> list[Path]:
+    """The --config-dir folders of this Hydra app (their presets may be extended): handed to validation."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    sources = HydraConfig.get().runtime.config_sources
+    return [Path(s.path) for s in sources if s.provider == "command-line" and s.schema == "file"]
+
+
 def in_multirun() -> bool:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -202,7 +213,7 @@ class HydraTask:
         multirun = in_multirun()
         overrides = [o for o in job_overrides() if not o.startswith("hydra.run.dir=")]
         try:
-            config = preflight(validate_config(cfg))  # files, sources, split sizes: before any run or run folder
+            config = preflight(validate_config(cfg, hydra_config_dirs()))  # files, sources, split sizes: before any run or run folder
             check_strategy(config.trainer.strategy)
             if self.invocation.action == "validate":
                 print(f"config OK: {config.name}")

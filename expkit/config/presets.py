@@ -79,19 +79,6 @@ def presets_setting(key: str, value: Any, config_dirs: list[Path]) -> list[Path]
     return [f for f in _preset_files(config_dirs) if (_preset_model(str(f), f.stat().st_mtime_ns) or {}).get(key, object()) == value]
 
 
-def hydra_config_dirs() -> list[Path]:
-    """The --config-dir folders of the running Hydra app (none outside one)."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        if not HydraConfig.initialized():
-            return []
-        sources = HydraConfig.get().runtime.config_sources
-        return [Path(s.path) for s in sources if s.provider == "command-line" and s.schema == "file"]
-    except Exception:
-        return []
-
-
 def inherited_model_keys(raw_model: dict[str, Any], config_dirs: list[Path] | None = None, name: str | None = None) -> list[str]:
     """Keys a preset that defines its own model inherited unchanged and does not use: the default mlp's `units`, its
     `layers`/`loss`/`metrics` under a graph model, or a parent preset's hyperparameter (mnist_dense's `units`) once the
@@ -101,7 +88,7 @@ def inherited_model_keys(raw_model: dict[str, Any], config_dirs: list[Path] | No
     own_layers = {k: raw_model.get(k) for k in ("layers", "nodes", "outputs")}
     fields = set(ExperimentConfig.model_fields["model"].annotation.model_fields)  # type: ignore[union-attr]
     unused = [k for k in raw_model if k not in fields and "${model." + k not in repr({n: v for n, v in raw_model.items() if n != k})]
-    dirs = (hydra_config_dirs() if config_dirs is None else config_dirs) if unused else []
+    dirs = (config_dirs or []) if unused else []
     parents = [p for p in _preset_model_nodes(dirs, name) if p != raw_model] if unused else []
     for parent in parents:  # a parent: its own hyperparameters all arrived unchanged, but its layers were replaced
         hparams = {k: v for k, v in parent.items() if k not in fields}
@@ -145,7 +132,7 @@ def check_model_hparams(
     for key in sorted(extras - used):
         best = did_you_mean(key, fields + sorted(used))
         hint = f"did you mean 'model.{best}'?" if best else "reference it from a layer as ${model." + key + "}, or remove it"
-        dirs = hydra_config_dirs() if config_dirs is None else config_dirs
+        dirs = config_dirs or []
         chain = preset_chain(config.name, dirs)
         written = [f for f in presets_setting(key, raw_model.get(key), dirs) if f in chain]
         where = f" (written in {', '.join(str(f) for f in written[:3])})" if written else ""

@@ -25,7 +25,7 @@ __all__ = ["CATEGORICAL_LOSSES", "SPARSE_LOSSES", "Problems", "loss_key", "valid
 def validate_config(cfg: Any, config_dirs: list[Path] | None = None) -> ExperimentConfig:
     """Resolve `cfg` (DictConfig or dict), check it against the schema and Keras' names.
 
-    `config_dirs`: extra config folders (--config-dir) whose presets may be extended; default: the running Hydra app's.
+    `config_dirs`: extra config folders (--config-dir) whose presets may be extended (the app passes its own: expkit.app.hydra_config_dirs).
     """
     from omegaconf import DictConfig, OmegaConf, open_dict
     from omegaconf.errors import OmegaConfBaseException
