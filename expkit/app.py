@@ -223,8 +223,8 @@ class HydraTask:
             resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
             derived = derived_keys(cfg)  # keys written as interpolations: logged once, under the key they refer to
             context = job_context(overrides, self.invocation, config.trainer.cpus, derived)
-            if config.trainer.threads is None:
-                config.trainer.threads = context.threads
+            if config.trainer.threads is None:  # a copy: the validated config is never changed in place
+                config = config.model_copy(update={"trainer": config.trainer.model_copy(update={"threads": context.threads})})
             return Job(config, resolved, context, new_recorder(config)).run()
         except ParentRunUnavailable as error:  # reported once, by the launching process, when the sweep ends
             return TaskResult(score=None, state="FAIL", reason=str(error))

@@ -103,10 +103,11 @@ class Job:
         from expkit.training.progress import epoch_lines, resolve_verbose
         from expkit.training.resume import StopRequest
 
-        config, context, recorder, objective = self.config, self.context, self.recorder, self.objective
+        context, recorder, objective = self.context, self.recorder, self.objective
         job = context.label
-        verbose = config.trainer.verbose
-        config.trainer.verbose = resolve_verbose(verbose, bool(job))  # type: ignore[assignment]
+        verbose = self.config.trainer.verbose
+        trainer = self.config.trainer.model_copy(update={"verbose": resolve_verbose(verbose, bool(job))})
+        config = self.config.model_copy(update={"trainer": trainer})  # a copy: the validated config is never changed in place
         hooks = context.epoch_hooks()
         if job and verbose == "auto":
             hooks.append(lambda _objective: epoch_lines(job, config.trainer.epochs))
