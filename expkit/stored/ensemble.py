@@ -135,30 +135,27 @@ def ensemble(refs: list[str], *, weights: str | None, fit: bool, uri: str | None
 
 def log_ensemble(members: list[StoredRun], result: dict[str, Any], config: Any) -> str:
     """The ensemble as a run of its own in the first member's experiment; returns its id."""
-    import time
+    from expkit.tracking.writes import log_finished_run
 
-    from mlflow.entities import Metric, Param
-
-    client, first = members[0].client, members[0].run
-    names = " + ".join(m.name for m in members)
-    tags = {"expkit.ensemble.members": ",".join(m.run_id for m in members), "preset": first.data.tags.get("preset", "")}
-    run = client.create_run(first.info.experiment_id, run_name=f"ensemble: {names}"[:100], tags=tags)
+    first = members[0].run
     params = {
         "ensemble.members": ",".join(m.run_id[:8] for m in members),
         "ensemble.weights": ",".join(f"{w:.4f}" for w in result["weights"]),
         "ensemble.weights_fitted_on": "validation" if result["fitted"] else "given",
         "dataset.name": config.dataset.name,
     }
-    from expkit.tracking.values import readable
-
-    now = int(time.time() * 1000)
-    metrics = [Metric(k, readable(v), now, 0) for k, v in result["ensemble"].items()]
+    metrics = dict(result["ensemble"])
     for m, member in zip(members, result["members"], strict=True):
-        metrics += [Metric(f"members/{m.run_id[:8]}/{k}", readable(v), now, 0) for k, v in member.items() if k.startswith("test_")]
-    client.log_batch(run.info.run_id, metrics=metrics, params=[Param(k, str(v)) for k, v in params.items()])
-    client.log_text(run.info.run_id, json.dumps(result, indent=1), "ensemble.json")
-    client.set_terminated(run.info.run_id, "FINISHED")
-    return str(run.info.run_id)
+        metrics.update({f"members/{m.run_id[:8]}/{k}": v for k, v in member.items() if k.startswith("test_")})
+    return log_finished_run(
+        members[0].client,
+        first.info.experiment_id,
+        "ensemble: " + " + ".join(m.name for m in members),
+        tags={"expkit.ensemble.members": ",".join(m.run_id for m in members), "preset": first.data.tags.get("preset", "")},
+        params=params,
+        metrics=metrics,
+        texts={"ensemble.json": json.dumps(result, indent=1)},
+    )
 
 
 def render(result: dict[str, Any]) -> str:

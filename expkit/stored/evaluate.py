@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 
 from expkit.errors import ExpkitError
 from expkit.stored.run import open_run
@@ -13,8 +12,6 @@ SPLITS = ("test", "validation", "train")
 
 def evaluate(ref: str, overrides: list[str], *, split: str, name: str | None, uri: str | None) -> tuple[str, dict[str, float]]:
     """Evaluate run `ref`'s model on `split` of its dataset with `overrides` (dataset.* keys); returns (label, metrics)."""
-    from mlflow.entities import Metric
-
     from expkit.data import load_splits
     from expkit.training.batches import ArrayBatches
 
@@ -26,10 +23,7 @@ def evaluate(ref: str, overrides: list[str], *, split: str, name: str | None, ur
     stored = open_run(ref, uri)
     config = stored.config(overrides)
     splits = load_splits(config.dataset, data_dir=config.paths.data_dir, seed=config.seed)
-    if hasattr(splits, "sizes"):  # arrays keyed by input/output name (npz, random, text_dir), as the model was trained
-        from expkit.training.runner import name_splits
-
-        splits = name_splits(config.model, splits)
+    splits = splits.for_model(config.model)  # arrays keyed by input/output name (npz, random, text_dir), as the model was trained
     x, y = {"test": (splits.x_test, splits.y_test), "validation": (splits.x_val, splits.y_val), "train": (splits.x_train, splits.y_train)}[
         split
     ]
@@ -44,10 +38,10 @@ def evaluate(ref: str, overrides: list[str], *, split: str, name: str | None, ur
     if not re.fullmatch(r"[\w.-]+", label):
         raise ExpkitError(f"'{label}' is not a usable name", key="--name", hint="letters, digits, _ . -")
     from expkit.tracking.values import readable
+    from expkit.tracking.writes import log_metrics
 
     metrics = {f"eval/{label}/{k}": readable(v) for k, v in values.items()}  # as stored: float32's shortest decimal
-    now = int(time.time() * 1000)
-    stored.client.log_batch(stored.run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
+    log_metrics(stored.client, stored.run_id, metrics)
     if overrides:
         stored.client.set_tag(stored.run_id, f"eval.{label}.overrides", " ".join(overrides))
     return label, metrics

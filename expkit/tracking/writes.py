@@ -38,3 +38,26 @@ def tolerate_concurrent_insert(write: Callable[[], None], attempts: int = 3) -> 
             if attempt == attempts - 1 or not any(marker in str(exc) for marker in DUPLICATE_ROW):
                 raise
             time.sleep(0.05 * (attempt + 1))
+
+
+def log_finished_run(
+    client: mlflow.MlflowClient,
+    experiment_id: str,
+    run_name: str,
+    *,
+    tags: dict[str, str],
+    params: dict[str, object],
+    metrics: dict[str, float],
+    texts: dict[str, str],
+) -> str:
+    """A run recorded whole and ended FINISHED (an ensemble's): its tags, params, step-0 metrics and text artifacts."""
+    from mlflow.entities import Param
+
+    run = client.create_run(experiment_id, run_name=run_name[:100], tags=tags)
+    run_id = str(run.info.run_id)
+    client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    log_metrics(client, run_id, metrics)
+    for name, text in texts.items():
+        client.log_text(run_id, text, name)
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
