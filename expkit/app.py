@@ -252,6 +252,10 @@ class HydraTask:
 
 
 def run(args: list[str], invocation: Invocation) -> None:
-    """Run the Hydra app with `args` as its command line."""
+    """Run the Hydra app with `args` as its command line (Hydra's main reads `sys.argv`: set for the call, then restored)."""
+    saved = sys.argv
     sys.argv = ["expkit", *args]
-    hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(HydraTask(invocation))()
+    try:
+        hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(HydraTask(invocation))()
+    finally:
+        sys.argv = saved

@@ -21,7 +21,7 @@ from expkit.config.locate import PACKAGE_DIR
 from expkit.errors import ExpkitError
 from expkit.reproduce_margin import apply_margins
 from expkit.reproduce_report import render_markdown, render_table
-from expkit.reproduce_stats import Attempt, Result
+from expkit.reproduce_stats import Attempt, TargetResult
 from expkit.reproduce_targets import Target, load_targets, missing_data, select_targets, targets_file
 
 if TYPE_CHECKING:
@@ -130,7 +130,7 @@ def record_child(parent: ParentRun, attempt: Attempt, target: Target, repeat: in
         parent.tag(tags, attempt.run_id)
 
 
-def finish_parent(parent: ParentRun, results: list[Result], report: Path | None, status: str) -> None:
+def finish_parent(parent: ParentRun, results: list[TargetResult], report: Path | None, status: str) -> None:
     """Each target's verdict (a tag) and mean and std (metrics), the report as an artifact; then the status."""
     for result in results:
         parent.tag({f"verdict.{result.target.name}": result.verdict[:250]})
@@ -188,13 +188,13 @@ def reproduce(
 
     stamp = datetime.now(UTC).strftime("%Y-%m-%d_%H-%M-%S")
     started = datetime.now(UTC)
-    results: list[Result] = []
+    results: list[TargetResult] = []
     status = "FAILED"
     try:
         todo = [(t, r) for t in selected for r in range(max(repeats, t.repeats))]
         done = 0
         for target in selected:
-            result = Result(target)
+            result = TargetResult(target)
             results.append(result)
             missing = missing_data(target, data)
             if missing:
@@ -242,7 +242,7 @@ def reproduce(
     return 1 if failed else 0
 
 
-def _band_note(result: Result) -> str:
+def _band_note(result: TargetResult) -> str:
     if result.mean is None or result.skipped:
         return ""
     return f" ({result.target.metric} {result.mean:.4f}, band {result.target.accept})"

@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from expkit.reproduce_stats import Result
+    from expkit.reproduce_stats import TargetResult
     from expkit.reproduce_targets import Target
 
 
-def margin_failure(result: Result, by_name: dict[str, Result]) -> str | None:
+def margin_failure(result: TargetResult, by_name: dict[str, TargetResult]) -> str | None:
     """Why `result` does not beat its compared target by the margin (None: it does, or it has no `beats`)."""
     beats = result.target.beats
     if beats is None or result.mean is None or result.skipped:
@@ -31,7 +31,7 @@ def margin_failure(result: Result, by_name: dict[str, Result]) -> str | None:
     return f"{result.mean:.4f} is {gap:+.4f} {better} {beats.target} ({other.mean:.4f}); the book's claim needs {beats.by:g} or more"
 
 
-def apply_margins(results: list[Result]) -> None:
+def apply_margins(results: list[TargetResult]) -> None:
     """Set each result's `margin_failure` from the other results of the same reproduction."""
     by_name = {r.target.name: r for r in results}
     for result in results:

@@ -12,13 +12,13 @@ from pathlib import Path
 from expkit.config.locate import PACKAGE_DIR
 from expkit.reproduce_margin import band_text
 from expkit.reproduce_record import carried_over
-from expkit.reproduce_stats import Result
+from expkit.reproduce_stats import TargetResult
 from expkit.tracking.table import render_table as text_table
 
 COLUMNS = ("preset", "metric", "book", "result", "band", "verdict", "wall time")
 
 
-def rows(results: list[Result]) -> list[tuple[str, ...]]:
+def rows(results: list[TargetResult]) -> list[tuple[str, ...]]:
     return [
         (
             r.target.name,
@@ -33,7 +33,7 @@ def rows(results: list[Result]) -> list[tuple[str, ...]]:
     ]
 
 
-def render_table(results: list[Result]) -> str:
+def render_table(results: list[TargetResult]) -> str:
     """A plain-text table for the terminal."""
     return text_table(COLUMNS, rows(results))
 
@@ -74,7 +74,13 @@ def git_commit() -> str:
 
 
 def render_markdown(
-    results: list[Result], *, command: str, started: datetime, data_dir: Path | None, interrupted: bool = False, previous: str | None = None
+    results: list[TargetResult],
+    *,
+    command: str,
+    started: datetime,
+    data_dir: Path | None,
+    interrupted: bool = False,
+    previous: str | None = None,
 ) -> str:
     """RESULTS.md: the table, where and how it was made, and every run's value; then the targets of `previous` (the
     file it replaces) that were not rerun, under their own headings (expkit/reproduce_record.py)."""

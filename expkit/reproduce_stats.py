@@ -1,4 +1,4 @@
-"""What a reproduction measured: one run per seed (`Attempt`) and a target's runs together (`Result`): their mean,
+"""What a reproduction measured: one run per seed (`Attempt`) and a target's runs together (`TargetResult`): their mean,
 sample standard deviation and verdict against the band."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ class Attempt:
 
 
 @dataclass
-class Result:
+class TargetResult:
     target: Target
     attempts: list[Attempt] = field(default_factory=list)
     skipped: str | None = None  # "needs mnist.npz"

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from expkit import reproduce
-from expkit.reproduce_stats import Attempt, Result
+from expkit.reproduce_stats import Attempt, TargetResult
 from expkit.reproduce_targets import Band, Target
 from expkit.selection.objective import Objective
 from expkit.tracking.parent import PARENT_TAG, SWEEP_ENV, Handoff, ParentRun, child_run, hand_off, handed_parent, handoff
@@ -93,7 +93,7 @@ def test_a_reproduce_parent_adopts_the_run_a_training_made_under_it(
     reproduce.record_child(parent, attempt, target, 0)
     report = tmp_path / "RESULTS.md"
     report.write_text("# results\n")
-    reproduce.finish_parent(parent, [Result(target, [attempt])], report, "FAILED")
+    reproduce.finish_parent(parent, [TargetResult(target, [attempt])], report, "FAILED")
 
     (child,) = parent.children()
     assert child.info.run_id == training.run_id and child.data.tags[PARENT_TAG] == parent.run_id

@@ -10,7 +10,7 @@ import pytest
 from expkit.config.locate import group_options
 from expkit.errors import ExpkitError
 from expkit.reproduce_report import render_markdown
-from expkit.reproduce_stats import Attempt, Result
+from expkit.reproduce_stats import Attempt, TargetResult
 from expkit.reproduce_targets import Band, Target, load_targets, missing_data, select_targets, targets_file
 from tests.conftest import mlflow_runs, run_expkit
 
@@ -36,12 +36,12 @@ def test_band_and_verdicts() -> None:
     assert band.contains(0.7) and band.contains(0.8) and not band.contains(0.69) and not band.contains(0.81)
     assert str(Band(max=3.0)) == "≤ 3" and str(band) == "0.7–0.8"
     target = Target(name="t", metric="test_accuracy", accept=band)
-    two = Result(target, [Attempt(42, 0.72), Attempt(43, 0.76)])
+    two = TargetResult(target, [Attempt(42, 0.72), Attempt(43, 0.76)])
     assert two.verdict == "pass" and two.mean == pytest.approx(0.74) and two.std == pytest.approx(0.0283, abs=1e-4)
     assert "± 0.0283 (n=2)" in two.result_text()
-    assert Result(target, [Attempt(42, 0.6)]).verdict == "FAIL"
-    assert Result(target, [Attempt(42, 0.75), Attempt(43, error="expkit train exited 2")]).failed
-    skipped = Result(target, skipped="needs mnist.npz")
+    assert TargetResult(target, [Attempt(42, 0.6)]).verdict == "FAIL"
+    assert TargetResult(target, [Attempt(42, 0.75), Attempt(43, error="expkit train exited 2")]).failed
+    skipped = TargetResult(target, skipped="needs mnist.npz")
     assert skipped.verdict == "skipped: needs mnist.npz" and not skipped.failed
     report = render_markdown([two, skipped], command="expkit reproduce t", started=datetime.now(UTC), data_dir=None)
     assert "| t | test_accuracy | - | 0.7400 ± 0.0283 (n=2) | 0.7–0.8 | pass |" in report

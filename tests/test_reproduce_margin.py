@@ -12,17 +12,17 @@ import pytest
 from expkit.errors import ExpkitError
 from expkit.reproduce_margin import apply_margins
 from expkit.reproduce_report import render_markdown
-from expkit.reproduce_stats import Attempt, Result
+from expkit.reproduce_stats import Attempt, TargetResult
 from expkit.reproduce_targets import Band, Beats, Target, load_targets, select_targets, targets_file
 from tests.conftest import mlflow_runs, run_expkit
 
 
-def spiral_pair(deep: list[float], shallow: list[float], by: float = 0.2) -> tuple[Result, Result]:
+def spiral_pair(deep: list[float], shallow: list[float], by: float = 0.2) -> tuple[TargetResult, TargetResult]:
     deep_target = Target(name="deep", metric="test_accuracy", accept=Band(min=0.63), beats=Beats(target="shallow", by=by))
     shallow_target = Target(name="shallow", metric="test_accuracy", accept=Band(max=0.8))
     results = (
-        Result(deep_target, [Attempt(42 + i, v) for i, v in enumerate(deep)]),
-        Result(shallow_target, [Attempt(42 + i, v) for i, v in enumerate(shallow)]),
+        TargetResult(deep_target, [Attempt(42 + i, v) for i, v in enumerate(deep)]),
+        TargetResult(shallow_target, [Attempt(42 + i, v) for i, v in enumerate(shallow)]),
     )
     apply_margins(list(results))
     return results
@@ -38,18 +38,18 @@ def test_deep_must_beat_shallow_by_the_margin_even_inside_its_band() -> None:
     report = render_markdown([deep, shallow], command="expkit reproduce deep", started=datetime.now(UTC), data_dir=None)
     assert "| ≥ 0.63; shallow + 0.2 | FAIL: 0.7173 is +0.1360 above shallow" in report
     # nothing to compare with is a failure, not a pass
-    lone = Result(deep.target, [Attempt(42, 0.99)])
+    lone = TargetResult(deep.target, [Attempt(42, 0.99)])
     apply_margins([lone])
     assert lone.failed and "cannot compare with shallow (not run)" in lone.verdict
-    errored = Result(shallow.target, [Attempt(42, error="expkit train exited 1")])
+    errored = TargetResult(shallow.target, [Attempt(42, error="expkit train exited 1")])
     apply_margins([lone, errored])
     assert lone.failed and "cannot compare with shallow (error: expkit train exited 1)" in lone.verdict
 
 
 def test_lower_is_better_margin() -> None:
     target = Target(name="small", metric="test_mae", accept=Band(max=3.0), beats=Beats(target="big", by=0.5, higher_is_better=False))
-    small = Result(target, [Attempt(42, 2.4)])
-    big = Result(Target(name="big", metric="test_mae", accept=Band(max=9.0)), [Attempt(42, 3.0)])
+    small = TargetResult(target, [Attempt(42, 2.4)])
+    big = TargetResult(Target(name="big", metric="test_mae", accept=Band(max=9.0)), [Attempt(42, 3.0)])
     apply_margins([small, big])
     assert small.verdict == "pass"
     small.attempts[0].value = 2.7

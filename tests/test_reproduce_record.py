@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from expkit.reproduce_report import render_markdown
-from expkit.reproduce_stats import Attempt, Result
+from expkit.reproduce_stats import Attempt, TargetResult
 from expkit.reproduce_targets import Band, Target
 
 
 def report(name: str, value: float, previous: str | None) -> str:
-    result = Result(Target(name=name, metric="test_accuracy", accept=Band(min=0.5)), [Attempt(42, value, run_id="abcdef0123")])
+    result = TargetResult(Target(name=name, metric="test_accuracy", accept=Band(min=0.5)), [Attempt(42, value, run_id="abcdef0123")])
     return render_markdown([result], command=f"expkit reproduce {name}", started=datetime.now(UTC), data_dir=None, previous=previous)
 
 
