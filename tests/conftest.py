@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socketserver
@@ -109,8 +110,13 @@ def run_inprocess(*args: str, cwd: Path, timeout: float = 600, **env: str) -> su
             if isinstance(lg, logging.Logger)
         }
         determinism = _op_determinism()
+        handler_streams = {
+            h: h.stream
+            for h in (ref() for ref in logging._handlerList)  # type: ignore[attr-defined]
+            if isinstance(h, logging.StreamHandler) and any(vars(h).get("stream") is s for s in saved_streams)  # not lastResort's property
+        }
         paths = (Path(capture) / "stdout", Path(capture) / "stderr")
-        files = [open(path, "a", buffering=1, encoding="utf-8", errors="replace") for path in paths]  # noqa: SIM115
+        files = [_Capture(path, name) for path, name in zip(paths, ("stdout", "stderr"), strict=True)]
         code = 0
         try:
             for name in [k for k in os.environ if k.startswith(("MLFLOW_", "EXPKIT_", "HYDRA_"))]:
@@ -124,8 +130,13 @@ def run_inprocess(*args: str, cwd: Path, timeout: float = 600, **env: str) -> su
             sys.argv = ["expkit", *args]
             sys.stdout.flush(), sys.stderr.flush()
             for fd, stream in zip((1, 2), files, strict=True):
-                os.dup2(stream.fileno(), fd)  # O_APPEND: the descriptor and the Python stream both write at the end
-            sys.stdout, sys.stderr = files
+                os.dup2(stream.file.fileno(), fd)  # O_APPEND: the descriptor and the Python stream both write at the end
+            sys.stdout, sys.stderr = files  # type: ignore[assignment]
+            # Handlers made before (absl's, MLflow's) write to the command's streams too. This also keeps this process's own
+            # streams open: absl's handler closes its stream unless it is the current sys.stderr, and Hydra's
+            # logging.config.dictConfig closes every handler.
+            for handler, stream in handler_streams.items():
+                handler.stream = files[saved_streams.index(stream)]  # type: ignore[attr-defined]
             _reset_hydra()
             with warnings.catch_warnings():
                 from expkit import cli
@@ -151,11 +162,13 @@ def run_inprocess(*args: str, cwd: Path, timeout: float = 600, **env: str) -> su
                 with contextlib.suppress(Exception):
                     stream.flush()
             sys.stdout, sys.stderr = saved_streams
+            for handler, stream in handler_streams.items():
+                handler.stream = stream  # type: ignore[attr-defined]
             for fd, saved in zip((1, 2), saved_fds, strict=True):
                 os.dup2(saved, fd)
                 os.close(saved)
             for stream in files:
-                stream.close()
+                stream.release()
             os.chdir(saved_cwd)
             sys.argv = saved_argv
             os.environ.clear()
@@ -180,6 +193,48 @@ def run_inprocess(*args: str, cwd: Path, timeout: float = 600, **env: str) -> su
             _reset_keras(determinism)
         stdout, stderr = (path.read_text(encoding="utf-8", errors="replace") for path in paths)
     return subprocess.CompletedProcess(["expkit", *args], code, stdout, stderr)
+
+
+class _Capture(io.TextIOBase):
+    """sys.stdout / sys.stderr while `run_inprocess` runs a command: a file the command's output is appended to.
+
+    Whatever keeps a reference after the command (a logging handler made during it, MLflow's logger configured on its
+    first import) then writes to the process's stream of the moment (`release`), not to a closed file.
+    """
+
+    def __init__(self, path: Path, name: str) -> None:
+        self.file: io.TextIOWrapper | None = open(path, "a", buffering=1, encoding="utf-8", errors="replace")  # noqa: SIM115
+        self.name = name
+
+    def _target(self) -> Any:
+        return self.file if self.file is not None else getattr(sys, self.name)
+
+    def write(self, text: str) -> int:
+        return self._target().write(text)
+
+    def flush(self) -> None:
+        self._target().flush()
+
+    def fileno(self) -> int:
+        return self._target().fileno()
+
+    def isatty(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    def close(self) -> None:
+        """Nothing: a handler closing its stream (absl's, logging.shutdown) must not end the capture; see `release`."""
+
+    def release(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
 
 
 def _reset_hydra() -> None:
