@@ -139,6 +139,7 @@ def run_inprocess(*args: str, cwd: Path, timeout: float = 600, **env: str) -> su
                 handler.stream = files[saved_streams.index(stream)]  # type: ignore[attr-defined]
             _reset_hydra()
             with warnings.catch_warnings():
+                _interpreter_warnings()  # pytest records warnings; a process prints them to stderr
                 from expkit import cli
 
                 cli.quiet_start()
@@ -235,6 +236,19 @@ class _Capture(io.TextIOBase):
         if self.file is not None:
             self.file.close()
             self.file = None
+
+
+def _interpreter_warnings() -> None:
+    """The warning filters and printer a new `python` process starts with (CPython's defaults, then PYTHONWARNINGS)."""
+    import warnings
+
+    warnings.resetwarnings()
+    warnings.filterwarnings("default", category=DeprecationWarning, module="__main__", append=True)
+    for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+        warnings.filterwarnings("ignore", category=category, append=True)
+    for spec in filter(None, os.environ.get("PYTHONWARNINGS", "").split(",")):
+        warnings._setoption(spec)  # type: ignore[attr-defined]  # as `python -W SPEC` does
+    warnings.showwarning = warnings._showwarning_orig  # type: ignore[attr-defined]
 
 
 def _reset_hydra() -> None:
