@@ -131,7 +131,7 @@ def test_default_train_records_everything(workdir: Path) -> None:
 
 @pytest.mark.slow
 def test_real_mnist_one_epoch_trains(workdir: Path, shared_data: Path) -> None:
-    done = run_expkit(
+    done = run_inprocess(
         "train", "+experiment=mnist_dense", "trainer.epochs=1", "trainer.verbose=0", "tracking.log_model=false",
         cwd=workdir, EXPKIT_DATA_DIR=str(shared_data),
     )  # fmt: skip
@@ -145,7 +145,7 @@ def test_real_mnist_one_epoch_trains(workdir: Path, shared_data: Path) -> None:
 
 @pytest.mark.slow
 def test_multirun_sweep_records_a_run_per_job(workdir: Path, shared_data: Path) -> None:
-    done = run_expkit(
+    done = run_inprocess(
         "train", "-m", "+experiment=mnist_dense", "trainer.epochs=1", "optimizer.learning_rate=1e-3,1e-4",
         "dataset.max_train_samples=2000", "dataset.validation.holdout=500", "dataset.max_test_samples=500", "trainer.verbose=0",
         "tracking.log_model=false",
@@ -204,9 +204,9 @@ def test_missing_dataset_offline_says_where_it_looked(workdir: Path, blocked_dow
 
 @pytest.mark.slow
 def test_nan_loss_fails_the_run_and_keeps_earlier_runs(workdir: Path) -> None:
-    ok = run_expkit("train", "trainer.epochs=1", "trainer.verbose=0", "tracking.log_model=false", cwd=workdir)
+    ok = run_inprocess("train", "trainer.epochs=1", "trainer.verbose=0", "tracking.log_model=false", cwd=workdir)
     assert ok.returncode == 0, ok.stderr
-    bad = run_expkit("train", "optimizer=sgd", "optimizer.learning_rate=1e10", "trainer.epochs=3", "trainer.verbose=0", cwd=workdir)
+    bad = run_inprocess("train", "optimizer=sgd", "optimizer.learning_rate=1e10", "trainer.epochs=3", "trainer.verbose=0", cwd=workdir)
     assert bad.returncode == 2, bad.stderr
     assert "NaN" in bad.stderr and "Traceback" not in bad.stderr
     statuses = sorted(r.info.status for r in mlflow_runs(workdir, "digits_mlp"))
