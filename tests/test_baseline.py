@@ -13,7 +13,7 @@ from expkit.data.sources import load_reuters
 from expkit.training.activations import ActivationLogger
 from expkit.training.baseline import random_baseline
 from expkit.training.callbacks import CALLBACKS, attach_data
-from tests.conftest import mlflow_runs, run_expkit
+from tests.conftest import mlflow_runs, run_inprocess
 from tests.datagen import write_reuters_npz
 
 
@@ -60,7 +60,7 @@ def test_reuters_layout_run_logs_baseline_and_activations(workdir: Path) -> None
     data.mkdir()
     write_reuters_npz(data / "reuters.npz", n=1200, vocab=12000)
     (_, _), (_, y_test) = load_reuters(data_dir=str(data), num_words=10000)
-    done = run_expkit(
+    done = run_inprocess(
         "train",
         "+experiment=reuters_dense",
         "callbacks=activations",

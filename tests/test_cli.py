@@ -11,42 +11,72 @@ import numpy as np
 import pytest
 
 from expkit.data.pipeline import load_splits
-from tests.conftest import BlockedDownloads, compose, expkit_env, mlflow_runs, output_dirs, read_metrics, run_expkit
+from tests.conftest import BlockedDownloads, compose, expkit_env, mlflow_runs, output_dirs, read_metrics, run_expkit, run_inprocess
 
+# Each command line in one fresh process, one after another (Hydra's state cleared between them): its exit code, and the
+# heavy modules imported so far. A module imported by one command stays imported, so the first command that imports one
+# fails, and every later one with it.
 NO_HEAVY_IMPORTS = """
+import json
 import sys
+
 from expkit.cli import app
-try:
-    app({args!r})
-except SystemExit as stop:
-    assert (stop.code or 0) == {code}, stop.code
-heavy = sorted(m for m in ("tensorflow", "keras", "mlflow") if m in sys.modules)
-assert not heavy, heavy
+
+commands, out = json.loads(sys.argv[1]), sys.argv[2]  # read first: `expkit train` rewrites sys.argv
+results = []
+for args in commands:
+    if "hydra.core.global_hydra" in sys.modules:
+        from hydra.core.global_hydra import GlobalHydra
+
+        GlobalHydra.instance().clear()
+    try:
+        app(args, prog_name="expkit")
+        code = 0
+    except SystemExit as stop:
+        code = stop.code or 0
+    results.append({"code": code, "heavy": sorted(m for m in ("tensorflow", "keras", "mlflow") if m in sys.modules)})
+with open(out, "w") as file:
+    json.dump(results, file)
 """
 
+LIGHT_COMMANDS = [
+    (["--help"], 0),
+    (["train", "--help"], 0),
+    (["show", "+experiment=imdb_dense"], 0),
+    (["list"], 0),
+    (["validate", "+experiment=reuters_dense"], 0),
+    (["train", "trainer.epoch=3"], 2),
+    (["train", "trainer.epochs=ten"], 2),
+    (["train", "+model.layers.0.unit=3"], 2),
+    (["train", "+experiment=imdb_dense", "model.loss=categorical_crossentropy"], 2),
+]
 
-@pytest.mark.parametrize(
-    ("args", "exit_code"),
-    [
-        (["--help"], 0),
-        (["train", "--help"], 0),
-        (["show", "+experiment=imdb_dense"], 0),
-        (["list"], 0),
-        (["validate", "+experiment=reuters_dense"], 0),
-        (["train", "trainer.epoch=3"], 2),
-        (["train", "trainer.epochs=ten"], 2),
-        (["train", "+model.layers.0.unit=3"], 2),
-        (["train", "+experiment=imdb_dense", "model.loss=categorical_crossentropy"], 2),
-    ],
-)
-def test_cli_startup_and_config_errors_import_no_tensorflow_or_mlflow(args: list[str], exit_code: int, tmp_path: Path) -> None:
-    code = NO_HEAVY_IMPORTS.format(args=args, code=exit_code)
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=expkit_env(), capture_output=True, text=True)
+
+@pytest.fixture(scope="module")
+def light_commands(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    """LIGHT_COMMANDS run in one real `python` process (a process each cost a second of start-up apiece)."""
+    import json
+
+    folder = tmp_path_factory.mktemp("light")
+    out = folder / "results.json"
+    args = [json.dumps([a for a, _ in LIGHT_COMMANDS]), str(out)]
+    done = subprocess.run([sys.executable, "-c", NO_HEAVY_IMPORTS, *args], cwd=folder, env=expkit_env(), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+    return json.loads(out.read_text())
+
+
+@pytest.mark.parametrize(("index", "args", "exit_code"), [(i, a, c) for i, (a, c) in enumerate(LIGHT_COMMANDS)])
+def test_cli_startup_and_config_errors_import_no_tensorflow_or_mlflow(
+    light_commands: list[dict], index: int, args: list[str], exit_code: int
+) -> None:
+    result = light_commands[index]
+    assert result["code"] == exit_code, (args, result)
+    first = next((LIGHT_COMMANDS[i][0] for i, r in enumerate(light_commands) if r["heavy"]), None)
+    assert not result["heavy"], f"{result['heavy']} imported by then; first by {first}"
 
 
 def test_show_prints_resolved_preset(workdir: Path) -> None:
-    done = run_expkit("show", "+experiment=imdb_dense", "model.units=32", cwd=workdir)
+    done = run_inprocess("show", "+experiment=imdb_dense", "model.units=32", cwd=workdir)
     assert done.returncode == 0, done.stderr
     assert "name: imdb_dense" in done.stdout
     assert "units: 32" in done.stdout and "${model.units}" not in done.stdout
@@ -54,7 +84,7 @@ def test_show_prints_resolved_preset(workdir: Path) -> None:
 
 
 def test_list_shows_presets_and_groups(workdir: Path) -> None:
-    done = run_expkit("list", cwd=workdir)
+    done = run_inprocess("list", cwd=workdir)
     assert done.returncode == 0
     presets = next(line for line in done.stdout.splitlines() if line.startswith("experiment:"))
     for name in ("mnist_dense", "torres_mnist_dense", "imdb_dense", "reuters_dense", "boston_final"):
@@ -63,7 +93,8 @@ def test_list_shows_presets_and_groups(workdir: Path) -> None:
 
 
 def test_default_train_records_everything(workdir: Path) -> None:
-    done = run_expkit("train", "trainer.epochs=3", "trainer.verbose=0", cwd=workdir)
+    """In-process (the same `expkit train` command line); the slow set trains through real processes."""
+    done = run_inprocess("train", "trainer.epochs=3", "trainer.verbose=0", cwd=workdir)
     assert done.returncode == 0, done.stderr
     (run_dir,) = output_dirs(workdir)
     assert (run_dir / "checkpoints" / "best.keras").stat().st_size > 0
@@ -100,7 +131,7 @@ def test_default_train_records_everything(workdir: Path) -> None:
 
 @pytest.mark.slow
 def test_real_mnist_one_epoch_trains(workdir: Path, shared_data: Path) -> None:
-    done = run_expkit(
+    done = run_inprocess(
         "train", "+experiment=mnist_dense", "trainer.epochs=1", "trainer.verbose=0", "tracking.log_model=false",
         cwd=workdir, EXPKIT_DATA_DIR=str(shared_data),
     )  # fmt: skip
@@ -114,7 +145,7 @@ def test_real_mnist_one_epoch_trains(workdir: Path, shared_data: Path) -> None:
 
 @pytest.mark.slow
 def test_multirun_sweep_records_a_run_per_job(workdir: Path, shared_data: Path) -> None:
-    done = run_expkit(
+    done = run_inprocess(
         "train", "-m", "+experiment=mnist_dense", "trainer.epochs=1", "optimizer.learning_rate=1e-3,1e-4",
         "dataset.max_train_samples=2000", "dataset.validation.holdout=500", "dataset.max_test_samples=500", "trainer.verbose=0",
         "tracking.log_model=false",
@@ -149,7 +180,7 @@ def test_multirun_sweep_records_a_run_per_job(workdir: Path, shared_data: Path) 
     ],
 )
 def test_bad_config_fails_cleanly(workdir: Path, args: list[str], expected: list[str]) -> None:
-    done = run_expkit("train", *args, cwd=workdir, timeout=60)
+    done = run_inprocess("train", *args, cwd=workdir)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     for text in expected:
@@ -173,9 +204,9 @@ def test_missing_dataset_offline_says_where_it_looked(workdir: Path, blocked_dow
 
 @pytest.mark.slow
 def test_nan_loss_fails_the_run_and_keeps_earlier_runs(workdir: Path) -> None:
-    ok = run_expkit("train", "trainer.epochs=1", "trainer.verbose=0", "tracking.log_model=false", cwd=workdir)
+    ok = run_inprocess("train", "trainer.epochs=1", "trainer.verbose=0", "tracking.log_model=false", cwd=workdir)
     assert ok.returncode == 0, ok.stderr
-    bad = run_expkit("train", "optimizer=sgd", "optimizer.learning_rate=1e10", "trainer.epochs=3", "trainer.verbose=0", cwd=workdir)
+    bad = run_inprocess("train", "optimizer=sgd", "optimizer.learning_rate=1e10", "trainer.epochs=3", "trainer.verbose=0", cwd=workdir)
     assert bad.returncode == 2, bad.stderr
     assert "NaN" in bad.stderr and "Traceback" not in bad.stderr
     statuses = sorted(r.info.status for r in mlflow_runs(workdir, "digits_mlp"))
@@ -197,7 +228,7 @@ def test_user_presets_from_config_dir(workdir: Path, rate: float, code: int, tex
     presets = workdir / "myconf" / "experiment"
     presets.mkdir(parents=True)
     (presets / "my_dropout.yaml").write_text(USER_PRESET.replace("RATE", str(rate)))
-    done = run_expkit("validate", "--config-dir", str(workdir / "myconf"), "+experiment=my_dropout", cwd=workdir, timeout=60)
+    done = run_inprocess("validate", "--config-dir", str(workdir / "myconf"), "+experiment=my_dropout", cwd=workdir)
     assert done.returncode == code, done.stderr
     assert text in done.stdout + done.stderr
     assert "Traceback" not in done.stderr

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from expkit.config import validate_config
 from expkit.config.overrides import check_overrides
 from expkit.errors import ExpkitError
-from tests.conftest import run_expkit
+from tests.conftest import run_inprocess
 
 KEYS = [
     "trainer.epochs", "trainer.batch_size", "trainer.verbose", "optimizer.learning_rate", "optimizer.type", "model.units",
@@ -87,7 +87,7 @@ def test_random_yaml_presets_never_crash(tmp_path_factory, body: dict, overrides
     validate_in_process(["--config-dir", str(conf), "+experiment=fuzz", *overrides])
 
 
-# Each example starts the real CLI (~3 s): few examples, and no shrinking, so a failure stays cheap in CI.
+# Each example runs the whole CLI (in-process, `run_inprocess`): few examples, and no shrinking, so a failure stays cheap in CI.
 @pytest.mark.slow
 @settings(
     max_examples=6,
@@ -100,6 +100,6 @@ def test_random_yaml_presets_never_crash(tmp_path_factory, body: dict, overrides
 @example(body=REGRESSIONS[1][0], overrides=REGRESSIONS[1][1])
 def test_random_input_through_the_real_cli(tmp_path_factory, body: dict, overrides: list[str]) -> None:
     conf = write_preset(tmp_path_factory, body)
-    done = run_expkit("validate", "--config-dir", str(conf), "+experiment=fuzz", *overrides, cwd=conf, timeout=60)
+    done = run_inprocess("validate", "--config-dir", str(conf), "+experiment=fuzz", *overrides, cwd=conf)
     assert done.returncode in (0, 2), done.stderr
     assert "Traceback" not in done.stderr

@@ -13,7 +13,7 @@ import pytest
 from expkit.config import validate_config
 from expkit.config.locate import conf_dir
 from expkit.errors import ExpkitError
-from tests.conftest import mlflow_runs, output_dirs, read_metrics, run_expkit
+from tests.conftest import mlflow_runs, output_dirs, read_metrics, run_inprocess
 from tests.datagen import write_imdb_npz
 
 keras = pytest.importorskip("keras")
@@ -383,7 +383,7 @@ def test_preset_with_own_model_does_not_inherit_mlp_keys(tmp_path: Path) -> None
     ids=["dangling", "cycle", "kwarg", "no-loss"],
 )
 def test_bad_graph_fails_fast_naming_the_node(workdir: Path, overrides: list[str], expected: str) -> None:
-    done = run_expkit("validate", "+experiment=multi_input", *overrides, cwd=workdir)
+    done = run_inprocess("validate", "+experiment=multi_input", *overrides, cwd=workdir)
     assert done.returncode == 2, done.stderr
     assert expected in done.stderr and "Traceback" not in done.stderr
     assert "tensorflow" not in done.stderr.lower()  # failed before TensorFlow was imported (its start-up logs are absent)
@@ -429,7 +429,7 @@ def test_loss_must_fit_each_output(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_three_headed_model_trains_and_logs_one_loss_per_head(workdir: Path) -> None:
     args = ("+experiment=multi_output", "dataset.train_samples=64", "dataset.test_samples=16", "dataset.validation.holdout=16")
-    done = run_expkit("train", *args, "trainer.verbose=0", "tracking.tensorboard.enabled=false", cwd=workdir)
+    done = run_inprocess("train", *args, "trainer.verbose=0", "tracking.tensorboard.enabled=false", cwd=workdir)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "no architecture diagram" in done.stderr or "model.png" in str(list(workdir.rglob("model.png")))
     (run,) = mlflow_runs(workdir, "multi_output")
@@ -456,7 +456,7 @@ def test_three_headed_model_trains_and_logs_one_loss_per_head(workdir: Path) -> 
 
 
 def test_validate_build_prints_summary_and_parameter_count(workdir: Path) -> None:
-    done = run_expkit("validate", "--build", "+experiment=shared_lstm", cwd=workdir)
+    done = run_inprocess("validate", "--build", "+experiment=shared_lstm", cwd=workdir)
     assert done.returncode == 0, done.stderr[-3000:]
     keras.utils.clear_session()
     expected = raw_shared_lstm().count_params()

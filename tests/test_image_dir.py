@@ -11,7 +11,7 @@ from PIL import Image
 from expkit.config.schema import Dataset
 from expkit.data.pipeline import load_splits
 from expkit.errors import ExpkitError
-from tests.conftest import mlflow_runs, run_expkit
+from tests.conftest import mlflow_runs, run_inprocess
 
 
 def write_tree(root: Path, classes: dict[str, int], splits: tuple[str, ...] = ("train", "validation", "test"), size: int = 12) -> Path:
@@ -100,13 +100,13 @@ def test_image_folder_trains_end_to_end_and_a_broken_image_fails_cleanly(workdir
         "trainer.verbose=0",
         "tracking.log_model=false",
     )
-    done = run_expkit(*common, cwd=workdir)
+    done = run_inprocess(*common, cwd=workdir)
     assert done.returncode == 0, done.stderr
     (run,) = mlflow_runs(workdir, "digits_mlp")
     assert run.data.metrics["test_accuracy"] >= 0.9 and "val_loss" in run.data.metrics
 
     (root / "test" / "cats" / "3.png").write_bytes(b"\x89PNG broken")
-    failed = run_expkit(*common, cwd=workdir)
+    failed = run_inprocess(*common, cwd=workdir)
     assert failed.returncode == 2 and "Traceback" not in failed.stderr
     assert f"cannot read image {root / 'test' / 'cats' / '3.png'}" in failed.stderr
     statuses = sorted(r.info.status for r in mlflow_runs(workdir, "digits_mlp"))

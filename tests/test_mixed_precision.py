@@ -13,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from expkit.config.schema import Trainer
-from tests.conftest import REPO, compose, mlflow_runs, output_dirs, read_metrics, run_expkit
+from tests.conftest import REPO, compose, mlflow_runs, output_dirs, read_metrics, run_expkit, run_inprocess
 
 
 def test_mixed_precision_true_is_mixed_float16_and_precision_names_any_policy() -> None:
@@ -41,7 +41,7 @@ def test_bad_precision_settings_are_refused(kwargs: dict, loc: str, words: str) 
 
 
 def test_a_bad_mixed_precision_value_is_one_clear_cli_error(tmp_path: Path) -> None:
-    done = run_expkit("validate", "trainer.mixed_precision=sometimes", cwd=tmp_path)
+    done = run_inprocess("validate", "trainer.mixed_precision=sometimes", cwd=tmp_path)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "trainer.mixed_precision" in done.stderr and "true or false" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1  # one message
@@ -154,7 +154,7 @@ def test_mixed_float16_trains_logs_resumes_after_kill_9_and_serves_raw_inputs(wo
     assert state["epoch"] == 0  # killed at the end of epoch 1, before its state was saved
     assert loss_scaled(run_dir / "checkpoints" / "resume" / state["weights"])  # the saved optimizer state includes the loss scale
 
-    resumed = run_expkit("resume", str(run_dir), cwd=workdir, PYTHONPATH=str(REPO))
+    resumed = run_inprocess("resume", str(run_dir), cwd=workdir, PYTHONPATH=str(REPO))
     assert resumed.returncode == 0, resumed.stderr
     assert "after epoch 1" in resumed.stderr
     assert read_metrics(run_dir)["epochs_run"] == 3

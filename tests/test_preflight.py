@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from expkit.errors import ExpkitError
-from tests.conftest import run_expkit
+from tests.conftest import run_inprocess
 from tests.datagen import write_image_npz
 
 # --- helpers ------------------------------------------------------------------------------------------------------
@@ -86,7 +86,7 @@ def preset(folder: Path, name: str, text: str) -> Path:
 def test_config_errors_exit_2_before_a_run_or_folder_exists(workdir: Path, overrides: list[str], expected: list[str]) -> None:
     data = small_mnist(workdir)
     args = [o.format(tmp=workdir, data=data) for o in overrides]
-    done = run_expkit("train", *args, cwd=workdir, timeout=120)
+    done = run_inprocess("train", *args, cwd=workdir)
     assert done.returncode == 2, done.stderr
     assert all(text in done.stderr for text in expected), done.stderr
     assert "Traceback" not in done.stderr
@@ -102,7 +102,7 @@ def test_holdout_against_the_real_mnist_size_needs_no_data_file(tmp_path: Path) 
 def test_a_sweep_whose_every_job_has_the_same_error_stops_before_its_first_job(workdir: Path) -> None:
     data = small_mnist(workdir)
     common = ["+experiment=mnist_dense", f"dataset.path={data}", "dataset.max_train_samples=100", "dataset.validation.holdout=200"]
-    done = run_expkit("train", "-m", *common, "optimizer.learning_rate=1e-3,1e-4", "hydra/launcher=joblib", cwd=workdir, timeout=120)
+    done = run_inprocess("train", "-m", *common, "optimizer.learning_rate=1e-3,1e-4", "hydra/launcher=joblib", cwd=workdir)
     assert done.returncode == 2, done.stderr
     assert "every job of this sweep would fail" in done.stderr and "holdout of 200" in done.stderr, done.stderr
     assert "Launching" not in done.stdout + done.stderr
@@ -112,9 +112,9 @@ def test_a_sweep_whose_every_job_has_the_same_error_stops_before_its_first_job(w
 def test_an_optuna_search_whose_every_trial_has_the_same_error_stops_before_its_first_trial(workdir: Path) -> None:
     # The case: the search preset's 10,000-sample holdout with 5,000 training samples.
     data = small_mnist(workdir, n_train=6000)
-    done = run_expkit(
+    done = run_inprocess(
         "train", "-m", "+experiment=mnist_dense", "+hparams_search=mnist_dense_optuna", f"dataset.path={data}",
-        "dataset.max_train_samples=5000", cwd=workdir, timeout=120,
+        "dataset.max_train_samples=5000", cwd=workdir,
     )  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert "every job of this sweep would fail" in done.stderr and "holdout of 10000 samples" in done.stderr, done.stderr
@@ -185,7 +185,7 @@ def test_a_word_for_a_number_gets_a_plain_message_and_a_hint(tmp_path: Path) -> 
 
 
 def test_validate_cli_refuses_a_zero_width_layer(workdir: Path) -> None:
-    done = run_expkit("validate", "model.units=0", cwd=workdir, timeout=120)
+    done = run_inprocess("validate", "model.units=0", cwd=workdir)
     assert done.returncode == 2 and "model.units" in done.stderr and "at least 1" in done.stderr, done.stderr
 
 
@@ -200,7 +200,7 @@ def test_a_duplicate_key_in_a_preset_names_the_file_and_line(tmp_path: Path) -> 
 
 def test_a_yaml_syntax_error_in_a_preset_names_the_file_and_line(workdir: Path) -> None:
     folder = preset(workdir / "conf", "broken", "name: broken\ntrainer: [1, 2\n")
-    done = run_expkit("train", "--config-dir", str(folder), "+experiment=broken", cwd=workdir, timeout=120)
+    done = run_inprocess("train", "--config-dir", str(folder), "+experiment=broken", cwd=workdir)
     assert done.returncode == 2
     assert "broken.yaml" in done.stderr and "line 4" in done.stderr and "expected ',' or ']'" in done.stderr, done.stderr
 
@@ -311,9 +311,9 @@ def test_integer_labels_for_a_categorical_loss_are_refused_before_fit() -> None:
 @pytest.mark.slow
 def test_the_books_functional_toy_model_trains_on_soft_targets(workdir: Path) -> None:
     folder = preset(workdir / "conf", "toy", TOY)
-    done = run_expkit(
+    done = run_inprocess(
         "train", "--config-dir", str(folder), "+experiment=toy", "model.outputs.label.loss={type: CategoricalCrossentropy}",
-        "tracking=none", cwd=workdir, timeout=300,
+        "tracking=none", cwd=workdir,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "test_accuracy" in done.stdout

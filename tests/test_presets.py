@@ -9,7 +9,7 @@ import pytest
 
 from expkit.models.builder import build_model
 from expkit.training.compile import compile_model
-from tests.conftest import compose, mlflow_runs, output_dirs, read_metrics, run_expkit
+from tests.conftest import compose, mlflow_runs, output_dirs, read_metrics, run_inprocess
 from tests.datagen import write_imdb_npz, write_reuters_npz
 
 FAST = ("trainer.verbose=0", "tracking.log_model=false")
@@ -51,7 +51,7 @@ def test_text_preset_trains_with_book_parameter_count(
     data = workdir / "data"
     data.mkdir()
     writer(data)
-    done = run_expkit("train", f"+experiment={preset}", *FAST, *extra, cwd=workdir, EXPKIT_DATA_DIR=str(data))
+    done = run_inprocess("train", f"+experiment={preset}", *FAST, *extra, cwd=workdir, EXPKIT_DATA_DIR=str(data))
     assert done.returncode == 0, done.stderr
     (run,) = mlflow_runs(workdir, preset)
     assert run.info.status == "FINISHED"
@@ -63,7 +63,7 @@ def test_text_preset_trains_with_book_parameter_count(
 
 @pytest.mark.slow
 def test_boston_final_on_real_data_has_keras_split(workdir: Path, shared_data: Path) -> None:
-    done = run_expkit("train", "+experiment=boston_final", "trainer.epochs=20", *FAST, cwd=workdir, EXPKIT_DATA_DIR=str(shared_data))
+    done = run_inprocess("train", "+experiment=boston_final", "trainer.epochs=20", *FAST, cwd=workdir, EXPKIT_DATA_DIR=str(shared_data))
     assert done.returncode == 0, done.stderr
     (run_dir,) = output_dirs(workdir)
     metrics = read_metrics(run_dir)

@@ -16,7 +16,7 @@ import pytest
 
 from expkit.data.pipeline import load_splits
 from expkit.errors import ExpkitError
-from tests.conftest import REPO, compose, expkit_env, mlflow_runs, output_dirs, read_metrics, run_expkit
+from tests.conftest import REPO, compose, expkit_env, mlflow_runs, output_dirs, read_metrics, run_expkit, run_inprocess
 from tests.fabricate import add_run, make_store
 
 FAST = ("trainer.verbose=0", "tracking.log_model=false")
@@ -48,7 +48,7 @@ def test_kill_9_between_state_save_and_mlflow_log_then_resume_backfills_the_epoc
     assert state["epoch"] == 1 and len(state["history"]["loss"]) == 2  # epoch 1 was saved ...
     assert run.info.status == "RUNNING" and loss_steps(workdir, run.info.run_id) == [0]  # ... but never reached MLflow
 
-    resumed = run_expkit("resume", str(run_dir), cwd=workdir, PYTHONPATH=str(REPO))  # by folder path
+    resumed = run_inprocess("resume", str(run_dir), cwd=workdir, PYTHONPATH=str(REPO))  # by folder path
     assert resumed.returncode == 0, resumed.stderr
     assert "after epoch 2" in resumed.stderr
     (run,) = mlflow_runs(workdir, "digits_mlp")
@@ -63,7 +63,7 @@ def test_kill_9_between_state_save_and_mlflow_log_then_resume_backfills_the_epoc
     assert len(list((run_dir / "tensorboard").glob(f"*_{run.info.run_id[:8]}/train/events.out.tfevents.*"))) == 2
 
     # Resuming again finds nothing unfinished.
-    again = run_expkit("resume", "latest", cwd=workdir)
+    again = run_inprocess("resume", "latest", cwd=workdir)
     assert again.returncode == 2 and "no unfinished run" in again.stderr
 
 
@@ -72,9 +72,9 @@ def test_resume_matches_an_uninterrupted_run(workdir: Path) -> None:
     straight, interrupted = workdir / "straight", workdir / "interrupted"
     straight.mkdir(), interrupted.mkdir()
     common = ("trainer.epochs=5", "trainer.deterministic=true", *FAST)
-    assert run_expkit("train", *common, cwd=straight).returncode == 0
+    assert run_inprocess("train", *common, cwd=straight).returncode == 0
     run_expkit("train", *common, crash_callback(interrupted, 1, signal.SIGKILL), cwd=interrupted, PYTHONPATH=str(REPO))
-    assert run_expkit("resume", "latest", cwd=interrupted, PYTHONPATH=str(REPO)).returncode == 0
+    assert run_inprocess("resume", "latest", cwd=interrupted, PYTHONPATH=str(REPO)).returncode == 0
     (a,), (b,) = output_dirs(straight), output_dirs(interrupted)
     # Weights, optimizer state and the per-epoch shuffle order are restored exactly: the same numbers, bit for bit.
     assert read_metrics(b)["final"] == read_metrics(a)["final"]
@@ -91,7 +91,7 @@ def test_signal_stops_at_batch_boundary_marks_killed_and_resumes(workdir: Path, 
     assert run.info.status == "KILLED"
     assert loss_steps(workdir, run.info.run_id) == [0, 1]  # the cut-short epoch is not recorded
 
-    resumed = run_expkit("resume", run.info.run_id[:10], cwd=workdir, PYTHONPATH=str(REPO))
+    resumed = run_inprocess("resume", run.info.run_id[:10], cwd=workdir, PYTHONPATH=str(REPO))
     assert resumed.returncode == 0, resumed.stderr
     (run,) = mlflow_runs(workdir, "digits_mlp")
     assert run.info.status == "FINISHED" and loss_steps(workdir, run.info.run_id) == [0, 1, 2, 3]
@@ -106,11 +106,11 @@ def test_resume_refuses_a_changed_config_unless_forced(workdir: Path) -> None:
     run_expkit("train", *args, crash_callback(workdir, 1, signal.SIGKILL), *FAST, cwd=workdir, PYTHONPATH=str(REPO))
     (presets / "mine.yaml").write_text("# @package _global_\nname: mine\ntrainer:\n  batch_size: 64\n")
 
-    refused = run_expkit("resume", "latest", cwd=workdir, PYTHONPATH=str(REPO))
+    refused = run_inprocess("resume", "latest", cwd=workdir, PYTHONPATH=str(REPO))
     assert refused.returncode == 2
     assert "config changed" in refused.stderr and "trainer.batch_size: 32 -> 64" in refused.stderr and "--force" in refused.stderr
 
-    forced = run_expkit("resume", "latest", "--force", cwd=workdir, PYTHONPATH=str(REPO))
+    forced = run_inprocess("resume", "latest", "--force", cwd=workdir, PYTHONPATH=str(REPO))
     assert forced.returncode == 0, forced.stderr
     (run,) = mlflow_runs(workdir, "mine")
     assert run.info.status == "FINISHED"
@@ -171,7 +171,7 @@ def test_bad_data_fails_the_run_cleanly_and_keeps_earlier_runs(workdir: Path) ->
     data = workdir / "data"
     data.mkdir()
     bad_npz("nan", data / "mnist.npz")
-    failed = run_expkit("train", "+experiment=mnist_dense", "trainer.epochs=1", *FAST, cwd=workdir, EXPKIT_DATA_DIR=str(data))
+    failed = run_inprocess("train", "+experiment=mnist_dense", "trainer.epochs=1", *FAST, cwd=workdir, EXPKIT_DATA_DIR=str(data))
     assert failed.returncode == 2, failed.stderr
     assert "Traceback" not in failed.stderr and "NaN or inf" in failed.stderr and str(data / "mnist.npz") in failed.stderr
     runs = sorted(mlflow_runs(workdir, "mnist_dense"), key=lambda r: r.info.start_time)
@@ -198,9 +198,9 @@ def test_a_sweep_into_a_file_that_is_not_an_mlflow_store_is_one_clear_error(work
     (workdir / "broken.db").write_text("not a database\n")
     store = f"sqlite:///{workdir / 'broken.db'}"
     pool = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
-    failed = run_expkit(
-        "train", "-m", "+experiment=mnist_dense", "trainer.epochs=1", *FAST, "model.units=8,16", f"tracking.uri={store}", *pool, cwd=workdir
-    )
+    run = run_expkit if launcher == "joblib" else run_inprocess  # joblib's workers: from a real process
+    sweep = ("train", "-m", "+experiment=mnist_dense", "trainer.epochs=1", *FAST, "model.units=8,16", f"tracking.uri={store}", *pool)
+    failed = run(*sweep, cwd=workdir)
     assert failed.returncode == 2, failed.stderr
     assert "Traceback" not in failed.stderr and "Warning" not in failed.stderr and "job failed" not in failed.stderr
     errors = [line for line in failed.stderr.splitlines() if line.startswith("error:")]

@@ -12,7 +12,7 @@ from expkit.errors import ExpkitError
 from expkit.reproduce_report import render_markdown
 from expkit.reproduce_stats import Attempt, TargetResult
 from expkit.reproduce_targets import Band, Target, load_targets, missing_data, select_targets, targets_file
-from tests.conftest import mlflow_runs, run_expkit
+from tests.conftest import mlflow_runs, run_expkit, run_inprocess
 
 
 def mlflow_artifacts(root: Path, run_id: str, folder: str) -> list:
@@ -137,13 +137,13 @@ def test_reproduce_runs_children_under_one_parent_and_fails_outside_the_band(wor
     # ... and as a keyed image, which MLflow's chart view lays out side by side across runs
     assert any(a.path.startswith("images/decision_boundary+step+0") for a in mlflow_artifacts(workdir, gauss.info.run_id, "images"))
 
-    skipped_only = run_expkit("reproduce", "needs_data", "--targets", "targets.yaml", "--data-dir", "data", cwd=workdir)
+    skipped_only = run_inprocess("reproduce", "needs_data", "--targets", "targets.yaml", "--data-dir", "data", cwd=workdir)
     assert skipped_only.returncode == 0, skipped_only.stderr
     assert "skipped" in skipped_only.stdout
-    strict = run_expkit("reproduce", "needs_data", "--require-data", "--targets", "targets.yaml", "--data-dir", "data", cwd=workdir)
+    strict = run_inprocess("reproduce", "needs_data", "--require-data", "--targets", "targets.yaml", "--data-dir", "data", cwd=workdir)
     assert strict.returncode == 1 and "needs_data: skipped: needs no_such_file.npz" in strict.stderr
 
 
 def test_unknown_target_is_a_user_error(workdir: Path) -> None:
-    done = run_expkit("reproduce", "mnist_dens", cwd=workdir)
+    done = run_inprocess("reproduce", "mnist_dens", cwd=workdir)
     assert done.returncode == 2 and "did you mean 'mnist_dense'" in done.stderr

@@ -25,7 +25,7 @@ import mlflow
 import pytest
 
 from tests import mlflow_server as ms
-from tests.conftest import expkit_env, run_expkit
+from tests.conftest import expkit_env, run_expkit, run_inprocess
 from tests.fabricate import add_run, expkit_params, make_store
 
 EXPERIMENT = "digits_mlp"
@@ -231,13 +231,11 @@ ERRORS = {
 
 
 def run_reads(bg: Background) -> dict[str, subprocess.CompletedProcess[str]]:
-    """Every read command at once (2 at a time): they only read the store."""
+    """Every read command, in this process one after another (`run_inprocess`): they only read the store."""
     store = bg.result("recorded_store")
     empty = bg.folder("empty")
     commands = read_commands(store, empty, ms.free_port())
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {name: pool.submit(run_expkit, *args, cwd=cwd, timeout=180) for name, (args, cwd) in commands.items()}
-        return {name: future.result() for name, future in futures.items()}
+    return {name: run_inprocess(*args, cwd=cwd) for name, (args, cwd) in commands.items()}
 
 
 def run_sweep(bg: Background) -> tuple[Path, subprocess.CompletedProcess[str]]:
@@ -270,7 +268,6 @@ JOBS: dict[str, Callable[[Background], Any]] = {
     "recorded_store": make_recorded_store,
     "sweep_store": run_sweep,
     "server_run": train_against_server,
-    "reads": run_reads,
     "ui_server": start_ui,
 }
 
@@ -299,7 +296,8 @@ def recorded_store(background: Background) -> Store:
 
 @pytest.fixture(scope="module")
 def reads(background: Background) -> dict[str, subprocess.CompletedProcess[str]]:
-    return background.result("reads")
+    """Run in the main thread: `run_inprocess` redirects this process's streams while a command runs."""
+    return run_reads(background)
 
 
 @pytest.fixture(scope="module")
@@ -400,7 +398,7 @@ def test_ui_refuses_a_busy_port(recorded_store: Store) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        done = run_expkit("ui", "--port", str(port), cwd=recorded_store.root, timeout=60)
+        done = run_inprocess("ui", "--port", str(port), cwd=recorded_store.root)
     assert_clean_error(done, [f"port {port} on 127.0.0.1 is already in use", "--port"])
 
 
@@ -425,7 +423,7 @@ def test_joblib_sweep_makes_a_parent_with_children(sweep_store: tuple[Path, subp
     assert parent.data.tags["sweep.best_run_id"] == best.info.run_id
     assert parent.data.tags["sweep.objective.metric"] == "val_loss"
 
-    compared = run_expkit("runs", "compare", "--sweep", parent.info.run_id[:8], cwd=root, timeout=120)
+    compared = run_inprocess("runs", "compare", "--sweep", parent.info.run_id[:8], cwd=root)
     assert_ok(compared)
     rows = parse_table(compared.stdout)
     assert rows[0]["run id"] == best.info.run_id[:8]

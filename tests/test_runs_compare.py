@@ -10,7 +10,7 @@ import pytest
 
 from expkit import runs
 from expkit.errors import ExpkitError
-from tests.conftest import run_expkit
+from tests.conftest import run_inprocess
 from tests.fabricate import FakeStore, add_run, expkit_params, make_store
 
 # Plain runs as `mnist_dense` records them: test metrics and training curves, no val_* and no objective.
@@ -113,14 +113,14 @@ def test_cli_compares_two_plain_mnist_dense_runs(shared_data: Path, tmp_path: Pa
     """Two real `mnist_dense` trainings (no validation data) with different learning rates: compare exits 0, unranked."""
     small = ("+experiment=mnist_dense", "dataset.max_train_samples=600", "dataset.max_test_samples=200", "trainer.epochs=1")
     for lr in ("0.001", "0.01"):
-        done = run_expkit("train", *small, f"optimizer.learning_rate={lr}", cwd=tmp_path, EXPKIT_DATA_DIR=str(shared_data))
+        done = run_inprocess("train", *small, f"optimizer.learning_rate={lr}", cwd=tmp_path, EXPKIT_DATA_DIR=str(shared_data))
         assert done.returncode == 0, done.stderr[-3000:]
     import mlflow
 
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     found = client.search_runs([client.get_experiment_by_name("mnist_dense").experiment_id])
     assert len(found) == 2 and all("objective" not in r.data.metrics for r in found)
-    done = run_expkit("runs", "compare", *(r.info.run_id for r in found), cwd=tmp_path)
+    done = run_inprocess("runs", "compare", *(r.info.run_id for r in found), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "not ranked: no run has an 'objective'" in done.stdout
     rows = table(done.stdout)

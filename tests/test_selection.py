@@ -14,7 +14,7 @@ import pytest
 
 from expkit.errors import ExpkitError
 from expkit.selection.objective import Objective, direction
-from tests.conftest import REPO, run_expkit
+from tests.conftest import REPO, run_expkit, run_inprocess
 
 FAST = ("trainer.verbose=0", "tracking.log_model=false", "tracking.tensorboard.enabled=false")
 
@@ -85,7 +85,7 @@ def test_kill_9_then_resume_keeps_the_highest_val_accuracy_checkpoint(workdir: P
     args = ("train", "trainer.epochs=4", "trainer.checkpoint_monitor=val_accuracy", "dataset.max_train_samples=300", fake, crash, *FAST)
     crashed = run_expkit(*args, cwd=workdir, PYTHONPATH=str(REPO))
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
-    resumed = run_expkit("resume", cwd=workdir, PYTHONPATH=str(REPO))
+    resumed = run_inprocess("resume", cwd=workdir, PYTHONPATH=str(REPO))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     (run_dir,) = [p.parent for p in (workdir / "outputs").rglob("run_id")]
     fingerprints = json.loads(record.read_text())
@@ -126,7 +126,7 @@ def test_parent_tags_the_objective_best_child_where_test_disagrees(tmp_path: Pat
 
 @pytest.mark.slow
 def test_grid_with_an_invalid_and_a_diverging_point_finishes_the_rest(workdir: Path) -> None:
-    done = run_expkit(
+    done = run_inprocess(
         "train",
         "-m",
         "trainer.epochs=2",
@@ -150,10 +150,10 @@ def test_grid_with_an_invalid_and_a_diverging_point_finishes_the_rest(workdir: P
 
     # Export the winner and train it as a preset.
     exported = workdir / "mine" / "experiment" / "winner.yaml"
-    best = run_expkit("runs", "best", "--sweep", parent.info.run_id, "--export", str(exported), cwd=workdir)
+    best = run_inprocess("runs", "best", "--sweep", parent.info.run_id, "--export", str(exported), cwd=workdir)
     assert best.returncode == 0, best.stderr
     assert "learning_rate: 0.01" in exported.read_text()
-    again = run_expkit("train", "--config-dir", str(workdir / "mine"), "+experiment=winner", "trainer.epochs=1", *FAST, cwd=workdir)
+    again = run_inprocess("train", "--config-dir", str(workdir / "mine"), "+experiment=winner", "trainer.epochs=1", *FAST, cwd=workdir)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "optimizer.learning_rate=0.01" not in again.stderr  # the value came from the preset, not an override
     trained = [r for r in client.search_runs([parent.info.experiment_id]) if r.data.tags.get("preset") == "winner"]
@@ -163,7 +163,7 @@ def test_grid_with_an_invalid_and_a_diverging_point_finishes_the_rest(workdir: P
 
 @pytest.mark.slow
 def test_fail_fast_stops_the_sweep_after_the_first_failure(workdir: Path) -> None:
-    done = run_expkit(
+    done = run_inprocess(
         "train", "-m", "sweep.fail_fast=true", "model.units=0,8", "trainer.epochs=1", "dataset.max_train_samples=200", *FAST, cwd=workdir
     )
     assert done.returncode != 0
@@ -181,7 +181,7 @@ def test_fail_fast_stops_the_sweep_after_the_first_failure(workdir: Path) -> Non
 @pytest.mark.slow
 def test_kfold_makes_one_child_per_fold_and_scores_the_mean(workdir: Path) -> None:
     args = ("dataset.validation.holdout=null", "dataset.validation.folds=3", "trainer.epochs=2", "dataset.max_train_samples=150")
-    done = run_expkit("train", *args, *FAST, cwd=workdir)
+    done = run_inprocess("train", *args, *FAST, cwd=workdir)
     assert done.returncode == 0, done.stderr[-3000:]
     client = mlflow.MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("digits_mlp").experiment_id])
@@ -206,7 +206,7 @@ def test_retrain_trains_the_best_epoch_count_on_train_plus_val_and_tests_once(wo
     record = workdir / "weights.json"
     values = "[0.9, 0.5, 0.7, 0.8, 0.9, 0.9]"
     fake = f"+callbacks.fake={{_target_: tests.fake_metric.FixedMetric, name: val_loss, values: {values}, record: '{record}'}}"
-    done = run_expkit(
+    done = run_inprocess(
         "train", "protocol=retrain", "trainer.epochs=4", "dataset.max_train_samples=200", fake, *FAST, cwd=workdir, PYTHONPATH=str(REPO)
     )
     assert done.returncode == 0, done.stderr[-3000:]

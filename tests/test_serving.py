@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from tests import mlflow_server as ms
-from tests.conftest import assert_clean_error, expkit_env, run_expkit
+from tests.conftest import assert_clean_error, expkit_env, run_expkit, run_inprocess
 from tests.mnist_sweep import Sweep, mnist_sweep
 
 
@@ -174,7 +174,7 @@ def test_predict_rejects_bad_inputs_with_one_message(sweep: Sweep, tmp_path: Pat
         with pytest.raises(ExpkitError, match=pattern):
             predict_file(run_id, tmp_path / name, tmp_path / "out.csv", uri=sweep.uri, probabilities=False)
     # Through the CLI: one line, exit code 2.
-    missing = run_expkit("predict", "0123456789abcdef", "--input", str(tmp_path / "scaled.npy"), cwd=sweep.root, timeout=300)
+    missing = run_inprocess("predict", "0123456789abcdef", "--input", str(tmp_path / "scaled.npy"), cwd=sweep.root)
     assert_clean_error(missing, "no run '0123456789abcdef'")
 
 
@@ -220,7 +220,7 @@ def test_evaluate_logs_to_the_same_run_under_its_own_name(sweep: Sweep) -> None:
     assert after.data.tags.get("eval.mnist_test.overrides") is None
     assert sweep.client().get_run(run.info.run_id).data.tags["eval.mnist_test.overrides"] == "dataset.max_test_samples=100"
     # Through the CLI: one line, exit code 2.
-    bad = run_expkit("evaluate", run.info.run_id, "model.units=3", cwd=sweep.root, timeout=120)
+    bad = run_inprocess("evaluate", run.info.run_id, "model.units=3", cwd=sweep.root)
     assert_clean_error(bad, "not a dataset override")
 
 
@@ -279,7 +279,7 @@ def test_ensemble_rejects_bad_members_with_one_message(sweep: Sweep) -> None:
     with pytest.raises(ExpkitError, match="another loss"):
         check_compatible(members, [base, {**base, "model": {**base["model"], "loss": "mse"}}])
     # Through the CLI: one line, exit code 2.
-    assert_clean_error(run_expkit("ensemble", first, cwd=sweep.root, timeout=120), "at least 2 runs")
+    assert_clean_error(run_inprocess("ensemble", first, cwd=sweep.root), "at least 2 runs")
 
 
 # ---------------------------------------------------------------- the inference model for other preprocessing (in process)

@@ -8,7 +8,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.conftest import run_expkit
+from tests.conftest import run_expkit, run_inprocess
 
 FAST = ("trainer.verbose=0", "tracking.log_model=false", "tracking.tensorboard.enabled=false", "dataset.max_train_samples=300")
 SEARCH = ("-m", "hydra/sweeper=optuna", "hydra.sweep.dir=outputs/search", "trainer.epochs=3", *FAST)
@@ -48,7 +48,7 @@ def test_search_space_syntax_becomes_distributions() -> None:
 
 
 def test_interval_needs_the_optuna_sweeper(workdir: Path) -> None:
-    done = run_expkit("train", "-m", "optimizer.learning_rate=interval(0.001,0.1)", cwd=workdir, timeout=120)
+    done = run_inprocess("train", "-m", "optimizer.learning_rate=interval(0.001,0.1)", cwd=workdir)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert done.stderr.startswith("error: optimizer.learning_rate:") and "hydra/sweeper=optuna" in done.stderr

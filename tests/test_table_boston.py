@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, compose, output_dirs, read_metrics, run_expkit
+from tests.conftest import REPO, compose, output_dirs, read_metrics, run_inprocess
 
 sys.path.insert(0, str(REPO / "experiments"))
 from boston_csv import write_boston_csv
@@ -55,7 +55,7 @@ def test_boston_table_gives_boston_finals_test_mae(boston_dir: Path, tmp_path: P
         root = tmp_path / preset
         root.mkdir()
         args = ("train", f"+experiment={preset}", f"paths.data_dir={boston_dir}", "tracking.enabled=false", "trainer.verbose=0")
-        done = run_expkit(*args, cwd=root, timeout=600)
+        done = run_inprocess(*args, cwd=root)
         assert done.returncode == 0, done.stderr[-3000:]
         (run_dir,) = output_dirs(root)
         maes[preset] = read_metrics(run_dir)["test"]["test_mae"]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests import mlflow_server as ms
-from tests.conftest import compose, expkit_env, mlflow_runs, output_dirs, read_metrics, run_expkit
+from tests.conftest import compose, expkit_env, mlflow_runs, output_dirs, read_metrics, run_inprocess
 
 PENGUINS = "pkg://palmerpenguins/data/penguins.csv"
 needs_penguins = pytest.mark.skipif(importlib.util.find_spec("palmerpenguins") is None, reason="pip install palmerpenguins (dev extra)")
@@ -236,7 +236,7 @@ def test_bad_table_is_one_message_exit_2_and_no_run(tmp_path: Path, case: str) -
     path, extra = bad_file(tmp_path, case)
     features = "+dataset.features={colour: categorical, size: numeric}"
     overrides = [f"dataset.path={path}", "dataset.target=label", "~dataset.features", features]
-    result = run_expkit("train", "+experiment=penguins", *overrides, *extra, "model.layers.1.units=2", cwd=tmp_path, timeout=300)
+    result = run_inprocess("train", "+experiment=penguins", *overrides, *extra, "model.layers.1.units=2", cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
@@ -259,11 +259,11 @@ def test_predict_names_a_missing_column(tmp_path: Path) -> None:
 
 
 def test_every_source_is_listed_and_hinted(tmp_path: Path) -> None:
-    listed = run_expkit("list", cwd=tmp_path, timeout=120)
+    listed = run_inprocess("list", cwd=tmp_path)
     line = next(x for x in listed.stdout.splitlines() if x.startswith("dataset sources"))
     for name in ("keras", "sklearn", "playground", "image_dir", "npz", "random", "table"):
         assert name in line
-    bad = run_expkit("train", "dataset.source=csv", cwd=tmp_path, timeout=120)
+    bad = run_inprocess("train", "dataset.source=csv", cwd=tmp_path)
     assert bad.returncode == 2 and "unknown dataset source 'csv'" in bad.stderr
     assert all(n in bad.stderr for n in ("npz", "random", "table", "keras"))
     assert not (tmp_path / "mlflow.db").exists()
@@ -275,7 +275,7 @@ def test_every_source_is_listed_and_hinted(tmp_path: Path) -> None:
 @pytest.mark.slow
 @needs_penguins
 def test_penguins_trains_predicts_raw_rows_and_serves_json_records(tmp_path: Path) -> None:
-    result = run_expkit("train", "+experiment=penguins", "trainer.verbose=0", cwd=tmp_path, timeout=600)
+    result = run_inprocess("train", "+experiment=penguins", "trainer.verbose=0", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = output_dirs(tmp_path)
     assert read_metrics(run_dir)["test"]["test_accuracy"] >= 0.9
@@ -286,7 +286,7 @@ def test_penguins_trains_predicts_raw_rows_and_serves_json_records(tmp_path: Pat
     rows.iloc[2, rows.columns.get_loc("bill_depth_mm")] = None
     rows.to_csv(tmp_path / "rows.csv", index=False)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    predicted = run_expkit("predict", run.info.run_id, "--input", "rows.csv", "--uri", uri, "--probabilities", cwd=tmp_path, timeout=300)
+    predicted = run_inprocess("predict", run.info.run_id, "--input", "rows.csv", "--uri", uri, "--probabilities", cwd=tmp_path)
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     import pandas as pd
 
@@ -386,7 +386,7 @@ def test_text_feature_and_a_graph_model_on_named_features(tmp_path: Path) -> Non
 @needs_penguins
 def test_streamed_penguins_train_and_predict_raw_rows(tmp_path: Path) -> None:
     """The streamed path end to end through the CLI: trained, tested, logged, and its inference model predicts raw rows."""
-    result = run_expkit("train", "+experiment=penguins", "+dataset.stream=true", "trainer.verbose=0", cwd=tmp_path, timeout=600)
+    result = run_inprocess("train", "+experiment=penguins", "+dataset.stream=true", "trainer.verbose=0", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = output_dirs(tmp_path)
     assert read_metrics(run_dir)["test"]["test_accuracy"] >= 0.8
@@ -394,7 +394,7 @@ def test_streamed_penguins_train_and_predict_raw_rows(tmp_path: Path) -> None:
     (run,) = mlflow_runs(tmp_path, "penguins")
     penguins_frame().drop(columns=["species"]).iloc[[0, 3, 200]].to_csv(tmp_path / "rows.csv", index=False)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    predicted = run_expkit("predict", run.info.run_id, "--input", "rows.csv", "--uri", uri, cwd=tmp_path, timeout=300)
+    predicted = run_inprocess("predict", run.info.run_id, "--input", "rows.csv", "--uri", uri, cwd=tmp_path)
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     classes = (tmp_path / "predictions.csv").read_text().splitlines()[1:]
     assert len(classes) == 3 and all(line.split(",")[1] in {"Adelie", "Chinstrap", "Gentoo"} for line in classes)

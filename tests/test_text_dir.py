@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.conftest import assert_clean_error, compose, mlflow_runs, output_dirs, read_metrics, run_expkit
+from tests.conftest import assert_clean_error, compose, mlflow_runs, output_dirs, read_metrics, run_inprocess
 from tests.text_datagen import NEGATIVE, POSITIVE, write_aclimdb, write_text_folder
 
 
@@ -171,7 +171,7 @@ def test_bad_folders_are_one_error_naming_the_folder_or_file(tmp_path: Path) -> 
 @pytest.mark.parametrize("case", ["empty", "no_class_folders", "empty_class", "not_utf8"])
 def test_bad_folder_exits_2_before_any_run(tmp_path: Path, case: str) -> None:
     folder, message = bad_folders(tmp_path / "bad")[case]
-    done = run_expkit("train", "dataset=text_dir", f"dataset.path={folder}", cwd=tmp_path, timeout=120)
+    done = run_inprocess("train", "dataset=text_dir", f"dataset.path={folder}", cwd=tmp_path)
     assert_clean_error(done, message, "hint:")
     assert not (tmp_path / "mlflow.db").exists(), "found before training: no MLflow run"
     assert not output_dirs(tmp_path), "found before training: no run folder"
@@ -262,7 +262,7 @@ def test_text_folder_learns_clearly_above_the_random_baseline(tmp_path: Path) ->
     0.480, 0.513, 0.490 (margins 0.41-0.50). A pipeline that mixed up labels and documents would sit near the baseline.
     """
     root = write_text_folder(tmp_path / "docs", n=400)
-    done = run_expkit(
+    done = run_inprocess(
         "train", "name=text_folder", "dataset=text_dir", f"dataset.path={root}", "model.layers.1.units=2", "trainer.epochs=5",
         "tracking.log_model=false", cwd=tmp_path,
     )  # fmt: skip
@@ -289,7 +289,7 @@ def imdb_text_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
     """The imdb_text preset, trained once on generated reviews in the raw IMDB layout (path: <paths.data_dir>/aclImdb)."""
     root = tmp_path_factory.mktemp("imdb_text")
     write_aclimdb(root / "data", n_train=1000, n_test=400, n_unsup=50)
-    done = run_expkit("train", "+experiment=imdb_text", cwd=root, EXPKIT_DATA_DIR=str(root / "data"))
+    done = run_inprocess("train", "+experiment=imdb_text", cwd=root, EXPKIT_DATA_DIR=str(root / "data"))
     assert done.returncode == 0, done.stderr[-3000:]
     (run,) = mlflow_runs(root, "imdb_text")
     return TrainedRun(root, run)
@@ -325,20 +325,20 @@ def test_imdb_text_end_to_end_on_generated_reviews(imdb_text_run: TrainedRun) ->
     with (root / "reviews.csv").open("w", newline="") as handle:
         csv.writer(handle).writerows([["id", "text"], *[[i, r] for i, r in enumerate(REVIEWS)]])
     out = root / "preds.csv"
-    done = run_expkit("predict", run.info.run_id, "--input", str(root / "reviews.csv"), "--output", str(out), cwd=root)
+    done = run_inprocess("predict", run.info.run_id, "--input", str(root / "reviews.csv"), "--output", str(out), cwd=root)
     assert done.returncode == 0, done.stderr[-3000:]
     assert [r["class"] for r in csv.DictReader(out.open())] == ["pos", "neg"]
     folder = root / "data" / "aclImdb" / "test" / "pos"
-    done = run_expkit("predict", run.info.run_id, "--input", str(folder), "--output", str(out), cwd=root)
+    done = run_inprocess("predict", run.info.run_id, "--input", str(folder), "--output", str(out), cwd=root)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = list(csv.DictReader(out.open()))
     files = sorted(folder.glob("*.txt"))
     assert [r["sample"] for r in rows] == [f.name for f in files]
     assert [r["class"] for r in rows] == list(model.predict(pd.DataFrame({"text": [f.read_text() for f in files]})))
-    missing = run_expkit("predict", run.info.run_id, "--input", str(root / "reviews.json"), cwd=root)
+    missing = run_inprocess("predict", run.info.run_id, "--input", str(root / "reviews.json"), cwd=root)
     assert_clean_error(missing, "no such file or folder")
     # expkit evaluate re-reads the folder and refits the same vocabulary: the run's own test accuracy again.
-    done = run_expkit("evaluate", run.info.run_id, "--split", "test", cwd=root, EXPKIT_DATA_DIR=str(root / "data"))
+    done = run_inprocess("evaluate", run.info.run_id, "--split", "test", cwd=root, EXPKIT_DATA_DIR=str(root / "data"))
     assert done.returncode == 0, done.stderr[-3000:]
     evaluated = mlflow.MlflowClient(imdb_text_run.uri).get_run(run.info.run_id).data.metrics["eval/aclImdb_test/accuracy"]
     assert evaluated == pytest.approx(run.data.metrics["test_accuracy"], abs=1e-6)

@@ -25,7 +25,7 @@ from expkit.errors import ExpkitError
 from expkit.models.builder import build_model
 from expkit.training.phases import all_layers
 from expkit.training.runner import feed, train_and_evaluate
-from tests.conftest import REPO, mlflow_runs, output_dirs, run_expkit
+from tests.conftest import REPO, mlflow_runs, output_dirs, run_inprocess
 
 FAST = ("trainer.verbose=0", "tracking.log_model=false", "tracking.tensorboard.enabled=false")
 
@@ -184,11 +184,11 @@ def test_augmented_preset_trains_and_a_corrupt_jpeg_fails_or_is_skipped(workdir:
     broken.write_bytes(broken.read_bytes()[:200])  # truncated mid-scan
     args = ("train", "+experiment=cats_vs_dogs_augmented", f"dataset.path={root}", "dataset.image_size=[48,48]", "trainer.epochs=2", *FAST)
 
-    failed = run_expkit(*args, cwd=workdir)
+    failed = run_inprocess(*args, cwd=workdir)
     assert failed.returncode == 2 and "Traceback" not in failed.stderr
     assert f"cannot read image {broken}" in failed.stderr and "on_bad_image=skip" in failed.stderr
 
-    done = run_expkit(*args, "dataset.on_bad_image=skip", "dataset.augment_preview=true", cwd=workdir)
+    done = run_inprocess(*args, "dataset.on_bad_image=skip", "dataset.augment_preview=true", cwd=workdir)
     assert done.returncode == 0, done.stderr
     assert f"skipped 1 unreadable image(s): {broken}" in done.stderr
     runs = {r.info.status: r for r in mlflow_runs(workdir, "cats_vs_dogs_augmented")}
@@ -215,10 +215,10 @@ def test_feature_extraction_caches_features_and_trains_only_the_head(workdir: Pa
         "tracking=none",
         *FAST[:1],
     )
-    first = run_expkit(*args, cwd=workdir)
+    first = run_inprocess(*args, cwd=workdir)
     assert first.returncode == 0, first.stderr
     assert "features: extracting VGG16 features once per split" in first.stderr
-    second = run_expkit(*args, cwd=workdir)
+    second = run_inprocess(*args, cwd=workdir)
     assert second.returncode == 0, second.stderr
     assert "features: reusing cached VGG16 features" in second.stderr and "extracting" not in second.stderr
     for run_dir in output_dirs(workdir):
@@ -279,7 +279,7 @@ def test_finetune_phases_freeze_then_unfreeze_from_the_named_layer(tmp_path: Pat
 @pytest.mark.slow
 def test_finetune_preset_logs_both_phases_on_one_epoch_axis(workdir: Path) -> None:
     root = write_jpeg_tree(workdir / "pets", per_class=3, size=32)
-    done = run_expkit(
+    done = run_inprocess(
         "train",
         "+experiment=cats_vs_dogs_vgg16_finetune",
         f"dataset.path={root}",
