@@ -59,12 +59,35 @@ def import_tensorflow() -> Any:
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with hidden():
+    with hidden(), ctrl_c_after():
         tensorflow = _import_with_quiet_stderr()
     # The import leaves ~400,000 objects that live as long as the process. Frozen, no later garbage collection walks them:
     # a joblib worker's collection between jobs and Keras' clear_session took 0.2-0.6 s each with them.
     gc.freeze()
     return tensorflow
+
+
+@contextmanager
+def ctrl_c_after() -> Iterator[None]:
+    """A Ctrl-C (SIGINT) during the block is raised as KeyboardInterrupt when the block ends, not inside it.
+
+    TensorFlow's import runs third-party module code, some of it under a bare `except:`, which would swallow a
+    KeyboardInterrupt raised there: the import would go on and the job would train although the user pressed Ctrl-C.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield  # another handler (a StopRequest, a host application) decides what Ctrl-C does
+        return
+    pressed: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if pressed:
+        raise KeyboardInterrupt
 
 
 def _import_with_quiet_stderr() -> Any:
