@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from expkit.experiment.recorder import DecisionBoundary, ModelToLog, Recorder, RunRecord
 from expkit.tracking.run import TrackedRun, experiment_params, log_metrics, tolerate_concurrent_insert
 from expkit.tracking.store import TABLE_VIEW_TAG, table_view
+from expkit.tracking.writes import log_artifacts as write_artifacts
 
 if TYPE_CHECKING:
     import mlflow
@@ -55,11 +56,7 @@ class ChildRun:
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_artifacts(self, paths: list[Path], artifact_path: str | None = None) -> None:
-        for path in paths:
-            if path.is_dir():
-                self.client.log_artifacts(self.run_id, str(path), artifact_path=path.name if artifact_path is None else artifact_path)
-            elif path.exists():
-                self.client.log_artifact(self.run_id, str(path), artifact_path=artifact_path)
+        write_artifacts(self.client, self.run_id, paths, artifact_path)
 
     def end(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status=status)

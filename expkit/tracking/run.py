@@ -25,6 +25,7 @@ from expkit.errors import ExpkitError
 from expkit.tracking.facts import git_state, package_version, requirements
 from expkit.tracking.parent import handed_parent
 from expkit.tracking.store import TRAINING_VIEW_QUERY, ensure_experiment, tracking_uri
+from expkit.tracking.writes import log_artifacts as write_artifacts
 from expkit.tracking.writes import log_metrics, tolerate_concurrent_insert
 
 if TYPE_CHECKING:
@@ -265,11 +266,7 @@ class TrackedRun:
 
     def log_artifacts(self, paths: list[Path], artifact_path: str | None = None) -> None:
         """Files and folders as run artifacts (through the client, so any thread may call it)."""
-        for path in paths:
-            if path.is_dir():
-                self.client.log_artifacts(self.run_id, str(path), artifact_path=path.name if artifact_path is None else artifact_path)
-            elif path.exists():
-                self.client.log_artifact(self.run_id, str(path), artifact_path=artifact_path)
+        write_artifacts(self.client, self.run_id, paths, artifact_path)
 
     def log_dataset(self, name: str, origin: str, digest: str, sizes: dict[str, int], raw_example: Any) -> None:
         """The dataset as an MLflow dataset input (the runs table's Dataset column): name, source, digest, split sizes."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -61,3 +62,12 @@ def log_finished_run(
         client.log_text(run_id, text, name)
     client.set_terminated(run_id, "FINISHED")
     return run_id
+
+
+def log_artifacts(client: mlflow.MlflowClient, run_id: str, paths: list[Path], artifact_path: str | None = None) -> None:
+    """Files and folders as run artifacts (a folder under its own name unless `artifact_path` is given); missing ones skipped."""
+    for path in paths:
+        if path.is_dir():
+            client.log_artifacts(run_id, str(path), artifact_path=path.name if artifact_path is None else artifact_path)
+        elif path.exists():
+            client.log_artifact(run_id, str(path), artifact_path=artifact_path)
