@@ -5,10 +5,19 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
 
 import pytest
 
 from expkit.backend import ctrl_c_after
+
+
+@pytest.fixture(autouse=True)
+def default_ctrl_c() -> Iterator[None]:
+    """Python's own SIGINT handler, as in a terminal's foreground job (a pytest-xdist worker may run with SIGINT ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 def test_a_ctrl_c_inside_a_bare_except_is_raised_when_the_block_ends() -> None:

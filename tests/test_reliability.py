@@ -232,6 +232,9 @@ def test_ctrl_c_while_tensorflow_loads_marks_the_opened_run_killed(workdir: Path
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        # As in a terminal's foreground job: Ctrl-C at its default. A process inherits an ignored SIGINT (a pytest-xdist
+        # worker's may be), and Python then never raises KeyboardInterrupt, as for a background job.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 60
     while not children_running(job.pid, "expkit.tracking.opener"):
