@@ -61,8 +61,8 @@ MUTATIONS = (
         "keras-extras-loaded",
         "TensorFlow is imported without hiding Keras' unused scikit-learn, pandas and pyplot extras",
         "expkit/backend.py",
-        "    with hidden():\n        tensorflow = _import_with_quiet_stderr()",
-        "    tensorflow = _import_with_quiet_stderr()",
+        "    with hidden(), ctrl_c_after():\n        tensorflow = _import_with_quiet_stderr()",
+        "    with ctrl_c_after():\n        tensorflow = _import_with_quiet_stderr()",
         ("tests/test_feeding.py::test_importing_tensorflow_hides_only_the_onednn_notice_and_skips_kerass_extras",),
     ),
     Mutation(
