@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from expkit.tracking.new_store import seed_new_store
+
 # The server's job runner (GenAI evaluation jobs) is not needed here; without it the server starts
 # faster and leaves no `huey_consumer` processes behind after SIGTERM.
 SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
@@ -65,6 +67,7 @@ def start_mlflow_server(
 ) -> ServerProcess:
     """`mlflow server` on `backend_uri`, proxying artifacts to `artifacts_dir` (not yet waited for)."""
     port = port or free_port(host)
+    seed_new_store(backend_uri)  # a new SQLite store as expkit makes one: MLflow's schema, copied (no effect on others)
     command = [
         sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri, "--host", host, "--port", str(port),
         "--workers", "1", "--serve-artifacts", "--artifacts-destination", str(artifacts_dir),

@@ -66,6 +66,8 @@ def serve(
     A non-loopback `host` needs `auth` (or `insecure`, which warns); see `expkit.tracking.auth`.
     """
     from expkit.tracking import auth as basic_auth
+    from expkit.tracking.new_store import seed_new_store
+    from expkit.tracking.store import store_lock
     from expkit.tracking.ui import port_in_use
 
     warning = basic_auth.check_bind(host, auth=auth is not None, insecure=insecure)
@@ -78,6 +80,8 @@ def serve(
         raise ExpkitError(f"--backend-store-uri {backend} is a server, not a database", key="--backend-store-uri")
     if port_in_use(host, port):
         raise ExpkitError(f"port {port} on {host} is already in use", key="--port", hint="pick another one with --port")
+    with store_lock(backend):
+        seed_new_store(backend)  # a new SQLite store: copied from a cached empty one, not migrated step by step
     artifacts = root / "mlartifacts"
     uri = client_uri(host, port)
     env = dict(os.environ)

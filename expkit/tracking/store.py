@@ -86,6 +86,9 @@ def _ensure_experiment(uri: str, name: str, artifact_dir: str) -> str:
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    from expkit.tracking.new_store import seed_new_store
+
+    seed_new_store(uri)
     mlflow.set_tracking_uri(uri)
     try:
         client = mlflow.MlflowClient(uri)
