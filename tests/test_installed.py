@@ -2,29 +2,31 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
-CHECK = """
-import json, sys
-import keras, mlflow, numpy, tensorflow
-import mlflow.utils.requirements_utils as utils
-pinned = [f"{m.__name__}=={m.__version__}" for m in (keras, tensorflow, mlflow, numpy)]
-utils._MODULES_TO_PACKAGES = None  # as in a fresh process, whatever expkit's imports did
-if sys.argv[1] == "seeded":
-    from expkit.tracking.installed import seed_requirement_map
-    assert seed_requirement_map(pinned)
-wrong = [r.split("==")[0] + "==0.0.1" for r in pinned if not r.startswith("mlflow")]
-answers = [str(utils._check_requirement_satisfied(r)) for r in pinned + wrong + ["no-such-package-xyz==1.0"]]
-print(json.dumps({"answers": answers, "full_map_built": utils._MODULES_TO_PACKAGES is not None and len(utils._MODULES_TO_PACKAGES) > 50}))
-"""
-
 
 def check(mode: str) -> dict:
-    done = subprocess.run([sys.executable, "-c", CHECK, mode], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    """MLflow's answers for the pinned packages, wrong versions and a missing package, from a map built as a new process
+    builds it (`full`: MLflow maps every installed package) or seeded by expkit (`seeded`). In this process: the map is
+    module state, set aside and restored around the check."""
+    import keras
+    import mlflow
+    import mlflow.utils.requirements_utils as utils
+    import numpy
+    import tensorflow
+
+    from expkit.tracking.installed import seed_requirement_map
+
+    pinned = [f"{m.__name__}=={m.__version__}" for m in (keras, tensorflow, mlflow, numpy)]
+    wrong = [r.split("==")[0] + "==0.0.1" for r in pinned if not r.startswith("mlflow")]
+    kept = utils._MODULES_TO_PACKAGES
+    utils._MODULES_TO_PACKAGES = None  # as in a fresh process, whatever this process's imports and tests did
+    try:
+        if mode == "seeded":
+            assert seed_requirement_map(pinned)
+        answers = [str(utils._check_requirement_satisfied(r)) for r in pinned + wrong + ["no-such-package-xyz==1.0"]]
+        built = utils._MODULES_TO_PACKAGES is not None and len(utils._MODULES_TO_PACKAGES) > 50
+    finally:
+        utils._MODULES_TO_PACKAGES = kept
+    return {"answers": answers, "full_map_built": built}
 
 
 def test_seeded_requirement_check_answers_as_mlflow_does_without_mapping_every_package() -> None:
