@@ -1,5 +1,9 @@
-"""One small real-MNIST joblib sweep (2 seeds), trained once per test session and shared by the serving, TensorBoard,
-terminal-output and UI tests. Plain functions, no pytest fixtures (each test module wraps them)."""
+"""One small real-MNIST sweep (2 seeds), trained once per test process and shared by the serving, TensorBoard,
+terminal-output and UI tests. Plain functions, no pytest fixtures (each test module wraps them).
+
+It runs in the test process (`run_inprocess`, Hydra's basic launcher, one job after the other): what these tests read
+(runs, labels, logged models, TensorBoard folders) is the same under every launcher, and joblib's own path has its
+tests (test_runs.py, test_quiet.py, test_reliability.py) in real processes."""
 
 from __future__ import annotations
 
@@ -11,12 +15,12 @@ from pathlib import Path
 import mlflow
 from mlflow.entities import Run
 
-from tests.conftest import run_expkit
+from tests.conftest import run_inprocess
 
 EXPERIMENT = "mnist_dense"
 SWEEP = (
     "train", "-m", "+experiment=mnist_dense", "seed=1,2", "dataset.max_train_samples=1200", "dataset.validation.holdout=200",
-    "dataset.max_test_samples=500", "trainer.epochs=2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+    "dataset.max_test_samples=500", "trainer.epochs=2",
 )  # fmt: skip
 
 
@@ -55,5 +59,5 @@ class Sweep:
 def mnist_sweep(data_dir: Path) -> Sweep:
     """Train the sweep in a fresh folder (once per process)."""
     root = Path(tempfile.mkdtemp(prefix="expkit-mnist-sweep-"))
-    done = run_expkit(*SWEEP, cwd=root, timeout=900, EXPKIT_DATA_DIR=str(data_dir))
+    done = run_inprocess(*SWEEP, cwd=root, EXPKIT_DATA_DIR=str(data_dir))
     return Sweep(root, done.stdout, done.stderr, done.returncode)

@@ -188,6 +188,7 @@ def test_bad_config_fails_cleanly(workdir: Path, args: list[str], expected: list
     assert not (workdir / "mlflow.db").exists(), "config errors must fail before a run is created"
 
 
+@pytest.mark.slow
 def test_missing_dataset_offline_says_where_it_looked(workdir: Path, blocked_downloads: BlockedDownloads) -> None:
     """Holds with and without network: the download goes to a local proxy that refuses it (see tests/README.md)."""
     (workdir / "data").mkdir()
@@ -248,6 +249,7 @@ def slow_teardown(marker: str) -> int:
     return os.getpid()
 
 
+@pytest.mark.slow
 def test_stop_idle_workers_kills_joblib_workers_without_their_teardown(tmp_path: Path) -> None:
     """A finished joblib sweep's idle workers are killed, not left to tear TensorFlow down for seconds with our pipes open."""
     import os

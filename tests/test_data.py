@@ -531,6 +531,7 @@ print("LOADED")
 """
 
 
+@pytest.mark.slow
 def test_missing_dataset_offline_names_env_var_and_path(tmp_path: Path, blocked_downloads: BlockedDownloads) -> None:
     """Holds with and without network: the download goes to a local proxy that refuses it (see tests/README.md)."""
     data_dir, keras_home = tmp_path / "data", tmp_path / "keras_home"

@@ -105,6 +105,7 @@ def test_tf_data_and_steps_per_execution_give_the_same_numbers_as_the_pydataset(
         assert fit(x, y, spe=spe, tf_data=True) == reference, spe
 
 
+@pytest.mark.slow
 def test_importing_tensorflow_hides_only_the_onednn_notice_and_skips_kerass_extras() -> None:
     """Also: the import's long-lived objects are frozen, so later garbage collections do not walk them."""
     code = """

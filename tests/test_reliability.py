@@ -181,10 +181,10 @@ def test_bad_data_fails_the_run_cleanly_and_keeps_earlier_runs(workdir: Path) ->
 
 
 def test_a_file_that_is_not_an_mlflow_store_is_one_clear_error(workdir: Path) -> None:
-    """The run is created by another process while TensorFlow loads; its failure still reaches the user as one line."""
+    """The store is opened before training; its failure reaches the user as one line (the opener's: test_tracking_units)."""
     (workdir / "broken.db").write_text("not a database\n")
     store = f"sqlite:///{workdir / 'broken.db'}"
-    failed = run_expkit("train", "+experiment=mnist_dense", "trainer.epochs=1", *FAST, f"tracking.uri={store}", cwd=workdir)
+    failed = run_inprocess("train", "+experiment=mnist_dense", "trainer.epochs=1", *FAST, f"tracking.uri={store}", cwd=workdir)
     assert failed.returncode == 2, failed.stderr
     assert "Traceback" not in failed.stderr
     errors = [line for line in failed.stderr.splitlines() if line.startswith("error:")]
@@ -221,6 +221,7 @@ def children_running(pid: int, module: str) -> bool:
     return False
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the opener process through /proc")
 def test_ctrl_c_while_tensorflow_loads_marks_the_opened_run_killed(workdir: Path) -> None:
     """Ctrl-C reaches the job and the process creating its run; the run is created, then marked KILLED, without a traceback."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.conftest import run_expkit, run_inprocess
+from tests.conftest import run_inprocess
 
 FAST = ("trainer.verbose=0", "tracking.log_model=false", "tracking.tensorboard.enabled=false", "dataset.max_train_samples=300")
 SEARCH = ("-m", "hydra/sweeper=optuna", "hydra.sweep.dir=outputs/search", "trainer.epochs=3", *FAST)
@@ -65,10 +65,10 @@ def test_hopeless_trials_are_pruned_and_a_rerun_continues_the_study(workdir: Pat
         "hydra.sweeper.pruner=median",
         "hydra.sweeper.pruner_startup_trials=1",
     )
-    first = run_expkit("train", *common, "hydra.sweeper.n_trials=2", space, cwd=workdir)
+    first = run_inprocess("train", *common, "hydra.sweeper.n_trials=2", space, cwd=workdir)
     assert first.returncode == 0, first.stderr[-3000:]
     assert len(study(workdir).trials) == 2
-    again = run_expkit("train", *common, "hydra.sweeper.n_trials=3", space, cwd=workdir)
+    again = run_inprocess("train", *common, "hydra.sweeper.n_trials=3", space, cwd=workdir)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "2 earlier trial(s)" in again.stderr
 

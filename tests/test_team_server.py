@@ -20,7 +20,7 @@ import pytest
 
 from tests import mlflow_server as ms
 from tests import postgres
-from tests.conftest import expkit_env, run_expkit
+from tests.conftest import expkit_env, run_expkit, run_inprocess
 
 ADMIN_PW = "admin-" + secrets.token_hex(8)
 EDITOR_PW = "editor-" + secrets.token_hex(8)
@@ -107,11 +107,11 @@ def test_auth_401_403_an_editors_sweep_and_no_password_anywhere(auth_server: Aut
     for name, password in (("editor", EDITOR_PW), ("reader", READER_PW)):
         secret = workdir.parent / f"{name}.pw"
         secret.write_text(password + "\n")
-        done = run_expkit("server", "user", "add", name, "--password-file", str(secret), cwd=workdir, timeout=120, **admin)
+        done = run_inprocess("server", "user", "add", name, "--password-file", str(secret), cwd=workdir, **admin)  # a client of the server
         assert done.returncode == 0, done.stderr
         outputs += [done.stdout, done.stderr]
         secret.unlink()
-    done = run_expkit("server", "user", "grant", "editor", "team", "EDIT", cwd=workdir, timeout=120, **admin)
+    done = run_inprocess("server", "user", "grant", "editor", "team", "EDIT", cwd=workdir, **admin)
     assert done.returncode == 0 and "EDIT on experiment team" in done.stdout, done.stderr
     outputs += [done.stdout, done.stderr]
     experiment_id = done.stdout.strip().rsplit("(", 1)[1].rstrip(")")
@@ -166,7 +166,9 @@ def test_non_loopback_without_auth_exits_2_with_the_reason(workdir: Path) -> Non
     assert "without authentication" in done.stderr and "--auth" in done.stderr and "--insecure" in done.stderr
 
 
-@pytest.mark.parametrize("password", ["", "password1234", "tiny-pw"])
+@pytest.mark.parametrize(
+    "password", ["", pytest.param("password1234", marks=pytest.mark.slow), pytest.param("tiny-pw", marks=pytest.mark.slow)]
+)
 def test_auth_without_a_real_admin_password_exits_2(workdir: Path, password: str) -> None:
     done = run_expkit("server", "--auth", "--port", str(ms.free_port()), "--root", str(workdir), cwd=workdir, timeout=60,
                       MLFLOW_AUTH_ADMIN_PASSWORD=password)  # fmt: skip
@@ -175,6 +177,7 @@ def test_auth_without_a_real_admin_password_exits_2(workdir: Path, password: str
     assert not password or password not in done.stdout + done.stderr.replace("password1234", "")
 
 
+@pytest.mark.slow
 def test_a_user_store_whose_admin_kept_the_old_default_does_not_start(workdir: Path) -> None:
     from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
 

@@ -221,6 +221,7 @@ def run_job(tmp_path: Path, uri: str, env: dict[str, str] | None = None) -> subp
     return subprocess.run([sys.executable, str(script), uri, str(tmp_path)], capture_output=True, text=True, env=environment, timeout=120)
 
 
+@pytest.mark.slow
 def test_a_run_opened_by_another_process_gets_params_tags_and_status(store: FakeStore, tmp_path: Path) -> None:
     parent = store.client.create_run(store.experiment_id).info.run_id
     done = run_job(tmp_path, store.uri, {SWEEP_ENV: Handoff(parent_run_id=parent).to_json()})
@@ -236,6 +237,7 @@ def test_a_run_opened_by_another_process_gets_params_tags_and_status(store: Fake
     assert tags["mlflow.source.name"].endswith("job.py")  # the job's program, not the opener
 
 
+@pytest.mark.slow
 def test_a_store_the_opener_cannot_use_is_a_clear_tracking_uri_error(tmp_path: Path) -> None:
     (tmp_path / "broken.db").write_text("not a database\n")
     done = run_job(tmp_path, f"sqlite:///{tmp_path / 'broken.db'}")

@@ -20,12 +20,11 @@ import pytest
 
 from tests import mlflow_server as ms
 from tests.chromium import CHROMIUM, Page, run_in_browser
-from tests.conftest import expkit_env, run_expkit
+from tests.conftest import expkit_env, run_inprocess
 
 SWEEP = (
     "train", "-m", "+experiment=mnist_dense", "optimizer.learning_rate=0.001,0.0001", "dataset.max_train_samples=600",
-    "dataset.validation.holdout=200", "dataset.max_test_samples=300", "trainer.epochs=1", "hydra/launcher=joblib",
-    "hydra.launcher.n_jobs=2",
+    "dataset.validation.holdout=200", "dataset.max_test_samples=300", "trainer.epochs=1",
 )  # fmt: skip
 
 EXPAND = (
@@ -80,7 +79,7 @@ def ui(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterator[
             pytest.fail("chromium is not installed in CI: .ci/run installs Debian's chromium package (needs root and apt-get)")
         pytest.skip("chromium is not installed (apt-get install -y chromium)")
     root = tmp_path_factory.mktemp("lr-sweep")
-    done = run_expkit(*SWEEP, cwd=root, timeout=900, EXPKIT_DATA_DIR=str(shared_data))
+    done = run_inprocess(*SWEEP, cwd=root, EXPKIT_DATA_DIR=str(shared_data))  # what the UI shows: the same under any launcher
     assert done.returncode == 0, done.stderr[-3000:]
     port = ms.free_port()
     command = [sys.executable, "-m", "expkit.cli", "ui", "--port", str(port)]

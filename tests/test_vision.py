@@ -103,6 +103,7 @@ def test_training_order_is_seeded_per_epoch_so_a_resumed_run_sees_the_same_batch
     assert epoch_labels(splits, 0, 3, seed=7) != full
 
 
+@pytest.mark.slow
 def test_a_disk_cache_left_locked_by_a_killed_run_is_recovered_but_a_live_writer_is_refused(tmp_path: Path) -> None:
     root = write_jpeg_tree(tmp_path / "pets", per_class=150, splits=("train", "test"))
     cache_dir = tmp_path / "image_cache"
@@ -252,6 +253,7 @@ class PhaseProbe(keras.callbacks.Callback):
         )
 
 
+@pytest.mark.slow  # VGG16's 14.7 M weights; the phase logic is in the quick set through the resume tests below
 def test_finetune_phases_freeze_then_unfreeze_from_the_named_layer(tmp_path: Path) -> None:
     root = write_jpeg_tree(tmp_path / "pets", per_class=3, size=32)
     config = preset(
@@ -312,10 +314,10 @@ class StopAfter(keras.callbacks.Callback):
             self.stop.signum = signal.SIGTERM
 
 
-@pytest.mark.parametrize("stop_after", [0, 1], ids=["at_the_phase_boundary", "inside_phase_2"])
-def test_resume_inside_any_phase_matches_an_uninterrupted_run(tmp_path: Path, stop_after: int) -> None:
-    from expkit.training.resume import Interrupted, StopRequest, TrainingState
-
+@pytest.fixture(scope="module")
+def two_phases(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, Any]:
+    """A small two-phase fine-tuning run, trained once without interruption: (config, splits, outcome)."""
+    tmp_path = tmp_path_factory.mktemp("two-phases")
     root = write_jpeg_tree(tmp_path / "pets", per_class=2, size=32, splits=("train", "test"))
     config = preset(
         "cats_vs_dogs_vgg16_finetune",
@@ -336,8 +338,14 @@ def test_resume_inside_any_phase_matches_an_uninterrupted_run(tmp_path: Path, st
         "tracking.tensorboard.enabled=false",
     )
     splits = load_splits(config.dataset, data_dir=None, seed=config.seed)
-    whole = train_and_evaluate(config, splits, tmp_path / "whole")
+    return config, splits, train_and_evaluate(config, splits, tmp_path / "whole")
 
+
+@pytest.mark.parametrize("stop_after", [0, 1], ids=["at_the_phase_boundary", "inside_phase_2"])
+def test_resume_inside_any_phase_matches_an_uninterrupted_run(two_phases: tuple[Any, Any, Any], tmp_path: Path, stop_after: int) -> None:
+    from expkit.training.resume import Interrupted, StopRequest, TrainingState
+
+    config, splits, whole = two_phases
     stop = StopRequest()
     with pytest.raises(Interrupted):
         train_and_evaluate(config, splits, tmp_path / "cut", [StopAfter(stop, stop_after)], stop=stop)
