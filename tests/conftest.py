@@ -211,7 +211,8 @@ def run_inprocess(*args: str, cwd: Path, timeout: float = 600, **env: str) -> su
                 for handler in logger.handlers:
                     if handler not in handlers:
                         handler.close()
-                logger.setLevel(level)
+                if logger.level != level:  # setLevel clears every logger's cache: thousands of loggers, each time
+                    logger.setLevel(level)
                 logger.handlers[:] = handlers
                 logger.propagate, logger.disabled = propagate, disabled
             _reset_hydra()
