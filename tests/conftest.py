@@ -22,6 +22,28 @@ SHARED_DATA = Path(os.environ.get("EXPKIT_SHARED_DATA", REPO.parent / "shared" /
 IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
+#: The files that take longest (servers, sweeps, crashes and real data in real processes), longest first, from CI's
+#: durations. pytest-xdist (`--dist loadfile`) hands files to workers in collection order, and by default sorts them by
+#: their number of tests first, which put these few-test files last: a worker ran the outage tests alone for the last
+#: minute and a half. Started first, the many short files fill the gaps at the end.
+LONGEST_FILES = (
+    "test_team_server.py", "test_outage.py", "test_reliability.py", "test_cluster.py", "test_quiet.py", "test_runs.py",
+    "test_fuzz.py", "test_server_load.py", "test_vision.py", "test_table_source.py", "test_cli.py", "test_serving.py",
+    "test_selection.py", "test_mixed_precision.py", "test_ui_glance.py", "test_text_dir.py", "test_preflight.py",
+    "test_table_boston.py", "test_reproduce_margin.py", "test_sweeper.py",
+)  # fmt: skip
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist >= 3.6: keep the order below
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the other files keep their order
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     freeze_survivors()
 
