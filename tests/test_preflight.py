@@ -331,7 +331,7 @@ def test_random_overrides_never_crash_the_checks_before_hydra() -> None:
     from expkit.launch_check import check_command
     from tests.test_fuzz import OVERRIDE
 
-    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])  # see test_fuzz.py
     @given(st.lists(OVERRIDE, max_size=4), st.booleans())
     def run(overrides: list[str], sweep: bool) -> None:
         args = ["-m", *overrides] if sweep else overrides
