@@ -27,7 +27,7 @@ IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 #: their number of tests first, which put these few-test files last: a worker ran the outage tests alone for the last
 #: minute and a half. Started first, the many short files fill the gaps at the end.
 LONGEST_FILES = (
-    "test_team_server.py", "test_outage.py", "test_reliability.py", "test_cluster.py", "test_quiet.py", "test_runs.py",
+    "test_reliability.py", "test_team_server.py", "test_cluster.py", "test_quiet.py", "test_runs.py",
     "test_fuzz.py", "test_server_load.py", "test_vision.py", "test_table_source.py", "test_cli.py", "test_serving.py",
     "test_selection.py", "test_mixed_precision.py", "test_ui_glance.py", "test_text_dir.py", "test_preflight.py",
     "test_table_boston.py", "test_reproduce_margin.py", "test_sweeper.py",

@@ -160,7 +160,7 @@ MUTATIONS = (
         "expkit/tracking/outage.py",
         "            if server and not reachable(self.uri):\n                self._down()\n",
         "            if server and not reachable(self.uri):\n                self._down()\n                self.pending.clear()\n",
-        ("tests/test_outage.py::test_server_killed_in_epoch_2_and_back_30_s_later_the_run_finishes_complete",),
+        ("tests/test_reliability.py::test_server_killed_in_epoch_2_and_back_30_s_later_the_run_finishes_complete",),
     ),
     Mutation(
         "text-vocabulary-from-all-splits",

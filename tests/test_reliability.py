@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import mlflow
@@ -16,10 +18,30 @@ import pytest
 
 from expkit.data.pipeline import load_splits
 from expkit.errors import ExpkitError
+from tests import outage
 from tests.conftest import REPO, compose, expkit_env, mlflow_runs, output_dirs, read_metrics, run_expkit, run_inprocess
 from tests.fabricate import add_run, make_store
 
 FAST = ("trainer.verbose=0", "tracking.log_model=false")
+
+
+# ---------------------------------------------------------------- the tracking server goes away (tests/outage.py)
+
+OUTAGES: dict[str, Callable[[Path, dict[str, str]], None]] = {
+    "test_server_killed_in_epoch_2_and_back_30_s_later_the_run_finishes_complete": outage.server_back_30_s_later,
+    "test_server_gone_for_good_the_job_exits_75_and_resume_delivers_the_whole_run": outage.server_gone_for_good,
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def outages(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Future[None]]]:
+    """Starts the selected outage scenarios in background threads when this module starts. They mostly wait (paced
+    epochs, a server kept away for 30 s), so this file's other tests run meanwhile; their tests, last in the file, wait
+    for them. The environment of their processes is taken now: in-process commands change `os.environ` meanwhile."""
+    selected = {item.name for item in request.session.items if item.module is request.module} & set(OUTAGES)  # type: ignore[attr-defined]
+    env = expkit_env()
+    with ThreadPoolExecutor(max_workers=max(len(selected), 1)) as pool:
+        yield {name: pool.submit(OUTAGES[name], tmp_path_factory.mktemp("outage"), env) for name in sorted(selected)}
 
 
 def crash_callback(workdir: Path, epoch: int, signum: int) -> str:
@@ -273,3 +295,13 @@ def test_concurrent_runs_on_a_fresh_store(workdir: Path) -> None:
         assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
         assert len(output_dirs(root)) == 4  # one folder each, though they started in the same second
         assert all(loss_steps(root, r.info.run_id) == [0, 1] and "test_accuracy" in r.data.metrics for r in runs)
+
+
+@pytest.mark.slow
+def test_server_killed_in_epoch_2_and_back_30_s_later_the_run_finishes_complete(outages: dict[str, Future[None]]) -> None:
+    outages["test_server_killed_in_epoch_2_and_back_30_s_later_the_run_finishes_complete"].result(timeout=900)
+
+
+@pytest.mark.slow
+def test_server_gone_for_good_the_job_exits_75_and_resume_delivers_the_whole_run(outages: dict[str, Future[None]]) -> None:
+    outages["test_server_gone_for_good_the_job_exits_75_and_resume_delivers_the_whole_run"].result(timeout=900)

@@ -1,5 +1,9 @@
 """The tracking server goes away while a job trains (expkit.tracking.outage): the job keeps training, and every epoch
-reaches the same run, once, whether the server comes back during the job or only for a later `expkit resume`."""
+reaches the same run, once, whether the server comes back during the job or only for a later `expkit resume`.
+
+Two scenarios as plain functions; their tests (tests/test_reliability.py) run them in background threads while that
+file's other tests run, since both mostly wait (paced epochs, a server kept away for 30 s). They take the environment
+for their processes as an argument: the main thread's in-process commands change `os.environ` meanwhile."""
 
 from __future__ import annotations
 
@@ -9,23 +13,20 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import mlflow
-import pytest
 
 from tests import mlflow_server as ms
-from tests.conftest import expkit_env, output_dirs, run_expkit
+from tests.conftest import output_dirs
 
 EPOCHS = 6
 EPOCH_METRICS = {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_time_s"}
 FAST = ("trainer.verbose=0", "tracking.log_model=false", "tracking.tensorboard.enabled=false", "dataset.max_train_samples=300")
 
 
-def start_server(root: Path, port: int) -> ms.ServerProcess:
-    server = ms.start_mlflow_server(f"sqlite:///{root / 'mlflow.db'}", root / "mlartifacts", cwd=root, env=expkit_env(), port=port)
+def start_server(root: Path, port: int, env: dict[str, str]) -> ms.ServerProcess:
+    server = ms.start_mlflow_server(f"sqlite:///{root / 'mlflow.db'}", root / "mlartifacts", cwd=root, env=env, port=port)
     ms.wait_healthy(server, timeout=180)
     return server
 
@@ -36,14 +37,14 @@ def kill(server: ms.ServerProcess) -> None:
     server.process.wait(30)
 
 
-def train(workdir: Path, url: str, seconds: float, wait_s: float) -> subprocess.Popen[str]:
+def train(workdir: Path, url: str, seconds: float, wait_s: float, env: dict[str, str]) -> subprocess.Popen[str]:
     args = [
         "train", f"trainer.epochs={EPOCHS}", *FAST, f"tracking.uri={url}", "tracking.experiment_name=outage",
         f"tracking.server_wait_s={wait_s}",
         f"+callbacks.pace={{_target_: tests.paced.PacedEpochs, seconds: {seconds}, folder: '{workdir / 'epochs'}'}}",
     ]  # fmt: skip
     command = [sys.executable, "-m", "expkit.cli", *args]
-    return subprocess.Popen(command, cwd=workdir, env=expkit_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def wait_for(path: Path, process: subprocess.Popen[str], timeout: float = 300) -> None:
@@ -87,13 +88,14 @@ def assert_complete(root: Path) -> mlflow.entities.Run:
     return run
 
 
-@pytest.mark.slow
-def test_server_killed_in_epoch_2_and_back_30_s_later_the_run_finishes_complete(workdir: Path) -> None:
+def server_back_30_s_later(workdir: Path, env: dict[str, str]) -> None:
+    """The server is killed in epoch 2 and started again 30 s later on the same store and address: the job keeps
+    training meanwhile, and its run ends FINISHED with every epoch once."""
     root = workdir / "server"
     root.mkdir()
     port = ms.free_port()
-    server = start_server(root, port)
-    job = train(workdir, server.url, seconds=6, wait_s=300)
+    server = start_server(root, port, env)
+    job = train(workdir, server.url, seconds=6, wait_s=300, env=env)
     try:
         wait_for(workdir / "epochs" / "epoch-2", job)
         wait_until_epoch_1_is_logged(server.url, job)
@@ -101,7 +103,7 @@ def test_server_killed_in_epoch_2_and_back_30_s_later_the_run_finishes_complete(
         assert not (workdir / "epochs" / "epoch-3").exists()  # killed during epoch 2
         time.sleep(30)
         assert job.poll() is None  # still training
-        server = start_server(root, port)  # the same store, the same address
+        server = start_server(root, port, env)  # the same store, the same address
         _out, err = job.communicate(timeout=600)
     finally:
         ms.stop(server)
@@ -112,14 +114,14 @@ def test_server_killed_in_epoch_2_and_back_30_s_later_the_run_finishes_complete(
     assert_complete(root)
 
 
-def server_gone_for_good(workdir: Path) -> None:
+def server_gone_for_good(workdir: Path, env: dict[str, str]) -> None:
     """The server is killed in epoch 2 and stays away: the job trains to the end, exits 75, and `expkit resume` (with
     the server back) delivers the whole run. Its checks fail the test that waits for it."""
     root = workdir / "server"
     root.mkdir()
     port = ms.free_port()
-    server = start_server(root, port)
-    job = train(workdir, server.url, seconds=3, wait_s=5)
+    server = start_server(root, port, env)
+    job = train(workdir, server.url, seconds=3, wait_s=5, env=env)
     try:
         wait_for(workdir / "epochs" / "epoch-2", job)
         wait_until_epoch_1_is_logged(server.url, job)
@@ -136,32 +138,12 @@ def server_gone_for_good(workdir: Path) -> None:
     epochs = (workdir / "epochs").glob("epoch-*")
     assert len(list(epochs)) == EPOCHS  # it trained to the end
 
-    server = start_server(root, port)
+    server = start_server(root, port, env)
     try:
-        resumed = run_expkit("resume", str(run_dir), cwd=workdir, timeout=600)
+        command = [sys.executable, "-m", "expkit.cli", "resume", str(run_dir)]
+        resumed = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
         assert resumed.returncode == 0, resumed.stderr[-4000:]
         run = assert_complete(root)
     finally:
         ms.stop(server)
     assert run.info.run_id == (run_dir / "run_id").read_text().strip()  # the same run, continued
-
-
-GONE_FOR_GOOD = "test_server_gone_for_good_the_job_exits_75_and_resume_delivers_the_whole_run"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def gone_for_good(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Future[None] | None]:
-    """Starts `server_gone_for_good` in the background when the module starts, if its test is selected: both scenarios
-    spend most of their time waiting (paced epochs, a server kept away for 30 s), so they run side by side."""
-    selected = any(item.name == GONE_FOR_GOOD for item in request.session.items)
-    if not selected:
-        yield None
-        return
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        yield pool.submit(server_gone_for_good, tmp_path_factory.mktemp("gone-for-good"))
-
-
-@pytest.mark.slow
-def test_server_gone_for_good_the_job_exits_75_and_resume_delivers_the_whole_run(gone_for_good: Future[None] | None) -> None:
-    assert gone_for_good is not None
-    gone_for_good.result(timeout=900)
