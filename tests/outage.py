@@ -88,18 +88,32 @@ def assert_complete(root: Path) -> mlflow.entities.Run:
     return run
 
 
-def server_back_30_s_later(workdir: Path, env: dict[str, str]) -> None:
-    """The server is killed in epoch 2 and started again 30 s later on the same store and address: the job keeps
-    training meanwhile, and its run ends FINISHED with every epoch once."""
+def killed_in_epoch_2(
+    workdir: Path, env: dict[str, str], *, seconds: float, wait_s: float
+) -> tuple[Path, int, ms.ServerProcess, subprocess.Popen[str]]:
+    """A server on a new store, a paced job logging to it, and the server killed once epoch 1 is stored and epoch 2 runs:
+    (server folder, port, the killed server, the job). On a failure here the job is killed too."""
     root = workdir / "server"
     root.mkdir()
     port = ms.free_port()
     server = start_server(root, port, env)
-    job = train(workdir, server.url, seconds=6, wait_s=300, env=env)
+    job = train(workdir, server.url, seconds=seconds, wait_s=wait_s, env=env)
     try:
         wait_for(workdir / "epochs" / "epoch-2", job)
         wait_until_epoch_1_is_logged(server.url, job)
         kill(server)
+    except BaseException:
+        ms.stop(server)
+        job.kill()
+        raise
+    return root, port, server, job
+
+
+def server_back_30_s_later(workdir: Path, env: dict[str, str]) -> None:
+    """The server is killed in epoch 2 and started again 30 s later on the same store and address: the job keeps
+    training meanwhile, and its run ends FINISHED with every epoch once."""
+    root, port, server, job = killed_in_epoch_2(workdir, env, seconds=6, wait_s=300)
+    try:
         assert not (workdir / "epochs" / "epoch-3").exists()  # killed during epoch 2
         time.sleep(30)
         assert job.poll() is None  # still training
@@ -117,15 +131,8 @@ def server_back_30_s_later(workdir: Path, env: dict[str, str]) -> None:
 def server_gone_for_good(workdir: Path, env: dict[str, str]) -> None:
     """The server is killed in epoch 2 and stays away: the job trains to the end, exits 75, and `expkit resume` (with
     the server back) delivers the whole run. Its checks fail the test that waits for it."""
-    root = workdir / "server"
-    root.mkdir()
-    port = ms.free_port()
-    server = start_server(root, port, env)
-    job = train(workdir, server.url, seconds=3, wait_s=5, env=env)
+    root, port, server, job = killed_in_epoch_2(workdir, env, seconds=3, wait_s=5)
     try:
-        wait_for(workdir / "epochs" / "epoch-2", job)
-        wait_until_epoch_1_is_logged(server.url, job)
-        kill(server)
         _out, err = job.communicate(timeout=600)
     finally:
         ms.stop(server)
