@@ -34,18 +34,20 @@ def seed_new_store(uri: str) -> bool:
     """Copy an empty store to `uri`'s file if it is a `sqlite:///` store that does not exist yet; True if copied.
 
     Any failure (no cache folder, a template MLflow cannot build) leaves the file absent, for MLflow to create."""
-    if not uri.startswith("sqlite:///"):
+    if not uri.startswith("sqlite:///") or "?" in uri:  # a URI with driver options: left to MLflow
         return False
     db = Path(uri.removeprefix("sqlite:///"))
     if db.exists():
         return False
+    partial = db.with_name(f"{db.name}.{os.getpid()}.partial")
     try:
         template = empty_store()
         db.parent.mkdir(parents=True, exist_ok=True)
-        partial = db.with_name(f"{db.name}.{os.getpid()}.partial")
         shutil.copyfile(template, partial)
         partial.replace(db)
-    except (OSError, sqlite3.Error):
+    except Exception:  # a shortcut only: MLflow then creates the store, and reports what is really wrong
+        with suppress(OSError):
+            partial.unlink()
         return False
     return True
 
