@@ -99,6 +99,39 @@ def _sweep_space(overrides: list[str], dirs: list[Path]) -> tuple[list[str], dic
     return fixed, swept, OmegaConf.select(cfg, "hydra.launcher", default=None)
 
 
+def point_composer(fixed: list[str], keys: list[str], dirs: list[Path]) -> Any:
+    """A function composing each sweep point (`fixed` + one `key=value` per swept key) as Hydra would.
+
+    When no swept key picks a config group, Hydra composes the same files for every point and differs only in the
+    values it sets last: the fixed overrides are composed once and each point's values are applied to a copy, with
+    Hydra's own override step (about 1 ms a point instead of a composition's 70). A swept group composes each point.
+    """
+    import copy
+
+    from expkit.config.locate import group_options
+    from expkit.config.overrides import _compose
+
+    def compose(point: list[str]) -> Any:
+        return _compose(point, dirs)
+
+    if any("/" in key or "@" in key or group_options(key.lstrip("+~"), dirs) for key in keys):
+        return compose
+    try:
+        from hydra._internal.config_loader_impl import ConfigLoaderImpl
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        base, parser, apply = _compose(fixed, dirs), OverridesParser.create(), ConfigLoaderImpl._apply_overrides_to_config
+    except Exception:  # the fixed part alone does not compose (or Hydra moved its override step): compose each point
+        return compose
+
+    def with_values(point: list[str]) -> Any:
+        cfg = copy.deepcopy(base)
+        apply(parser.parse_overrides(point[len(fixed) :]), cfg)  # raises as Hydra's composition would, e.g. an unknown key
+        return cfg
+
+    return with_values
+
+
 def check_command(args: list[str], cfg: Any) -> None:
     """Before Hydra starts: a single run's config must pass validation and pre-flight (`cfg`, composed by check_overrides
     with each sweep's first value).
@@ -123,9 +156,10 @@ def check_command(args: list[str], cfg: Any) -> None:
     if launcher_is_remote(launcher):  # the data may exist only on the workers: each job checks it there, before its run
         return
     points = sweep_points(fixed, swept)
+    compose_point = point_composer(fixed, list(swept), dirs) if len(points) > 1 else (lambda point: _compose(point, dirs))
     for point in points:
         try:
-            check_config(_compose(point, dirs), dirs)
+            check_config(compose_point(point), dirs)
             return  # at least one job can run
         except ExpkitError:
             continue

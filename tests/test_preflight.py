@@ -129,6 +129,31 @@ def test_a_sweep_with_one_good_point_is_not_stopped(tmp_path: Path) -> None:
     assert "every job of this sweep would fail" in message and "1437 training samples" in message
 
 
+def test_sweep_points_compose_as_hydra_composes_each_one(tmp_path: Path) -> None:
+    """Swept values only (no group): the fixed part is composed once and each point's values are set by Hydra's own
+    override step; the configs equal a full composition of each point, and an unknown key still fails as it would."""
+    from omegaconf import OmegaConf
+
+    from expkit.config.overrides import _compose
+    from expkit.launch_check import point_composer
+
+    fixed = ["+experiment=imdb_dense", "optimizer=adam", f"paths.root_dir={tmp_path}"]
+    points = [
+        [*fixed, "optimizer.learning_rate=1e-3", "model.units=16", "+dataset.note=a", "dataset.validation={holdout: 5000}"],
+        [*fixed, "optimizer.learning_rate=0.01", "model.units=[4,8]", "+dataset.note=null", "dataset.validation={folds: 3}"],
+    ]
+    keys = ["optimizer.learning_rate", "model.units", "+dataset.note", "dataset.validation"]
+    compose_point = point_composer(fixed, keys, [])
+    assert compose_point.__name__ == "with_values"
+    for point in points:
+        fast, full = compose_point(point), _compose(point, [])
+        assert OmegaConf.to_container(fast) == OmegaConf.to_container(full)
+    with pytest.raises(Exception, match=r"Could not override 'optimizer\.learning_rat'"):
+        compose_point([*fixed, "optimizer.learning_rat=1"])
+    assert point_composer(fixed, ["optimizer", "seed"], []).__name__ == "compose", "a swept group composes each point"
+    assert point_composer(["+experiment=nope"], ["seed"], []).__name__ == "compose"
+
+
 def test_sweep_points_cover_every_value_of_a_large_grid() -> None:
     from expkit.launch_check import sweep_points
 
