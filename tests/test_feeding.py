@@ -99,9 +99,9 @@ def fit(x: np.ndarray, y: np.ndarray, *, spe: int, tf_data: bool) -> tuple[dict,
 
 
 def test_tf_data_and_steps_per_execution_give_the_same_numbers_as_the_pydataset() -> None:
-    x, y = data(320)  # 10 batches a epoch: 5 steps per call divide it, 4 and 16 do not (the last call of an epoch runs fewer)
+    x, y = data(320)  # 10 batches an epoch: 4 steps per call do not divide it (the last call of an epoch runs fewer), 16 outrun it
     reference = fit(x, y, spe=1, tf_data=False)
-    for spe in (1, 5, 4, 16):
+    for spe in (4, 16):
         assert fit(x, y, spe=spe, tf_data=True) == reference, spe
 
 

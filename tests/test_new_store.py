@@ -24,11 +24,17 @@ def dump(db: Path) -> tuple[list[list[str]], dict[str, list[tuple]]]:
     return schema, rows
 
 
+@pytest.fixture(scope="module")
+def cached(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache folder of this module's own, empty at first: whichever test makes the first new store builds its empty
+    store (MLflow's migrations, about a second), the other reuses it."""
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "cache"
-    monkeypatch.setenv(new_store.CACHE_ENV, str(folder))
-    return folder
+def cache(cached: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(new_store.CACHE_ENV, str(cached))
+    return cached
 
 
 def test_a_seeded_store_equals_the_one_mlflow_makes(tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -53,7 +59,7 @@ def test_ensure_experiment_seeds_only_a_new_sqlite_store(tmp_path: Path, cache: 
     db = tmp_path / "store" / "mlflow.db"
     uri = f"sqlite:///{db}"
     assert ensure_experiment(uri, "first", str(tmp_path / "artifacts")) == "1"
-    assert list(cache.glob("*.db")), "the first new store builds the cached empty store"
+    assert list(cache.glob("*.db")), "a new store builds the cached empty store if it is not there yet"
     run = mlflow.MlflowClient(uri).create_run("1")
     assert not new_store.seed_new_store(uri)  # it exists now: never replaced
     assert ensure_experiment(uri, "second", str(tmp_path / "artifacts")) == "2"

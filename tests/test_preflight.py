@@ -110,8 +110,8 @@ def test_a_sweep_whose_every_job_has_the_same_error_stops_before_its_first_job(w
 
 
 def test_an_optuna_search_whose_every_trial_has_the_same_error_stops_before_its_first_trial(workdir: Path) -> None:
-    # The case: the search preset's 10,000-sample holdout with 5,000 training samples.
-    data = small_mnist(workdir, n_train=6000)
+    # The case: the search preset's 10,000-sample holdout, larger than the training data (here 300 samples).
+    data = small_mnist(workdir)
     done = run_inprocess(
         "train", "-m", "+experiment=mnist_dense", "+hparams_search=mnist_dense_optuna", f"dataset.path={data}",
         "dataset.max_train_samples=5000", cwd=workdir,

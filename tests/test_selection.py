@@ -101,10 +101,10 @@ def test_kill_9_then_resume_keeps_the_highest_val_accuracy_checkpoint(workdir: P
 def test_parent_tags_the_objective_best_child_where_test_disagrees(tmp_path: Path) -> None:
     """Four fabricated lr children whose test ranking is the reverse of their validation ranking."""
     from expkit.tracking.parent import ParentRun
+    from tests.fabricate import make_store
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = mlflow.MlflowClient(uri)
-    experiment = client.create_experiment("grid", artifact_location=(tmp_path / "art").as_uri())
+    store = make_store(tmp_path, "grid")  # a new store as expkit creates it (seeded, not migrated)
+    client, experiment = store.client, store.experiment_id
     parent = client.create_run(experiment, run_name="grid sweep").info.run_id
     children = {}
     for lr, val_accuracy, test_accuracy in (("1e-4", 0.80, 0.95), ("1e-3", 0.92, 0.81), ("1e-2", 0.85, 0.90), ("1e-1", 0.50, 0.99)):

@@ -177,7 +177,6 @@ def write_members_data(path: Path, *, validation: float, train: float, test: flo
 def test_ensemble_weights_follow_the_validation_split_only(tmp_path: Path) -> None:
     """Two finished runs in a real SQLite store: member A predicts x0, member B x1. The validation rows are best
     averaged 0.8/0.2, the training rows 0.5/0.5 and the test rows 0.1/0.9, so the fitted weights show which split they saw."""
-    import mlflow
     from omegaconf import OmegaConf
 
     from expkit.stored.ensemble import ensemble
@@ -185,9 +184,10 @@ def test_ensemble_weights_follow_the_validation_split_only(tmp_path: Path) -> No
     data = tmp_path / "data.npz"
     write_members_data(data, validation=0.8, train=0.5, test=0.1)
     config = regression_config(tmp_path, data, "dataset.validation.holdout=100")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = mlflow.MlflowClient(uri)
-    experiment = client.create_experiment("members", artifact_location=(tmp_path / "artifacts").as_uri())
+    from tests.fabricate import make_store
+
+    store = make_store(tmp_path, "members")  # a new store as expkit creates it (seeded, not migrated)
+    uri, client, experiment = store.uri, store.client, store.experiment_id
     members = []
     for name, kernel in (("a", [1.0, 0.0]), ("b", [0.0, 1.0])):
         folder = tmp_path / "runs" / name
