@@ -91,6 +91,7 @@ def graph_config(tmp_path: Path, outputs: dict[str, Any], targets: dict[str, Any
     )
 
 
+@pytest.mark.slow
 def test_a_graph_with_one_softmax_output_gets_a_baseline(tmp_path: Path) -> None:
     from expkit.data import load_splits
     from expkit.training.runner import train_and_evaluate

@@ -62,7 +62,14 @@ def artifacts(client: mlflow.MlflowClient, run_id: str, path: str | None = None)
 
 
 def test_holdout_job_records_its_params_metrics_and_card(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    result = make_job(tmp_path, *FAST, "optimizer.learning_rate=0.01", "tracking.log_model=false").run()
+    job = make_job(tmp_path, *FAST, "optimizer.learning_rate=0.01", "tracking.log_model=false")
+    spy = job.recorder = Spy(job.recorder)
+    result = job.run()
+    # The job scores the run before it hands over the test results, then ends it.
+    assert spy.calls == ["start", "settle", "log_metrics objective", "log_result", "end FINISHED"]
+    (record,) = spy.records
+    assert set(record.test_metrics) >= {"test_accuracy", "test_loss"} and record.models is None
+    assert record.dataset is not None and record.dataset.sizes["train"] == 160
     client, (run,) = runs(tmp_path)
     assert result.state == "COMPLETE" and result.run_id == run.info.run_id and run.info.status == "FINISHED"
     assert (tmp_path / "run" / "run_id").read_text().strip() == run.info.run_id
@@ -118,6 +125,7 @@ def test_null_recorder_job_trains_tests_and_writes_no_store(tmp_path: Path, caps
     assert "test_accuracy:" in out and "MLflow run" not in out
 
 
+@pytest.mark.slow
 def test_kfold_job_scores_the_mean_of_child_runs_made_through_the_recorder(tmp_path: Path) -> None:
     result = make_job(tmp_path, *FAST, "dataset.validation.holdout=null", "dataset.validation.folds=2", "tracking.log_model=false").run()
     client, found = runs(tmp_path)
@@ -167,14 +175,34 @@ class Calls(NullRecorder):
         self.calls.append(f"end {status}")
 
 
-def test_job_scores_before_it_hands_over_the_test_results_and_marks_a_failure(tmp_path: Path) -> None:
-    calls = Calls()
-    make_job(tmp_path / "ok", *FAST, "tracking.log_model=false", recorder=calls).run()
-    assert calls.calls == ["start", "settle", "log_metrics objective", "log_result", "end FINISHED"]
-    (record,) = calls.records
-    assert set(record.test_metrics) >= {"test_accuracy", "test_loss"} and record.models is None
-    assert record.dataset is not None and record.dataset.sizes["train"] == 160
+class Spy:
+    """A real recorder with the calls `Calls` notes noted on the way: every other call and attribute is the real one's."""
 
+    NOTED = ("start", "settle", "log_metrics", "log_result", "end")
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.calls, self.records = inner, [], []
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self.inner, name)
+        if name not in self.NOTED:
+            return found
+
+        def noted(*args: Any, **kwargs: Any) -> Any:
+            if name == "log_metrics":
+                self.calls.append("log_metrics " + ",".join(sorted(args[0])))
+            elif name == "end":
+                self.calls.append(f"end {args[0] if args else kwargs.get('status', 'FINISHED')}")
+            else:
+                self.calls.append(name)
+            if name == "log_result":
+                self.records.append(args[0])
+            return found(*args, **kwargs)
+
+        return noted
+
+
+def test_a_failing_job_ends_its_run_failed_naming_the_failure(tmp_path: Path) -> None:
     failing = Calls()
     job = make_job(tmp_path / "bad", *FAST, "dataset.validation.holdout=null", recorder=failing, multirun=True)  # a sweep job chooses
     with pytest.raises(Exception, match="needs validation data"):
@@ -182,6 +210,7 @@ def test_job_scores_before_it_hands_over_the_test_results_and_marks_a_failure(tm
     assert failing.calls[-1] == "end FAILED" and "needs validation data" in failing.tags["failure"]
 
 
+@pytest.mark.slow
 def test_playground_job_logs_the_decision_boundary_the_job_computed(tmp_path: Path) -> None:
     args = (
         "+experiment=playground_gauss",
@@ -218,6 +247,7 @@ def test_a_store_that_stays_unreachable_leaves_the_run_open_and_exits_75(tmp_pat
     assert f"expkit resume {tmp_path / 'run'}" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_retrain_job_records_its_two_phases_as_child_runs(tmp_path: Path) -> None:
     result = make_job(tmp_path, *FAST, "protocol=retrain", "tracking.log_model=false").run()
     client, found = runs(tmp_path)

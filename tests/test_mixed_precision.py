@@ -47,7 +47,7 @@ def test_a_bad_mixed_precision_value_is_one_clear_cli_error(tmp_path: Path) -> N
     assert len(done.stderr.strip().splitlines()) == 1  # one message
 
 
-@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+@pytest.mark.parametrize("policy", [pytest.param("mixed_float16", marks=pytest.mark.slow), "mixed_bfloat16"])  # quick: the CPU's policy
 def test_a_model_built_under_a_mixed_policy_computes_in_16_bits_with_float32_outputs_and_loss(tmp_path: Path, policy: str) -> None:
     import keras
 

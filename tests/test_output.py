@@ -62,6 +62,7 @@ def test_sweep_labels_each_job_and_ends_with_a_summary(sweep: Sweep) -> None:
 # ---------------------------------------------------------------- TensorBoard
 
 
+@pytest.mark.slow
 def test_tensorboard_folders_carry_run_name_id_and_hparams(sweep: Sweep) -> None:
     import tensorflow as tf
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

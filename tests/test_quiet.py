@@ -173,6 +173,7 @@ def test_ui_prints_no_request_lines_or_start_up_notices(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- progress bar
 
 
+@pytest.mark.slow
 def test_progress_bar_never_counts_past_the_epochs_batches(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """36 batches with steps_per_execution=16: Keras reports batch 47 after the epoch's last call (it ran 4)."""
     import keras.src.callbacks.progbar_logger as progbar_logger

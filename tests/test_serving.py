@@ -42,6 +42,7 @@ def final_value(client: mlflow.MlflowClient, run_id: str, key: str) -> tuple[int
 # ---------------------------------------------------------------- what MLflow shows
 
 
+@pytest.mark.slow
 def test_params_describe_the_experiment_only(sweep: Sweep) -> None:
     for run in sweep.children():
         params = run.data.params
@@ -54,6 +55,7 @@ def test_params_describe_the_experiment_only(sweep: Sweep) -> None:
         assert "output_dir:" in config and "tracking:" in config
 
 
+@pytest.mark.slow
 def test_dataset_input_has_name_source_digest_and_split_sizes(sweep: Sweep) -> None:
     for run in sweep.children():
         (dataset_input,) = run.inputs.dataset_inputs
@@ -66,6 +68,7 @@ def test_dataset_input_has_name_source_digest_and_split_sizes(sweep: Sweep) -> N
         assert tags["mlflow.data.context"] == "training"
 
 
+@pytest.mark.slow
 def test_child_names_start_with_the_swept_value(sweep: Sweep) -> None:
     names = [r.info.run_name for r in sweep.children()]
     assert names[0].startswith("seed=1 mnist_dense") and names[1].startswith("seed=2 mnist_dense"), names
@@ -76,6 +79,7 @@ def test_child_names_start_with_the_swept_value(sweep: Sweep) -> None:
     assert best["best/test_accuracy"] == winner.data.metrics["test_accuracy"]
 
 
+@pytest.mark.slow
 def test_logged_models_carry_the_final_metrics(sweep: Sweep) -> None:
     client = sweep.client()
     for run in sweep.children():
@@ -91,6 +95,7 @@ def test_logged_models_carry_the_final_metrics(sweep: Sweep) -> None:
         assert {client.get_logged_model(o.model_id).name for o in outputs} == {"model", "inference"}
 
 
+@pytest.mark.slow
 def test_run_card_names_preset_changes_metrics_plots_and_commands(sweep: Sweep) -> None:
     run = sweep.children()[0]
     card = mlflow.artifacts.load_text(run.info.artifact_uri + "/run_card.md")
@@ -117,6 +122,7 @@ def training_predictions(run: mlflow.entities.Run, raw: np.ndarray) -> np.ndarra
     return np.asarray(model.predict(raw.reshape(len(raw), -1).astype(np.float32) / 255.0, verbose=0))
 
 
+@pytest.mark.slow
 def test_inference_model_takes_raw_uint8_images(sweep: Sweep, raw_test: tuple[np.ndarray, np.ndarray]) -> None:
     raw, labels = raw_test
     run = sweep.children()[0]
@@ -251,6 +257,7 @@ def test_ensemble_of_two_seeds_is_at_least_the_weaker_member(sweep: Sweep) -> No
     sweep.client().delete_run(ensemble_id)
 
 
+@pytest.mark.slow
 def test_ensemble_rejects_bad_members_with_one_message(sweep: Sweep) -> None:
     from expkit.errors import ExpkitError
     from expkit.stored.ensemble import ensemble

@@ -341,7 +341,9 @@ def two_phases(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, Any]
     return config, splits, train_and_evaluate(config, splits, tmp_path / "whole")
 
 
-@pytest.mark.parametrize("stop_after", [0, 1], ids=["at_the_phase_boundary", "inside_phase_2"])
+@pytest.mark.parametrize(
+    "stop_after", [pytest.param(0, marks=pytest.mark.slow), 1], ids=["at_the_phase_boundary", "inside_phase_2"]
+)  # quick: a stop inside phase 2, so the resumed run must rebuild phase 2's trainable layers and optimizer state
 def test_resume_inside_any_phase_matches_an_uninterrupted_run(two_phases: tuple[Any, Any, Any], tmp_path: Path, stop_after: int) -> None:
     from expkit.training.resume import Interrupted, StopRequest, TrainingState
 
