@@ -37,14 +37,38 @@ def cache(cached: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return cached
 
 
-def test_a_seeded_store_equals_the_one_mlflow_makes(tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)  # MLflow files its Default experiment's artifacts under ./mlruns
-    native, seeded = tmp_path / "native" / "mlflow.db", tmp_path / "seeded" / "mlflow.db"
-    native.parent.mkdir()
-    mlflow.MlflowClient(f"sqlite:///{native}").create_experiment("x", artifact_location="file:///tmp/x")
+@pytest.fixture(scope="module")
+def made_by_mlflow(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(folder, store) of a store MLflow made itself: expkit's first store with a cache folder that cannot be written,
+    which leaves the creation to MLflow's migrations, as before the cache. The folder is the working directory then."""
+    root = tmp_path_factory.mktemp("by-mlflow")
+    blocker = root / "not-a-folder"
+    blocker.write_text("a file where the cache folder would go")
+    db = root / "store" / "mlflow.db"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(new_store.CACHE_ENV, str(blocker / "cache"))
+        patch.chdir(root)  # MLflow files its Default experiment's artifacts under ./mlruns
+        assert not new_store.seed_new_store(f"sqlite:///{db}")
+        assert not db.exists()
+        assert ensure_experiment(f"sqlite:///{db}", "x", str(root / "artifacts")) == "1"
+    return root, db
+
+
+def test_a_cache_that_cannot_be_written_leaves_the_store_to_mlflow(made_by_mlflow: tuple[Path, Path]) -> None:
+    root, db = made_by_mlflow
+    assert not (root / "not-a-folder" / "cache").exists()
+    assert mlflow.MlflowClient(f"sqlite:///{db}").get_experiment_by_name("x").experiment_id == "1"  # MLflow made it, as before
+
+
+def test_a_seeded_store_equals_the_one_mlflow_makes(
+    made_by_mlflow: tuple[Path, Path], cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, native = made_by_mlflow
+    monkeypatch.chdir(root)  # where MLflow made its store: the Default experiment's artifacts go under ./mlruns
+    seeded = root / "seeded" / "mlflow.db"
     assert new_store.seed_new_store(f"sqlite:///{seeded}")
     assert list(cache.glob(f"mlflow-{mlflow.__version__}-empty.db"))
-    mlflow.MlflowClient(f"sqlite:///{seeded}").create_experiment("x", artifact_location="file:///tmp/x")
+    assert ensure_experiment(f"sqlite:///{seeded}", "x", str(root / "artifacts")) == "1"
 
     (native_schema, native_rows), (seeded_schema, seeded_rows) = dump(native), dump(seeded)
     assert seeded_schema == native_schema
@@ -52,7 +76,7 @@ def test_a_seeded_store_equals_the_one_mlflow_makes(tmp_path: Path, cache: Path,
     assert drop_times(seeded_rows.pop("experiments")) == drop_times(native_rows.pop("experiments"))
     assert seeded_rows == native_rows  # alembic's revision, the workspace, the tags: the same rows
     ((default_artifacts,),) = sqlite3.connect(seeded).execute("SELECT artifact_location FROM experiments WHERE experiment_id = 0")
-    assert default_artifacts == str(tmp_path / "mlruns" / "0")  # this store's, not the cache's folder
+    assert default_artifacts == str(root / "mlruns" / "0")  # this store's, not the cache's folder
 
 
 def test_ensure_experiment_seeds_only_a_new_sqlite_store(tmp_path: Path, cache: Path) -> None:
@@ -66,13 +90,3 @@ def test_ensure_experiment_seeds_only_a_new_sqlite_store(tmp_path: Path, cache: 
     assert mlflow.MlflowClient(uri).get_run(run.info.run_id).info.experiment_id == "1"
     assert not new_store.seed_new_store("http://127.0.0.1:5000")
     assert not new_store.seed_new_store(f"postgresql://user@127.0.0.1/{tmp_path.name}")
-
-
-def test_a_cache_that_cannot_be_written_leaves_the_store_to_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    blocker = tmp_path / "not-a-folder"
-    blocker.write_text("a file where the cache folder would go")
-    monkeypatch.setenv(new_store.CACHE_ENV, str(blocker / "cache"))
-    db = tmp_path / "store" / "mlflow.db"
-    assert not new_store.seed_new_store(f"sqlite:///{db}")
-    assert not db.exists()
-    assert ensure_experiment(f"sqlite:///{db}", "x", str(tmp_path / "artifacts")) == "1"  # MLflow made it, as before
