@@ -49,6 +49,7 @@ LIGHT_COMMANDS = [
     (["train", "trainer.epochs=ten"], 2),
     (["train", "+model.layers.0.unit=3"], 2),
     (["train", "+experiment=imdb_dense", "model.loss=categorical_crossentropy"], 2),
+    (["validate", "trainer.strategy=multi_worker_mirrored"], 2),  # refused before TensorFlow starts (test_cluster.py)
 ]
 
 

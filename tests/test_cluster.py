@@ -18,7 +18,7 @@ from expkit.cluster import check_data_on_worker, check_shared_store, launcher_is
 from expkit.errors import ExpkitError
 from expkit.tracking.server import client_uri, server_command
 from tests import mlflow_server as ms
-from tests.conftest import REPO, expkit_env, mlflow_runs, output_dirs, read_metrics, run_expkit
+from tests.conftest import REPO, expkit_env, mlflow_runs, output_dirs, read_metrics, run_expkit, run_inprocess
 
 NO_TRAFFIC = {"RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
 RAY = "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
@@ -100,9 +100,7 @@ def test_missing_dataset_on_a_worker_names_the_host(tmp_path: Path) -> None:
 
 def test_cluster_sweep_with_sqlite_store_exits_2_before_any_job(workdir: Path) -> None:
     """Acceptance 5: no job starts, no store or parent run is created; the message names tracking.uri and the fix."""
-    result = run_expkit(
-        "train", "-m", "hydra/launcher=ray", "hydra.launcher.ray.init.address=10.255.0.1:6379", "seed=1,2", cwd=workdir, timeout=120
-    )
+    result = run_inprocess("train", "-m", "hydra/launcher=ray", "hydra.launcher.ray.init.address=10.255.0.1:6379", "seed=1,2", cwd=workdir)
     assert result.returncode == 2, result.stderr
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1 and "tracking.uri" in error_lines[0], result.stderr
@@ -255,7 +253,8 @@ MIRRORED = ("trainer.strategy=mirrored", "trainer.cpu_devices=2")
 
 
 def test_multi_worker_mirrored_is_refused_before_tensorflow_starts(workdir: Path) -> None:
-    result = run_expkit("validate", "trainer.strategy=multi_worker_mirrored", cwd=workdir, timeout=120)
+    """The message; that no TensorFlow is imported first is checked in a real process with test_cli.py's LIGHT_COMMANDS."""
+    result = run_inprocess("validate", "trainer.strategy=multi_worker_mirrored", cwd=workdir)
     assert result.returncode == 2 and "trainer.strategy" in result.stderr and "mirrored" in result.stderr, result.stderr
 
 

@@ -150,7 +150,11 @@ PRESETS = {
 }
 
 
-@pytest.mark.parametrize("preset", sorted(PRESETS))
+# Quick: a block preset, a multi-output graph and a shared layer; the other book graphs in the slow set.
+QUICK_PRESETS = ("inception", "multi_output", "shared_lstm")
+
+
+@pytest.mark.parametrize("preset", [p if p in QUICK_PRESETS else pytest.param(p, marks=pytest.mark.slow) for p in sorted(PRESETS)])
 def test_preset_builds_the_same_model_as_raw_keras(preset: str, tmp_path: Path) -> None:
     write_imdb_npz(tmp_path / "imdb.npz", n_train=40, n_test=20, vocab=3000)
     raw, output_names = PRESETS[preset]

@@ -277,9 +277,9 @@ def reference_counts(true: np.ndarray, predicted: np.ndarray, n: int) -> np.ndar
     ("units", "activation", "loss", "labels"),
     [
         (4, "softmax", "sparse_categorical_crossentropy", "integers"),
-        (4, "softmax", "categorical_crossentropy", "one_hot"),
-        (1, "sigmoid", "binary_crossentropy", "integers"),
-        (1, "tanh", "hinge", "signs"),
+        pytest.param(4, "softmax", "categorical_crossentropy", "one_hot", marks=pytest.mark.slow),
+        pytest.param(1, "sigmoid", "binary_crossentropy", "integers", marks=pytest.mark.slow),
+        (1, "tanh", "hinge", "signs"),  # quick: argmax over classes, and a threshold on one unit
     ],
 )
 def test_confusion_tally_matches_the_predictions(units: int, activation: str, loss: str, labels: str) -> None:
