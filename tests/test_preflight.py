@@ -154,6 +154,15 @@ def test_sweep_points_compose_as_hydra_composes_each_one(tmp_path: Path) -> None
     assert point_composer(["+experiment=nope"], ["seed"], []).__name__ == "compose"
 
 
+@pytest.mark.parametrize(("override", "key"), [("name=''", "name"), ("name=[a]", "name"), ("paths.log_dir=' '", "paths.log_dir")])
+def test_a_run_folder_name_that_is_not_a_non_empty_string_is_refused_before_hydra(override: str, key: str) -> None:
+    from expkit.config.overrides import check_overrides
+
+    with pytest.raises(ExpkitError) as caught:
+        check_overrides([override])
+    assert caught.value.key == key and "must be a non-empty string (it names the run folder)" in str(caught.value)
+
+
 def test_sweep_points_cover_every_value_of_a_large_grid() -> None:
     from expkit.launch_check import sweep_points
 

@@ -198,7 +198,9 @@ def _check_interpolations(cfg: Any) -> None:
         raise ExpkitError(_first_line(str(exc)), key=key, hint="fix or quote the ${...} interpolation") from None
     # Hydra builds its run folder from these before expkit's schema sees the config.
     for key in ("name", "paths.log_dir", "paths.root_dir"):
-        value = OmegaConf.select(OmegaConf.create(resolved), key)
+        value: Any = resolved
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
         if not isinstance(value, str) or not value.strip():
             raise ExpkitError(f"must be a non-empty string (it names the run folder), got {value!r}", key=key)
 

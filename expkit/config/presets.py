@@ -14,15 +14,22 @@ from expkit.errors import did_you_mean
 
 def _model_group_files() -> list[dict[str, Any]]:
     """The raw (unresolved) contents of every option of the `model` config group."""
-    from omegaconf import OmegaConf
-
     from expkit.config.locate import conf_dir
 
     try:
         folder = conf_dir() / "model"
     except RuntimeError:
         return []
-    return [OmegaConf.to_container(OmegaConf.load(f), resolve=False) for f in sorted(folder.glob("*.yaml"))]  # type: ignore[misc]
+    return [_model_group_file(str(f), f.stat().st_mtime_ns) for f in sorted(folder.glob("*.yaml"))]
+
+
+@functools.cache
+def _model_group_file(path: str, mtime: int) -> dict[str, Any]:
+    """One `model` option's raw content, read as Hydra reads it (OmegaConf's YAML: `1e-3` is a float); cached per file
+    version. Callers only read it."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=False)  # type: ignore[return-value]
 
 
 def _preset_files(config_dirs: list[Path]) -> list[Path]:
