@@ -102,34 +102,26 @@ def _sweep_space(overrides: list[str], dirs: list[Path]) -> tuple[list[str], dic
 def point_composer(fixed: list[str], keys: list[str], dirs: list[Path]) -> Any:
     """A function composing each sweep point (`fixed` + one `key=value` per swept key) as Hydra would.
 
-    When no swept key picks a config group, Hydra composes the same files for every point and differs only in the
-    values it sets last: the fixed overrides are composed once and each point's values are applied to a copy, with
+    When no swept key picks files (a config group), Hydra composes the same files for every point and differs only in
+    the values it sets last: the fixed overrides are composed once and each point's values are set on a copy with
     Hydra's own override step (about 1 ms a point instead of a composition's 70). A swept group composes each point.
     """
-    import copy
-
-    from expkit.config.locate import group_options
-    from expkit.config.overrides import _compose
+    from expkit.config.overrides import _compose, picks_files, with_values
 
     def compose(point: list[str]) -> Any:
         return _compose(point, dirs)
 
-    if any("/" in key or "@" in key or group_options(key.lstrip("+~"), dirs) for key in keys):
+    if any(picks_files(key, dirs) for key in keys):
         return compose
     try:
-        from hydra._internal.config_loader_impl import ConfigLoaderImpl
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-
-        base, parser, apply = _compose(fixed, dirs), OverridesParser.create(), ConfigLoaderImpl._apply_overrides_to_config
-    except Exception:  # the fixed part alone does not compose (or Hydra moved its override step): compose each point
+        base = _compose(fixed, dirs)
+    except Exception:  # the fixed part alone does not compose: each point reports its own error
         return compose
 
-    def with_values(point: list[str]) -> Any:
-        cfg = copy.deepcopy(base)
-        apply(parser.parse_overrides(point[len(fixed) :]), cfg)  # raises as Hydra's composition would, e.g. an unknown key
-        return cfg
+    def values_set(point: list[str]) -> Any:
+        return with_values(base, point[len(fixed) :])  # raises as Hydra's composition would, e.g. an unknown key
 
-    return with_values
+    return values_set
 
 
 def check_command(args: list[str], cfg: Any) -> None:

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 
 from expkit.config import validate_config
-from expkit.config.locate import conf_dir
 from expkit.errors import ExpkitError
-from tests.conftest import mlflow_runs, output_dirs, read_metrics, run_inprocess
+from tests.conftest import compose_config, mlflow_runs, output_dirs, read_metrics, run_inprocess
 from tests.datagen import write_imdb_npz
 
 keras = pytest.importorskip("keras")
@@ -21,13 +20,9 @@ L = keras.layers
 
 
 def compose(preset: str, tmp_path: Path, *overrides: str) -> Any:
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
     root = tmp_path / "run"
     args = [f"+experiment={preset}", f"paths.root_dir={root}", f"paths.output_dir={root}/out", f"paths.data_dir={tmp_path}", *overrides]
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        return hydra_compose("config", overrides=args)
+    return compose_config(*args)
 
 
 def build_preset(preset: str, tmp_path: Path, *overrides: str) -> Any:

@@ -12,6 +12,7 @@ import pytest
 from expkit.experiment.context import JobContext
 from expkit.experiment.job import Job
 from expkit.experiment.recorder import NullRecorder, RunRecord
+from tests.conftest import compose_config
 
 
 @pytest.fixture(autouse=True)
@@ -25,20 +26,13 @@ FAST = ("trainer.verbose=0", "tracking.tensorboard.enabled=false", "dataset.max_
 
 def make_job(root: Path, *overrides: str, recorder: Any = "mlflow", **context: Any) -> Job:
     """The Job `expkit train OVERRIDES` runs, composed in-process (paths under `root`), with its recorder."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf, open_dict
+    from omegaconf import OmegaConf
 
     from expkit.config import validate_config
-    from expkit.config.locate import conf_dir
     from expkit.config.params import derived_keys
-    from expkit.config.resolvers import register_resolvers
     from expkit.tracking.recorder import MlflowRecorder
 
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        cfg = compose("config", overrides=[*overrides, f"paths.root_dir={root}", f"paths.output_dir={root}/run"])
-    with open_dict(cfg):
-        cfg.pop("hydra", None)
+    cfg = compose_config(*overrides, f"paths.root_dir={root}", f"paths.output_dir={root}/run")
     config = validate_config(cfg)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     # threads=1: the job shares the machine, so its run is created here rather than by the opener process

@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from expkit.config.locate import conf_dir
 from expkit.config.schema import Playground
 from expkit.config.validate import validate_config
 from expkit.data import load_splits
 from expkit.data.playground import features, grid, model_inputs, raw_points
 from expkit.errors import ExpkitError
+from tests.conftest import compose_config
 
 
 def compose(tmp_path: Path, *overrides: str):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from omegaconf import open_dict
-
-    args = [*overrides, f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path}/out"]
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        cfg = copy.deepcopy(hydra_compose("config", overrides=args, return_hydra_config=True))
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return validate_config(cfg)
+    return validate_config(compose_config(*overrides, f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path}/out"))
 
 
 def points(problem: str, **options) -> tuple[np.ndarray, np.ndarray]:

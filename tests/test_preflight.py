@@ -144,7 +144,7 @@ def test_sweep_points_compose_as_hydra_composes_each_one(tmp_path: Path) -> None
     ]
     keys = ["optimizer.learning_rate", "model.units", "+dataset.note", "dataset.validation"]
     compose_point = point_composer(fixed, keys, [])
-    assert compose_point.__name__ == "with_values"
+    assert compose_point.__name__ == "values_set"
     for point in points:
         fast, full = compose_point(point), _compose(point, [])
         assert OmegaConf.to_container(fast) == OmegaConf.to_container(full)

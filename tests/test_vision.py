@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import signal
 import socket
@@ -14,18 +13,16 @@ from typing import Any
 import keras
 import numpy as np
 import pytest
-from omegaconf import open_dict
 from PIL import Image
 
 from expkit.config import validate_config
-from expkit.config.locate import conf_dir
 from expkit.config.schema import ExperimentConfig
 from expkit.data.pipeline import load_splits
 from expkit.errors import ExpkitError
 from expkit.models.builder import build_model
 from expkit.training.phases import all_layers
 from expkit.training.runner import feed, train_and_evaluate
-from tests.conftest import REPO, mlflow_runs, output_dirs, run_inprocess
+from tests.conftest import REPO, compose_config, mlflow_runs, output_dirs, run_inprocess
 
 FAST = ("trainer.verbose=0", "tracking.log_model=false", "tracking.tensorboard.enabled=false")
 
@@ -48,16 +45,8 @@ def write_jpeg_tree(root: Path, per_class: int = 6, size: int = 40, splits: tupl
 
 def preset(name: str, tmp_path: Path, *overrides: str) -> ExperimentConfig:
     """A preset composed and validated in-process, as `expkit train` would see it."""
-    from hydra import compose, initialize_config_dir
-
     root = tmp_path / "run"
-    args = [f"+experiment={name}", f"paths.root_dir={root}", f"paths.output_dir={root}/out", *overrides]
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        cfg = compose("config", overrides=args, return_hydra_config=True)
-    cfg = copy.deepcopy(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return validate_config(cfg)
+    return validate_config(compose_config(f"+experiment={name}", f"paths.root_dir={root}", f"paths.output_dir={root}/out", *overrides))
 
 
 @pytest.mark.parametrize(

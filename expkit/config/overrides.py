@@ -109,6 +109,27 @@ def _compose(overrides: list[str], dirs: list[Path]) -> Any:
         return compose("config", overrides=extra + overrides)
 
 
+def picks_files(key: str, dirs: list[Path]) -> bool:
+    """Whether an override of `key` can change which files Hydra composes: a config group choice (`optimizer=sgd`,
+    `+experiment=X`, `a/b=c`, `x@pkg=y`) or a Hydra setting. Any other key only sets a value."""
+    bare = key.lstrip("+~")
+    return bare.startswith("hydra") or "/" in bare or "@" in bare or bool(group_options(bare, dirs))
+
+
+def with_values(base: Any, values: list[str]) -> Any:
+    """A copy of the composed `base` with value overrides (`a.b=1`, `+c=2`, `~d`) applied by Hydra's own override step,
+    as Hydra's composition applies them once the files are merged: the config a full composition of the same command
+    line gives, when no override in `values` picks files (`picks_files`). Raises as that composition would."""
+    import copy
+
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    cfg = copy.deepcopy(base)
+    ConfigLoaderImpl._apply_overrides_to_config(OverridesParser.create().parse_overrides(values), cfg)
+    return cfg
+
+
 def _explain_missing_key(key: str, overrides: list[str], dirs: list[Path]) -> ExpkitError:
     """An unknown key: suggest the nearest existing key under the same parent."""
     from omegaconf import DictConfig, OmegaConf
