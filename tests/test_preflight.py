@@ -154,6 +154,27 @@ def test_sweep_points_compose_as_hydra_composes_each_one(tmp_path: Path) -> None
     assert point_composer(["+experiment=nope"], ["seed"], []).__name__ == "compose"
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["+experiment=mnist_dense", "model.layers=[{type: Dense, units: 3}]", "~model.units", "seed=7"],
+        ["+experiment=imdb_dense", "+callbacks.extra={_target_: a.b, x: 1}", "dataset.validation={holdout: 100}"],
+        ["trainer.epochs=3", "++trainer.new_key=1", "optimizer=sgd", "optimizer.learning_rate=1e-3", "name=x"],
+        ["dataset=text_dir", "dataset.path=/data/t", "+dataset.vectorize.ngrams=2", "model.layers.0.units=5"],
+    ],
+)
+def test_values_set_on_a_composition_equal_a_full_composition(overrides: list[str]) -> None:
+    """What the test helper conftest.compose_config and the sweep points rely on."""
+    from omegaconf import OmegaConf
+
+    from expkit.config.overrides import _compose, picks_files, with_values
+
+    files = [o for o in overrides if picks_files(o.split("=", 1)[0], [])]
+    values = [o for o in overrides if o not in files]
+    assert files and values
+    assert OmegaConf.to_container(with_values(_compose(files, []), values)) == OmegaConf.to_container(_compose(overrides, []))
+
+
 @pytest.mark.parametrize(("override", "key"), [("name=''", "name"), ("name=[a]", "name"), ("paths.log_dir=' '", "paths.log_dir")])
 def test_a_run_folder_name_that_is_not_a_non_empty_string_is_refused_before_hydra(override: str, key: str) -> None:
     from expkit.config.overrides import check_overrides
