@@ -119,7 +119,10 @@ def picks_files(key: str, dirs: list[Path]) -> bool:
 def with_values(base: Any, values: list[str]) -> Any:
     """A copy of the composed `base` with value overrides (`a.b=1`, `+c=2`, `~d`) applied by Hydra's own override step,
     as Hydra's composition applies them once the files are merged: the config a full composition of the same command
-    line gives, when no override in `values` picks files (`picks_files`). Raises as that composition would."""
+    line gives, when no override in `values` picks files (`picks_files`). Raises as that composition would.
+
+    The step is Hydra's `ConfigLoaderImpl._apply_overrides_to_config` (hydra-core 1.3, pinned below 1.4); tests compare
+    the result with full compositions (tests/test_preflight.py), so a Hydra that changes it fails there first."""
     import copy
 
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
