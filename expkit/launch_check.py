@@ -132,7 +132,7 @@ def check_command(args: list[str], cfg: Any) -> None:
     fails: then the error does not depend on the swept values. When one point passes, the sweep runs, and a job whose
     own values are wrong fails alone, recorded in the sweep.
     """
-    from expkit.config.overrides import _compose, split_args
+    from expkit.config.overrides import split_args
 
     raw, dirs = split_args(args)
     try:
@@ -148,7 +148,7 @@ def check_command(args: list[str], cfg: Any) -> None:
     if launcher_is_remote(launcher):  # the data may exist only on the workers: each job checks it there, before its run
         return
     points = sweep_points(fixed, swept)
-    compose_point = point_composer(fixed, list(swept), dirs) if len(points) > 1 else (lambda point: _compose(point, dirs))
+    compose_point = point_composer(fixed, list(swept), dirs)
     for point in points:
         try:
             check_config(compose_point(point), dirs)
